@@ -71,3 +71,9 @@ def assert_close(actual, expected, *, prob=False, what=""):
     else:
         scale = max(1.0, float(np.nanmax(np.abs(expected))) if expected.size else 1.0)
         np.testing.assert_allclose(actual, expected, rtol=1e-6, atol=1e-6 * scale, err_msg=what)
+
+
+def as_f32(X):
+    """``X`` rounded to float32 (values beyond float32 range become inf, silently)."""
+    with np.errstate(over="ignore"):
+        return np.asarray(X).astype(np.float32)

@@ -202,7 +202,12 @@ def forest_from_xgboost_dict(model: dict[str, Any], *, n_iterations: int | None 
         comparison="<",
         feature_dtype="float32",
         feature_names=tuple(names) if len(names) == num_feature else None,
-        source={"library": "xgboost", "objective": objective, "booster": kind},
+        source={
+            "library": "xgboost",
+            "objective": objective,
+            "booster": kind,
+            "base_score_raw": str(params.get("base_score", "0.5")).strip("[]"),
+        },
     )
 
 
