@@ -26,10 +26,11 @@ def _is_dataframe(X: Any) -> bool:
     return hasattr(X, "columns") and hasattr(X, "dtypes") and hasattr(X, "to_numpy")
 
 
-def check_X(forest: Forest, X: Any) -> NDArray[np.float64]:
-    """Validate ``X`` against ``forest`` and return it as C-ordered float64, rounded as the model does.
+def check_X(forest: Forest, X: Any, dtype: Any = np.float64) -> NDArray[Any]:
+    """Validate ``X`` against ``forest``; return it C-ordered, rounded as the model rounds inputs.
 
-    A 1-D array is taken as one row. Raises ``ValueError`` for a wrong feature count, non-numeric
+    The result has ``dtype`` (float64 by default; float32 only for float32 models, for which it is
+    exact). A 1-D array is taken as one row. Raises ``ValueError`` for a wrong feature count, non-numeric
     data or mismatched DataFrame column names, ``TypeError`` for sparse matrices.
     """
     names: list[str] | None = None
@@ -48,7 +49,9 @@ def check_X(forest: Forest, X: Any) -> NDArray[np.float64]:
             " Convert with X.toarray() (absent = 0) or fill missing entries with NaN first."
         )
     try:
-        arr = np.asarray(X, dtype=np.float64)
+        arr = np.asarray(X)
+        if arr.dtype.kind not in "biuf":
+            arr = arr.astype(np.float64)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"X must be numeric (convertible to float64): {exc}") from None
     if arr.ndim == 1:
@@ -74,8 +77,8 @@ def check_X(forest: Forest, X: Any) -> NDArray[np.float64]:
             )
     if forest.feature_dtype == "float32":
         with np.errstate(over="ignore"):
-            arr = arr.astype(np.float32).astype(np.float64)
-    return np.ascontiguousarray(arr)
+            arr = arr.astype(np.float32, copy=False)
+    return np.ascontiguousarray(arr, dtype=dtype)
 
 
 def _numeric_dtype(dt: Any) -> bool:

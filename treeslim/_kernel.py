@@ -1,0 +1,247 @@
+"""The native batch kernel: tree-at-a-time traversal of a Forest in C, over blocks of rows.
+
+``csrc/forest_kernel.c`` is compiled once per machine with the C compiler that ``compile()``
+needs anyway (gcc / cc, with OpenMP when available) and cached. :class:`KernelForest` lays a
+Forest out for it: siblings side by side, leaves looping onto themselves, thresholds converted
+exactly to the precision the model compares in (float32 for XGBoost and scikit-learn, whose inputs
+are float32; float64 for LightGBM).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+from functools import cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from ._errors import TreeSlimError
+
+if TYPE_CHECKING:
+    from .forest import Forest
+
+__all__ = ["CompilerError", "KernelForest", "cache_dir", "find_compiler"]
+
+_SRC = Path(__file__).with_name("csrc") / "forest_kernel.c"
+_LOCK = threading.Lock()
+
+
+class CompilerError(TreeSlimError, RuntimeError):
+    """No working C compiler, or a build failed (the message says what to install or fix)."""
+
+
+def cache_dir() -> Path:
+    """Where compiled libraries are cached: ``$TREESLIM_CACHE_DIR`` or ``~/.cache/treeslim``."""
+    root = os.environ.get("TREESLIM_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "treeslim"
+    )
+    path = Path(root)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def find_compiler() -> str:
+    """The C compiler to use: ``$CC``, else gcc, else cc; :class:`CompilerError` if none."""
+    for cand in (os.environ.get("CC"), "gcc", "cc", "clang"):
+        if cand and shutil.which(cand):
+            return cand
+    raise CompilerError(
+        "No C compiler found (tried $CC, gcc, cc, clang). Install one, e.g. "
+        "'apt-get install gcc' on Debian/Ubuntu, 'xcode-select --install' on macOS, "
+        "or set CC to its path."
+    )
+
+
+def _machine_tag() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            lines = [line for line in fh if line.startswith(("model name", "flags"))]
+        cpu += "".join(lines[:2])
+    except OSError:
+        pass
+    return hashlib.sha256(cpu.encode()).hexdigest()[:12]
+
+
+def run_compiler(args: list[str], what: str) -> None:
+    """Run one compiler command; a failure raises :class:`CompilerError` with its output."""
+    try:
+        proc = subprocess.run(args, capture_output=True, text=True, check=False)
+    except OSError as exc:
+        raise CompilerError(f"Could not run the C compiler {args[0]!r} for {what}: {exc}") from exc
+    if proc.returncode != 0:
+        raise CompilerError(
+            f"Building {what} failed ({' '.join(args[:3])} ... exit {proc.returncode}):\n"
+            f"{proc.stderr[-2000:]}"
+        )
+
+
+@cache
+def _openmp_ok(cc: str) -> bool:
+    with tempfile.TemporaryDirectory() as tmp:
+        src = os.path.join(tmp, "t.c")
+        Path(src).write_text("#include <omp.h>\nint main(void){return omp_get_max_threads()<0;}\n")
+        proc = subprocess.run(
+            [cc, "-fopenmp", src, "-o", os.path.join(tmp, "t")], capture_output=True, check=False
+        )
+        return proc.returncode == 0
+
+
+def _load_kernel() -> ctypes.CDLL:
+    source = _SRC.read_bytes()
+    cc = find_compiler()
+    omp = _openmp_ok(cc)
+    flags = ["-O3", "-march=native", "-fPIC", "-shared", "-std=c99"] + (["-fopenmp"] if omp else [])
+    key = hashlib.sha256(source + " ".join([cc, *flags, _machine_tag()]).encode()).hexdigest()[:16]
+    target = cache_dir() / f"kernel-{key}{'.dll' if sys.platform == 'win32' else '.so'}"
+    with _LOCK:
+        if not target.exists():
+            fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
+            os.close(fd)
+            try:
+                run_compiler([cc, *flags, str(_SRC), "-o", tmp, "-lm"], "the treeslim batch kernel")
+                os.replace(tmp, target)
+            finally:
+                if os.path.exists(tmp):
+                    os.unlink(tmp)
+        lib = ctypes.CDLL(str(target))
+    ptr, i32, i64 = ctypes.c_void_p, ctypes.c_int32, ctypes.c_int64
+    for t in ("float", "double"):
+        fn = getattr(lib, f"ts_margin_{t}")
+        fn.argtypes = [ptr, i64, i32, ptr, ptr, ptr, ptr, i32, ptr, i32, i32, ctypes.c_int, ptr,
+                       ctypes.c_int]
+        fn.restype = None
+        fn = getattr(lib, f"ts_leaves_{t}")
+        fn.argtypes = [ptr, i64, i32, ptr, ptr, ptr, i32, ctypes.c_int, ptr, ctypes.c_int]
+        fn.restype = None
+    return lib
+
+
+_KERNEL: ctypes.CDLL | None = None
+
+
+def kernel() -> ctypes.CDLL:
+    """The compiled kernel library (built on first use, then cached on disk)."""
+    global _KERNEL
+    if _KERNEL is None:
+        _KERNEL = _load_kernel()
+    return _KERNEL
+
+
+def exact_float32_thresholds(threshold: NDArray[np.float64], comparison: str) -> NDArray[np.float32]:
+    """Float32 thresholds that decide every float32 input exactly as the float64 ones do.
+
+    ``x <= t`` equals ``x <= t'`` with ``t'`` the largest float32 not above ``t``; ``x < t``
+    equals ``x < t'`` with ``t'`` the smallest float32 not below ``t``.
+    """
+    with np.errstate(over="ignore"):
+        t32 = threshold.astype(np.float32)
+    back = t32.astype(np.float64)
+    inf = np.float32(np.inf)
+    if comparison == "<=":
+        t32 = np.where(back > threshold, np.nextafter(t32, -inf), t32)
+    else:
+        t32 = np.where(back < threshold, np.nextafter(t32, inf), t32)
+    return t32.astype(np.float32)
+
+
+class KernelForest:
+    """A Forest laid out for the C kernel; ``margin(X)`` and ``leaves(X)`` are thread-safe."""
+
+    def __init__(self, forest: Forest) -> None:
+        self.forest = forest
+        self.dtype = np.float32 if forest.feature_dtype == "float32" else np.float64
+        n_trees = forest.n_trees
+        split, cl, cr = forest.split_index, forest.cleft, forest.cright
+        new_id = np.empty(forest.n_nodes, dtype=np.int64)
+        frontier = forest.tree_offsets[:-1].astype(np.int64)
+        new_id[frontier] = np.arange(n_trees)
+        order = [frontier]
+        nxt = n_trees
+        while len(frontier):
+            inner = frontier[split[frontier] >= 0]
+            kids = np.stack([cl[inner], cr[inner]], axis=1).ravel().astype(np.int64)
+            new_id[kids] = nxt + np.arange(len(kids))
+            nxt += len(kids)
+            order.append(kids)
+            frontier = kids
+        old = np.concatenate(order)  # old node id at each new position
+        leaf = split[old] < 0
+        thr = forest.threshold[old]
+        if self.dtype == np.float32:
+            thr = exact_float32_thresholds(thr, forest.comparison)
+        nodes = np.zeros(
+            len(old),
+            dtype=np.dtype([("thr", self.dtype), ("child", np.int32), ("feat_dl", np.int32)],
+                           align=True),
+        )
+        nodes["thr"] = np.where(leaf, np.nan, thr)
+        nodes["child"] = np.where(leaf, np.arange(len(old)), new_id[np.where(leaf, 0, cl[old])])
+        nodes["feat_dl"] = np.where(
+            leaf, 1, split[old].astype(np.int64) * 2 + forest.default_left[old]
+        )
+        self.nodes = nodes
+        self.old_ids = old
+        self.roots = np.arange(n_trees, dtype=np.int32)
+        self.depths = np.ascontiguousarray(forest.tree_depths, dtype=np.int32)
+        self.tree_out = np.ascontiguousarray(
+            np.maximum(forest.tree_class, 0), dtype=np.int32
+        )
+        self.values = np.ascontiguousarray(forest.leaf_value[old], dtype=np.float64)
+        self.strict = 1 if forest.comparison == "<" else 0
+        self._lib = kernel()
+        suffix = "float" if self.dtype == np.float32 else "double"
+        self._margin = getattr(self._lib, f"ts_margin_{suffix}")
+        self._leaves = getattr(self._lib, f"ts_leaves_{suffix}")
+
+    def prepare(self, X: Any) -> NDArray[Any]:
+        """``X`` validated and converted to the kernel's dtype, C-ordered."""
+        from ._predict import check_X
+
+        return check_X(self.forest, X, dtype=self.dtype)
+
+    def raw_sum(self, Xc: NDArray[Any], nthread: int = 1) -> NDArray[np.float64]:
+        """Summed leaf values (n, n_outputs) of prepared rows, without base score or averaging."""
+        n = Xc.shape[0]
+        out = np.zeros((n, self.forest.n_outputs))
+        if n:
+            f = self.forest
+            self._margin(
+                Xc.ctypes.data, n, f.num_feature, self.nodes.ctypes.data, self.roots.ctypes.data,
+                self.depths.ctypes.data, self.tree_out.ctypes.data, f.n_trees,
+                self.values.ctypes.data, f.leaf_width, f.n_outputs, self.strict, out.ctypes.data,
+                max(1, int(nthread)),
+            )
+        return out
+
+    def margin(self, X: Any, nthread: int = 1) -> NDArray[np.float64]:
+        """Margins (n, n_outputs), as :meth:`Forest.predict_margin` computes them."""
+        f = self.forest
+        out = self.raw_sum(self.prepare(X), nthread)
+        if f.average:
+            out /= f.n_trees // f.n_outputs if f.leaf_width == 1 else f.n_trees
+        out += f.base_score
+        return out
+
+    def leaves(self, X: Any, nthread: int = 1) -> NDArray[np.int64]:
+        """Global Forest node index of the leaf each row reaches in each tree, (n, n_trees)."""
+        Xc = self.prepare(X)
+        n = Xc.shape[0]
+        out = np.empty((n, self.forest.n_trees), dtype=np.int32)
+        if n:
+            self._leaves(
+                Xc.ctypes.data, n, self.forest.num_feature, self.nodes.ctypes.data,
+                self.roots.ctypes.data, self.depths.ctypes.data, self.forest.n_trees,
+                self.strict, out.ctypes.data, max(1, int(nthread)),
+            )
+        return self.old_ids[out]

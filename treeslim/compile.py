@@ -1,0 +1,338 @@
+"""Compile a Forest to a shared library with Treelite + TL2cgen, and score it with little overhead.
+
+``compile(forest)`` builds the Treelite model, has TL2cgen generate C (split into translation
+units for big models), adds a small shim of our own, builds everything with the system C compiler
+(translation units in parallel), and caches the library under a content hash of the model and the
+options. :class:`CompiledForest` then scores:
+
+- one row through the shim's row function, called straight through ctypes: no DMatrix, no per-call
+  buffers on the Python side; the shim keeps TL2cgen's input buffer on the C stack, so concurrent
+  calls from several threads are safe;
+- a batch through treeslim's tree-at-a-time C kernel (``_kernel.py``), with a thread count.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import re
+import shutil
+import tempfile
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from ._errors import TreeSlimError
+from ._io import write_atomic
+from ._kernel import CompilerError, KernelForest, cache_dir, find_compiler, run_compiler
+
+if TYPE_CHECKING:
+    from .forest import Forest
+
+__all__ = ["CompiledForest", "CompilerError", "compile"]
+
+_SHIM = r"""
+#include "header.h"
+#include <math.h>
+#include <stdint.h>
+
+#define TS_NOUT (N_TARGET * MAX_N_CLASS)
+
+static inline void ts_fill_f64(union Entry* e, const double* x, int d) {
+  for (int i = 0; i < d; ++i) {
+    if (isnan(x[i])) { e[i].missing = -1; } else { e[i].fvalue = (TS_ENTRY_T)x[i]; }
+  }
+}
+static inline void ts_fill_f32(union Entry* e, const float* x, int d) {
+  for (int i = 0; i < d; ++i) {
+    if (isnan(x[i])) { e[i].missing = -1; } else { e[i].fvalue = (TS_ENTRY_T)x[i]; }
+  }
+}
+
+/* one row, one output: the value is returned, nothing is allocated */
+double ts_row1_f64(const double* x, int margin) {
+  union Entry e[TS_NFEAT];
+  TS_LEAF_T r[TS_NOUT] = {0};
+  ts_fill_f64(e, x, TS_NFEAT);
+  predict(e, margin, r);
+  return (double)r[0];
+}
+double ts_row1_f32(const float* x, int margin) {
+  union Entry e[TS_NFEAT];
+  TS_LEAF_T r[TS_NOUT] = {0};
+  ts_fill_f32(e, x, TS_NFEAT);
+  predict(e, margin, r);
+  return (double)r[0];
+}
+/* n rows, row at a time (TL2cgen's own way), outputs into out (n, TS_NOUT) */
+void ts_rows_f64(const double* X, int64_t n, int margin, double* out) {
+  union Entry e[TS_NFEAT];
+  for (int64_t i = 0; i < n; ++i) {
+    TS_LEAF_T r[TS_NOUT] = {0};
+    ts_fill_f64(e, X + i * TS_NFEAT, TS_NFEAT);
+    predict(e, margin, r);
+    for (int k = 0; k < TS_NOUT; ++k) out[i * TS_NOUT + k] = (double)r[k];
+  }
+}
+void ts_rows_f32(const float* X, int64_t n, int margin, double* out) {
+  union Entry e[TS_NFEAT];
+  for (int64_t i = 0; i < n; ++i) {
+    TS_LEAF_T r[TS_NOUT] = {0};
+    ts_fill_f32(e, X + i * TS_NFEAT, TS_NFEAT);
+    predict(e, margin, r);
+    for (int k = 0; k < TS_NOUT; ++k) out[i * TS_NOUT + k] = (double)r[k];
+  }
+}
+int ts_nout(void) { return TS_NOUT; }
+"""
+
+_BUILD_LOCK = threading.Lock()
+_CFLAGS = ["-O2", "-fPIC", "-std=c99", "-fno-math-errno"]
+
+
+def _forest_hash(forest: Forest, options: dict[str, Any]) -> str:
+    import tl2cgen
+    import treelite
+
+    h = hashlib.sha256()
+    for name in ("split_index", "threshold", "cleft", "cright", "default_left", "leaf_value",
+                 "tree_offsets", "tree_class", "base_score"):
+        h.update(np.ascontiguousarray(getattr(forest, name)).tobytes())
+    header = (forest.num_feature, forest.task, forest.num_class, forest.postprocessor,
+              forest.sigmoid_alpha, forest.average, forest.comparison, forest.feature_dtype)
+    h.update(repr((header, sorted(options.items()), tl2cgen.__version__, treelite.__version__,
+                   _SHIM)).encode())
+    return h.hexdigest()[:24]
+
+
+def _generate(forest: Forest, build: Path, parallel_comp: int, quantize: bool) -> list[Path]:
+    import tl2cgen
+
+    from .backends.treelite import to_treelite
+
+    model = to_treelite(forest)
+    params: dict[str, Any] = {"quantize": int(quantize)}
+    if parallel_comp > 1:
+        params["parallel_comp"] = parallel_comp
+    tl2cgen.generate_c_code(model, str(build), params=params)
+    if quantize:
+        _exact_threshold_table(build / "quantize.c", forest)
+    header = (build / "header.h").read_text()
+    entry = re.search(r"union Entry \{[^}]*?(float|double) fvalue;", header, re.S)
+    leaf = re.search(r"void predict\(union Entry\* data, int pred_margin, (float|double)\*", header)
+    if entry is None or leaf is None:
+        raise TreeSlimError(
+            "TL2cgen generated a header this version of treeslim does not recognise; "
+            f"tl2cgen {tl2cgen.__version__} may be too new."
+        )
+    shim = (
+        f"#define TS_ENTRY_T {entry.group(1)}\n#define TS_LEAF_T {leaf.group(1)}\n"
+        f"#define TS_NFEAT {forest.num_feature}\n" + _SHIM
+    )
+    (build / "treeslim_shim.c").write_text(shim)
+    return sorted(build.glob("*.c"))
+
+
+def _c_int_array(src: str, name: str) -> list[int]:
+    m = re.search(r"static const int " + name + r"\[\] = \{([^}]*)\}", src)
+    if m is None:
+        raise TreeSlimError(f"TL2cgen's quantize.c has no {name} table; unsupported tl2cgen version.")
+    return [int(v) for v in m.group(1).replace("\n", " ").split(",") if v.strip()]
+
+
+def _exact_threshold_table(path: Path, forest: Forest) -> None:
+    """Rewrite TL2cgen's threshold table with exact hexadecimal literals.
+
+    TL2cgen prints float32 thresholds with 8 significant digits, which does not round-trip: inputs
+    equal to such a threshold then go the wrong way. The table holds each feature's distinct
+    thresholds in increasing order, so it can be rebuilt from the forest itself.
+    """
+    src = path.read_text()
+    begin = _c_int_array(src, "th_begin")
+    length = _c_int_array(src, "th_len")
+    m = re.search(r"static const (float|double) threshold\[\] = \{[^}]*\}", src)
+    if m is None:
+        raise TreeSlimError("TL2cgen's quantize.c has no threshold table; unsupported version.")
+    values: list[str] = []
+    inner = forest.split_index >= 0
+    for j in range(forest.num_feature):
+        t = forest.threshold[inner & (forest.split_index == j)]
+        if m.group(1) == "float":
+            t = t.astype(np.float32).astype(np.float64)
+        t = np.unique(t)
+        if len(t) != length[j] or begin[j] != len(values):
+            raise TreeSlimError(
+                f"TL2cgen's threshold table for feature {j} has {length[j]} entries, the model"
+                f" {len(t)}; cannot make it exact."
+            )
+        values.extend(float(v).hex() for v in t)
+    table = f"static const {m.group(1)} threshold[] = {{\n  " + ",\n  ".join(values or ["0"]) + "\n}"
+    path.write_text(src[: m.start()] + table + src[m.end() :])
+
+
+def _build(forest: Forest, target: Path, *, nthread: int, parallel_comp: int, quantize: bool,
+           verbose: bool) -> None:
+    cc = find_compiler()
+    with tempfile.TemporaryDirectory(prefix="treeslim-build-") as tmp:
+        build = Path(tmp)
+        sources = _generate(forest, build, parallel_comp, quantize)
+
+        def compile_one(src: Path) -> Path:
+            obj = src.with_suffix(".o")
+            run_compiler([cc, *_CFLAGS, "-c", str(src), "-o", str(obj)], f"{src.name}")
+            return obj
+
+        with ThreadPoolExecutor(max_workers=max(1, nthread)) as pool:
+            objects = list(pool.map(compile_one, sources))
+        out = build / "model.so"
+        run_compiler([cc, "-shared", "-o", str(out), *map(str, objects), "-lm"], "the model library")
+        fd, tmp_target = tempfile.mkstemp(suffix=".so", dir=target.parent)
+        os.close(fd)
+        shutil.copyfile(out, tmp_target)
+        os.replace(tmp_target, target)
+        if verbose:
+            print(f"treeslim: compiled {len(sources)} sources into {target}")
+
+
+def compile(  # noqa: A001 - the public name the API promises
+    forest: Any,
+    path: str | os.PathLike[str] | None = None,
+    *,
+    nthread: int | None = None,
+    parallel_comp: int | None = None,
+    quantize: bool = True,
+    cache: bool = True,
+    verbose: bool = False,
+) -> CompiledForest:
+    """Compile ``forest`` into a shared library and load it.
+
+    Parameters
+    ----------
+    forest : Forest or fitted model
+        Anything :func:`treeslim.from_model` accepts.
+    path : path-like, optional
+        Also copy the library there (atomically), e.g. for deployment.
+    nthread : int, optional
+        Threads for building (parallel compiler processes) and the default for batch scoring;
+        all cores by default.
+    parallel_comp : int, optional
+        Translation units TL2cgen splits the trees into (default: one per ~100 trees, at most 32).
+    quantize : bool, default=True
+        TL2cgen's threshold quantization (integer comparisons against per-feature threshold
+        tables; lossless).
+    cache : bool, default=True
+        Reuse a library built before for the same model and options.
+    verbose : bool, default=False
+
+    Returns
+    -------
+    CompiledForest
+
+    Raises
+    ------
+    CompilerError
+        No C compiler, or the build failed; the message says what to install.
+    """
+    from .frontends import from_model
+
+    forest = from_model(forest)
+    threads = nthread or os.cpu_count() or 1
+    units = parallel_comp or int(min(32, max(1, forest.n_trees // 100)))
+    options = {"parallel_comp": units, "quantize": bool(quantize)}
+    key = _forest_hash(forest, options)
+    target = cache_dir() / "models" / f"model-{key}.so"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with _BUILD_LOCK:
+        if not (cache and target.exists()):
+            _build(forest, target, nthread=threads, parallel_comp=units, quantize=quantize,
+                   verbose=verbose)
+    if path is not None:
+        write_atomic(path, target.read_bytes())
+    return CompiledForest(forest, target, nthread=threads)
+
+
+class CompiledForest:
+    """A compiled Forest: ``predict`` / ``predict_margin`` as :class:`~treeslim.Forest` gives them.
+
+    One row (a 1-D array or shape (1, d)) goes through the compiled row function with no per-call
+    allocation beyond the result; batches go through the tree-at-a-time kernel with ``nthread``
+    threads. Calls are thread-safe.
+    """
+
+    def __init__(self, forest: Forest, libpath: str | os.PathLike[str], *, nthread: int = 1):
+        self.forest = forest
+        self.libpath = Path(libpath)
+        self.nthread = max(1, int(nthread))
+        try:
+            lib = ctypes.CDLL(str(self.libpath))
+        except OSError as exc:
+            raise CompilerError(f"Cannot load the compiled model {self.libpath}: {exc}") from exc
+        self._lib = lib
+        c_ptr = ctypes.c_void_p
+        self._row1 = {}
+        self._rows = {}
+        for suffix, dt in (("f64", np.float64), ("f32", np.float32)):
+            fn = getattr(lib, f"ts_row1_{suffix}")
+            fn.argtypes = [c_ptr, ctypes.c_int]
+            fn.restype = ctypes.c_double
+            self._row1[np.dtype(dt)] = fn
+            fn = getattr(lib, f"ts_rows_{suffix}")
+            fn.argtypes = [c_ptr, ctypes.c_int64, ctypes.c_int, c_ptr]
+            fn.restype = None
+            self._rows[np.dtype(dt)] = fn
+        self.n_outputs = int(lib.ts_nout())
+        self._kernel = KernelForest(forest)
+        self._d = forest.num_feature
+        self._single = forest.n_outputs == 1 and self.n_outputs == 1
+
+    def __repr__(self) -> str:
+        return f"CompiledForest({self.forest!r}, lib={self.libpath.name})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_reload, (self.forest, str(self.libpath), self.nthread))
+
+    def _one_row(self, X: Any, margin: int) -> float | None:
+        """The fast path: a float32/float64 C-contiguous row of the right width, else None."""
+        if type(X) is np.ndarray and X.size == self._d and X.ndim <= 2 and X.flags.c_contiguous:
+            fn = self._row1.get(X.dtype)
+            if fn is not None and self._single:
+                return float(fn(X.ctypes.data, margin))
+        return None
+
+    def predict(self, X: Any, *, nthread: int | None = None) -> NDArray[np.float64]:
+        """Predictions, as :meth:`Forest.predict` (probability of class 1 for binary, ...)."""
+        if self.forest.postprocessor != "argmax":
+            v = self._one_row(X, 0)
+            if v is not None:
+                return np.array([v])
+        from ._predict import apply_postprocessor
+
+        return apply_postprocessor(self.forest, self.predict_margin(X, nthread=nthread))
+
+    def predict_margin(self, X: Any, *, nthread: int | None = None) -> NDArray[np.float64]:
+        """Raw scores, as :meth:`Forest.predict_margin`."""
+        v = self._one_row(X, 1)
+        if v is not None:
+            return np.array([v])
+        margin = self._kernel.margin(X, nthread or self.nthread)
+        return margin[:, 0] if self.forest.n_outputs == 1 else margin
+
+    def predict_rowwise(self, X: Any, *, margin: bool = False) -> NDArray[np.float64]:
+        """Score row by row through TL2cgen's generated code (its own batch strategy; for
+        comparison and tests)."""
+        Xc = self._kernel.prepare(X)
+        fn = self._rows[Xc.dtype]
+        out = np.empty((Xc.shape[0], self.n_outputs))
+        fn(Xc.ctypes.data, Xc.shape[0], int(margin), out.ctypes.data)
+        return out[:, 0] if self.n_outputs == 1 else out
+
+
+def _reload(forest: Forest, libpath: str, nthread: int) -> CompiledForest:
+    if not os.path.exists(libpath):
+        return compile(forest, nthread=nthread)
+    return CompiledForest(forest, libpath, nthread=nthread)
