@@ -52,6 +52,67 @@ def _inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def read_data(path: str, target: str | None = None) -> tuple[Any, Any, Any]:
+    """``(X, y, qid)`` from an ``.npz`` (arrays X, optional y, qid), ``.npy`` (X) or ``.csv`` file.
+
+    In a CSV file with a header, ``target`` names the label column (the rest are features).
+    """
+    if path.endswith(".npz"):
+        with np.load(path, allow_pickle=False) as z:
+            if "X" not in z:
+                raise ValueError(f"{path}: an .npz data file needs an array named 'X'.")
+            return (z["X"], z["y"] if "y" in z else None, z["qid"] if "qid" in z else None)
+    if path.endswith(".npy"):
+        return np.load(path, allow_pickle=False), None, None
+    if path.endswith(".csv"):
+        with open(path) as fh:
+            header = fh.readline().strip().split(",")
+        has_header = any(not _is_number(h) for h in header)
+        data = np.genfromtxt(path, delimiter=",", skip_header=int(has_header), dtype=np.float64)
+        data = np.atleast_2d(data)
+        if target is None:
+            return data, None, None
+        if not has_header or target not in header:
+            raise ValueError(f"{path}: no column named {target!r} in the header.")
+        j = header.index(target)
+        return np.delete(data, j, axis=1), data[:, j], None
+    raise ValueError(f"{path}: data must be .npz, .npy or .csv.")
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _compile(args: argparse.Namespace) -> int:
+    from .compile import compile as compile_forest
+    from .frontends import load
+
+    forest = load(args.model)
+    compiled = compile_forest(forest, args.output, nthread=args.nthread, cache=not args.no_cache)
+    size = os.path.getsize(args.output)
+    print(f"compiled {forest.n_trees} trees ({forest.n_nodes} nodes) into {args.output}"
+          f" ({size:,} bytes); cached at {compiled.libpath}")
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from .compile import compile as compile_forest
+    from .frontends import load
+    from .report import report
+
+    forest = load(args.model)
+    X, y, qid = read_data(args.data, args.target)
+    compiled = compile_forest(forest, nthread=args.nthread)
+    rep = report(compiled, X, y, qid=qid, name=os.path.basename(args.model),
+                 nthread=args.nthread, n_calls=args.calls)
+    print(rep.to_json() if args.json else rep.to_text())
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="treeslim", description="Compress and compile tree ensembles."
@@ -61,6 +122,22 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("model", help="model file: XGBoost .json/.ubj, LightGBM .txt, Treelite checkpoint")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=_inspect)
+
+    p = sub.add_parser("compile", help="compile a model file into a shared library (TL2cgen)")
+    p.add_argument("model", help="model file")
+    p.add_argument("-o", "--output", required=True, help="where to write the .so")
+    p.add_argument("--nthread", type=int, default=None, help="parallel compiler processes")
+    p.add_argument("--no-cache", action="store_true", help="rebuild even if cached")
+    p.set_defaults(func=_compile)
+
+    p = sub.add_parser("bench", help="size, latency and quality of a model on a data file")
+    p.add_argument("model", help="model file")
+    p.add_argument("--data", required=True, help=".npz (X, y, qid), .npy or .csv")
+    p.add_argument("--target", default=None, help="label column of a CSV file")
+    p.add_argument("--nthread", type=int, default=1, help="threads for the batch figure")
+    p.add_argument("--calls", type=int, default=1000, help="single-row calls to time")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=_bench)
     return parser
 
 

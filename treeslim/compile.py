@@ -278,7 +278,7 @@ class CompiledForest:
         self._rows = {}
         for suffix, dt in (("f64", np.float64), ("f32", np.float32)):
             fn = getattr(lib, f"ts_row1_{suffix}")
-            fn.argtypes = [c_ptr, ctypes.c_int]
+            fn.argtypes = [ctypes.c_char_p, ctypes.c_int]  # bytes pass as a pointer, no copy
             fn.restype = ctypes.c_double
             self._row1[np.dtype(dt)] = fn
             fn = getattr(lib, f"ts_rows_{suffix}")
@@ -297,11 +297,15 @@ class CompiledForest:
         return (_reload, (self.forest, str(self.libpath), self.nthread))
 
     def _one_row(self, X: Any, margin: int) -> float | None:
-        """The fast path: a float32/float64 C-contiguous row of the right width, else None."""
-        if type(X) is np.ndarray and X.size == self._d and X.ndim <= 2 and X.flags.c_contiguous:
+        """The fast path: one float32/float64 row of the right width, else None.
+
+        ``X.tobytes()`` (a few hundred bytes) is cheaper than asking numpy for a pointer, and
+        ctypes hands the bytes to C as a pointer; each call has its own copy, so threads are safe.
+        """
+        if self._single and type(X) is np.ndarray and X.size == self._d and X.ndim <= 2:
             fn = self._row1.get(X.dtype)
-            if fn is not None and self._single:
-                return float(fn(X.ctypes.data, margin))
+            if fn is not None:
+                return float(fn(X.tobytes(), margin))
         return None
 
     def predict(self, X: Any, *, nthread: int | None = None) -> NDArray[np.float64]:

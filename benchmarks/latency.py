@@ -1,0 +1,158 @@
+"""Scoring latency and throughput: treeslim's CompiledForest against the native runtimes.
+
+One run, the same models and rows for every runtime. Models: XGBoost and LightGBM binary
+classifiers with 100 and 500 trees at depth 6 and 8 (LightGBM: 63 / 255 leaves, max_depth 6 / 8)
+on ``make_classification(50_000, 50)`` in float32, as in ../shared/ANCHORS.md. For each runtime:
+single-row p50 / p99 in microseconds (one Python call per row; "same" repeats one row, "distinct"
+scores a different row each call) and batch rows/s on 100k rows at 1 and 2 threads.
+
+    python benchmarks/latency.py [--quick] [--out benchmarks/results/latency.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+
+import numpy as np
+
+import treeslim
+from treeslim.report import measure_batch, measure_single_row
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            cpu = next(line.split(":", 1)[1].strip() for line in fh if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    import lightgbm
+    import tl2cgen
+    import treelite
+    import xgboost
+
+    return (
+        f"{cpu}, {os.cpu_count()} cores; Python {platform.python_version()}, numpy "
+        f"{np.__version__}, xgboost {xgboost.__version__}, lightgbm {lightgbm.__version__}, "
+        f"treelite {treelite.__version__}, tl2cgen {tl2cgen.__version__}, treeslim "
+        f"{treeslim.__version__}"
+    )
+
+
+def train(lib: str, n_trees: int, depth: int, X: np.ndarray, y: np.ndarray):
+    if lib == "xgboost":
+        import xgboost as xgb
+
+        return xgb.XGBClassifier(n_estimators=n_trees, max_depth=depth, n_jobs=2,
+                                 random_state=0).fit(X, y)
+    import lightgbm as lgb
+
+    return lgb.LGBMClassifier(n_estimators=n_trees, num_leaves=2**depth - 1, max_depth=depth,
+                              n_jobs=2, random_state=0, verbose=-1).fit(X, y)
+
+
+def runtimes(lib, model, compiled, tl2_predictor):
+    """name -> (single-row callable, batch callable taking (X, nthread))."""
+    import tl2cgen
+
+    out = {}
+    if lib == "xgboost":
+        booster = model.get_booster()
+        import xgboost as xgb
+
+        def xgb_predict(X, nthread=1):
+            booster.set_param({"nthread": nthread})
+            return booster.predict(xgb.DMatrix(np.atleast_2d(X), nthread=nthread))
+
+        def xgb_inplace(X, nthread=1):
+            booster.set_param({"nthread": nthread})
+            return booster.inplace_predict(np.atleast_2d(X))
+
+        out["xgboost predict(DMatrix)"] = xgb_predict
+        out["xgboost inplace_predict"] = xgb_inplace
+    else:
+        booster = model.booster_
+
+        def lgb_predict(X, nthread=1):
+            return booster.predict(np.atleast_2d(X), num_threads=nthread)
+
+        out["lightgbm Booster.predict"] = lgb_predict
+
+    def tl2(X, nthread=1):
+        return tl2_predictor.predict(tl2cgen.DMatrix(np.atleast_2d(X)), nthread=nthread)
+
+    out["tl2cgen.Predictor"] = tl2
+    out["treeslim CompiledForest"] = lambda X, nthread=1: compiled.predict(X, nthread=nthread)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="one small model, fewer calls")
+    parser.add_argument("--out", default=None, help="write the markdown table here")
+    args = parser.parse_args()
+
+    import tl2cgen
+    from sklearn.datasets import make_classification
+
+    X, y = make_classification(50_000, 50, n_informative=20, random_state=0)
+    X = X.astype(np.float32)
+    Xb = np.ascontiguousarray(np.tile(X, (2, 1))[:100_000])
+    rows = np.ascontiguousarray(X[:2000])
+    configs = [("xgboost", 100, 6)] if args.quick else [
+        (lib, n, d) for lib in ("xgboost", "lightgbm") for n in (100, 500) for d in (6, 8)
+    ]
+    n_calls = 300 if args.quick else 2000
+    lines = [
+        f"Machine: {machine()}",
+        "",
+        "| model | runtime | same p50 | same p99 | distinct p50 | distinct p99 | batch 1 thr |"
+        " batch 2 thr |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    compile_times = []
+    for lib, n_trees, depth in configs:
+        model = train(lib, n_trees, depth, X, y)
+        forest = treeslim.from_model(model)
+        t0 = time.perf_counter()
+        compiled = treeslim.compile(forest, cache=False, nthread=2)
+        compile_s = time.perf_counter() - t0
+        compile_times.append(f"{lib} {n_trees} trees depth {depth}: {compile_s:.1f} s "
+                             f"({forest.n_nodes} nodes)")
+        tl2_predictor = tl2cgen.Predictor(str(compiled.libpath))
+        label = f"{lib} {n_trees}x{depth}"
+        results = {}
+        for name, fn in runtimes(lib, model, compiled, tl2_predictor).items():
+            same = np.repeat(rows[:1], n_calls, axis=0)
+            sp50, sp99 = measure_single_row(lambda r, fn=fn: fn(r), same, n_calls=n_calls)
+            dp50, dp99 = measure_single_row(lambda r, fn=fn: fn(r), rows, n_calls=n_calls)
+            b1 = measure_batch(lambda Z, fn=fn: fn(Z, 1), Xb, repeat=2)
+            b2 = measure_batch(lambda Z, fn=fn: fn(Z, 2), Xb, repeat=2)
+            results[name] = (sp50, sp99, dp50, dp99, b1, b2)
+            lines.append(
+                f"| {label} | {name} | {sp50:.1f} | {sp99:.1f} | {dp50:.1f} | {dp99:.1f} |"
+                f" {b1 / 1e3:,.0f}k | {b2 / 1e3:,.0f}k |"
+            )
+            print(lines[-1], flush=True)
+        ours = results["treeslim CompiledForest"]
+        for name, r in results.items():
+            if name != "treeslim CompiledForest":
+                lines.append(
+                    f"| {label} | ratio vs {name} | {r[0] / ours[0]:.1f}x | | {r[2] / ours[2]:.1f}x"
+                    f" | | {ours[4] / r[4]:.2f}x | {ours[5] / r[5]:.2f}x |"
+                )
+    lines += ["", "Compile times (treeslim.compile, 2 threads, cache off):", ""]
+    lines += [f"- {c}" for c in compile_times]
+    text = "\n".join(lines)
+    print(text)
+    if args.out:
+        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+        with open(args.out, "w") as fh:
+            fh.write(text + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,140 @@
+"""Compiled models and the batch kernel, tested against the reference predictor (the oracle)."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+from models import ALL, model
+from oracle import as_f32, assert_close, oracle_rows
+
+import treeslim
+from treeslim._kernel import KernelForest, exact_float32_thresholds
+from treeslim._predict import leaf_nodes
+from treeslim.compile import CompiledForest, CompilerError
+
+
+@pytest.fixture(scope="module")
+def compiled_cache(tmp_path_factory):
+    import os
+
+    old = os.environ.get("TREESLIM_CACHE_DIR")
+    os.environ["TREESLIM_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
+    yield {}
+    if old is None:
+        del os.environ["TREESLIM_CACHE_DIR"]
+    else:
+        os.environ["TREESLIM_CACHE_DIR"] = old
+
+
+def _compiled(cache, lib, task):
+    if (lib, task) not in cache:
+        forest = treeslim.from_model(model(lib, task)[0])
+        cache[(lib, task)] = (forest, treeslim.compile(forest, nthread=2))
+    return cache[(lib, task)]
+
+
+@pytest.mark.parametrize(("lib", "task"), ALL)
+def test_kernel_equals_reference(lib, task):
+    forest = treeslim.from_model(model(lib, task)[0])
+    X = oracle_rows(forest, 500, seed=7)
+    kf = KernelForest(forest)
+    np.testing.assert_array_equal(kf.leaves(X), leaf_nodes(forest, X))
+    ref = forest.predict_margin(X)
+    got = kf.margin(X, nthread=2)
+    assert_close(got[:, 0] if ref.ndim == 1 else got, ref, what=f"{lib} {task}")
+
+
+@pytest.mark.parametrize(("lib", "task"), ALL)
+def test_compiled_equals_reference(compiled_cache, lib, task):
+    forest, compiled = _compiled(compiled_cache, lib, task)
+    X = oracle_rows(forest, 400, seed=8)
+    prob = forest.postprocessor in ("sigmoid", "softmax")
+    assert_close(compiled.predict(X), forest.predict(X), prob=prob, what="batch")
+    assert_close(compiled.predict_margin(X), forest.predict_margin(X), what="batch margin")
+    assert_close(compiled.predict_rowwise(X, margin=True), forest.predict_margin(X), what="rows")
+    for i in range(40):  # the single-row path, float64 and float32, 1-D and (1, d)
+        expect = forest.predict(X[i : i + 1])
+        assert_close(compiled.predict(X[i]), expect, prob=prob, what=f"row {i}")
+        assert_close(compiled.predict(X[i : i + 1]), expect, prob=prob, what=f"row {i} 2-D")
+        if forest.feature_dtype == "float32":
+            assert_close(compiled.predict(as_f32(X[i])), expect, prob=prob, what=f"row {i} f32")
+
+
+def test_single_row_is_thread_safe(compiled_cache):
+    forest, compiled = _compiled(compiled_cache, "xgboost", "binary")
+    X = oracle_rows(forest, 300, seed=9)
+    expect = forest.predict(X)
+    errors = []
+
+    def worker(offset):
+        for k in range(600):
+            i = (k * 7 + offset) % len(X)
+            got = compiled.predict(X[i])[0]
+            if abs(got - expect[i]) > 1e-6:
+                errors.append((i, got, expect[i]))
+
+    threads = [threading.Thread(target=worker, args=(j,)) for j in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+
+
+def test_cache_path_and_tl2cgen_compatibility(compiled_cache, tmp_path):
+    forest, compiled = _compiled(compiled_cache, "lightgbm", "binary")
+    again = treeslim.compile(forest)
+    assert again.libpath == compiled.libpath
+    out = tmp_path / "model.so"
+    treeslim.compile(forest, out)
+    assert out.read_bytes() == compiled.libpath.read_bytes()
+    tl2cgen = pytest.importorskip("tl2cgen")
+    X = np.nan_to_num(oracle_rows(forest, 100, seed=1, specials=False))
+    theirs = tl2cgen.Predictor(str(out)).predict(tl2cgen.DMatrix(X)).reshape(-1)
+    assert_close(theirs, forest.predict(X), prob=True)
+    import pickle
+
+    clone = pickle.loads(pickle.dumps(compiled))
+    assert_close(clone.predict(X), forest.predict(X), prob=True)
+
+
+def test_missing_compiler_and_failed_build(compiled_cache, monkeypatch, tmp_path):
+    forest = treeslim.from_model(model("xgboost", "regression")[0])
+    forest = forest.replace(base_score=forest.base_score + 1.0)  # a model not in the cache
+    monkeypatch.setenv("CC", "")
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(CompilerError, match="No C compiler found"):
+        treeslim.compile(forest)
+    monkeypatch.setenv("CC", "/bin/false")
+    with pytest.raises(CompilerError, match="failed"):
+        treeslim.compile(forest, cache=False)
+
+
+def test_wrong_input_is_refused(compiled_cache):
+    forest, compiled = _compiled(compiled_cache, "xgboost", "binary")
+    with pytest.raises(ValueError, match="features, but this model expects"):
+        compiled.predict(np.zeros(forest.num_feature + 1))
+    with pytest.raises(ValueError, match="features, but this model expects"):
+        compiled.predict(np.zeros((3, forest.num_feature - 1)))
+    with pytest.raises(ValueError, match="numeric"):
+        compiled.predict([["a"] * forest.num_feature])
+
+
+def test_exact_float32_thresholds():
+    rng = np.random.default_rng(0)
+    t = rng.normal(size=2000)
+    x = np.concatenate([t, np.nextafter(t, 1), np.nextafter(t, -1)]).astype(np.float32)
+    x = np.concatenate([x, np.nextafter(x, np.float32(1)), np.nextafter(x, np.float32(-1))])
+    for op in ("<", "<="):
+        t32 = exact_float32_thresholds(t, op)
+        for xi in x[::7]:
+            want = (xi.astype(np.float64) < t) if op == "<" else (xi.astype(np.float64) <= t)
+            got = (xi < t32) if op == "<" else (xi <= t32)
+            np.testing.assert_array_equal(got, want)
+
+
+def test_compiled_forest_type():
+    assert issubclass(CompilerError, treeslim.TreeSlimError)
+    assert CompiledForest.__doc__
