@@ -118,8 +118,22 @@ def _load_kernel() -> ctypes.CDLL:
     ptr, i32, i64 = ctypes.c_void_p, ctypes.c_int32, ctypes.c_int64
     for t in ("float", "double"):
         fn = getattr(lib, f"ts_margin_{t}")
-        fn.argtypes = [ptr, i64, i32, ptr, ptr, ptr, ptr, i32, ptr, i32, i32, ctypes.c_int, ptr,
-                       ctypes.c_int]
+        fn.argtypes = [
+            ptr,
+            i64,
+            i32,
+            ptr,
+            ptr,
+            ptr,
+            ptr,
+            i32,
+            ptr,
+            i32,
+            i32,
+            ctypes.c_int,
+            ptr,
+            ctypes.c_int,
+        ]
         fn.restype = None
         fn = getattr(lib, f"ts_leaves_{t}")
         fn.argtypes = [ptr, i64, i32, ptr, ptr, ptr, i32, ctypes.c_int, ptr, ctypes.c_int]
@@ -138,7 +152,9 @@ def kernel() -> ctypes.CDLL:
     return _KERNEL
 
 
-def exact_float32_thresholds(threshold: NDArray[np.float64], comparison: str) -> NDArray[np.float32]:
+def exact_float32_thresholds(
+    threshold: NDArray[np.float64], comparison: str
+) -> NDArray[np.float32]:
     """Float32 thresholds that decide every float32 input exactly as the float64 ones do.
 
     ``x <= t`` equals ``x <= t'`` with ``t'`` the largest float32 not above ``t``; ``x < t``
@@ -182,8 +198,9 @@ class KernelForest:
             thr = exact_float32_thresholds(thr, forest.comparison)
         nodes = np.zeros(
             len(old),
-            dtype=np.dtype([("thr", self.dtype), ("child", np.int32), ("feat_dl", np.int32)],
-                           align=True),
+            dtype=np.dtype(
+                [("thr", self.dtype), ("child", np.int32), ("feat_dl", np.int32)], align=True
+            ),
         )
         nodes["thr"] = np.where(leaf, np.nan, thr)
         nodes["child"] = np.where(leaf, np.arange(len(old)), new_id[np.where(leaf, 0, cl[old])])
@@ -194,9 +211,7 @@ class KernelForest:
         self.old_ids = old
         self.roots = np.arange(n_trees, dtype=np.int32)
         self.depths = np.ascontiguousarray(forest.tree_depths, dtype=np.int32)
-        self.tree_out = np.ascontiguousarray(
-            np.maximum(forest.tree_class, 0), dtype=np.int32
-        )
+        self.tree_out = np.ascontiguousarray(np.maximum(forest.tree_class, 0), dtype=np.int32)
         self.values = np.ascontiguousarray(forest.leaf_value[old], dtype=np.float64)
         self.strict = 1 if forest.comparison == "<" else 0
         self._lib = kernel()
@@ -217,9 +232,19 @@ class KernelForest:
         if n:
             f = self.forest
             self._margin(
-                Xc.ctypes.data, n, f.num_feature, self.nodes.ctypes.data, self.roots.ctypes.data,
-                self.depths.ctypes.data, self.tree_out.ctypes.data, f.n_trees,
-                self.values.ctypes.data, f.leaf_width, f.n_outputs, self.strict, out.ctypes.data,
+                Xc.ctypes.data,
+                n,
+                f.num_feature,
+                self.nodes.ctypes.data,
+                self.roots.ctypes.data,
+                self.depths.ctypes.data,
+                self.tree_out.ctypes.data,
+                f.n_trees,
+                self.values.ctypes.data,
+                f.leaf_width,
+                f.n_outputs,
+                self.strict,
+                out.ctypes.data,
                 max(1, int(nthread)),
             )
         return out
@@ -240,8 +265,15 @@ class KernelForest:
         out = np.empty((n, self.forest.n_trees), dtype=np.int32)
         if n:
             self._leaves(
-                Xc.ctypes.data, n, self.forest.num_feature, self.nodes.ctypes.data,
-                self.roots.ctypes.data, self.depths.ctypes.data, self.forest.n_trees,
-                self.strict, out.ctypes.data, max(1, int(nthread)),
+                Xc.ctypes.data,
+                n,
+                self.forest.num_feature,
+                self.nodes.ctypes.data,
+                self.roots.ctypes.data,
+                self.depths.ctypes.data,
+                self.forest.n_trees,
+                self.strict,
+                out.ctypes.data,
+                max(1, int(nthread)),
             )
         return self.old_ids[out]

@@ -94,8 +94,10 @@ def _compile(args: argparse.Namespace) -> int:
     forest = load(args.model)
     compiled = compile_forest(forest, args.output, nthread=args.nthread, cache=not args.no_cache)
     size = os.path.getsize(args.output)
-    print(f"compiled {forest.n_trees} trees ({forest.n_nodes} nodes) into {args.output}"
-          f" ({size:,} bytes); cached at {compiled.libpath}")
+    print(
+        f"compiled {forest.n_trees} trees ({forest.n_nodes} nodes) into {args.output}"
+        f" ({size:,} bytes); cached at {compiled.libpath}"
+    )
     return 0
 
 
@@ -107,8 +109,15 @@ def _bench(args: argparse.Namespace) -> int:
     forest = load(args.model)
     X, y, qid = read_data(args.data, args.target)
     compiled = compile_forest(forest, nthread=args.nthread)
-    rep = report(compiled, X, y, qid=qid, name=os.path.basename(args.model),
-                 nthread=args.nthread, n_calls=args.calls)
+    rep = report(
+        compiled,
+        X,
+        y,
+        qid=qid,
+        name=os.path.basename(args.model),
+        nthread=args.nthread,
+        n_calls=args.calls,
+    )
     print(rep.to_json() if args.json else rep.to_text())
     return 0
 
@@ -119,7 +128,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("inspect", help="describe a model file (XGBoost, LightGBM, Treelite)")
-    p.add_argument("model", help="model file: XGBoost .json/.ubj, LightGBM .txt, Treelite checkpoint")
+    p.add_argument(
+        "model", help="model file: XGBoost .json/.ubj, LightGBM .txt, Treelite checkpoint"
+    )
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=_inspect)
 

@@ -100,13 +100,33 @@ def _forest_hash(forest: Forest, options: dict[str, Any]) -> str:
     import treelite
 
     h = hashlib.sha256()
-    for name in ("split_index", "threshold", "cleft", "cright", "default_left", "leaf_value",
-                 "tree_offsets", "tree_class", "base_score"):
+    for name in (
+        "split_index",
+        "threshold",
+        "cleft",
+        "cright",
+        "default_left",
+        "leaf_value",
+        "tree_offsets",
+        "tree_class",
+        "base_score",
+    ):
         h.update(np.ascontiguousarray(getattr(forest, name)).tobytes())
-    header = (forest.num_feature, forest.task, forest.num_class, forest.postprocessor,
-              forest.sigmoid_alpha, forest.average, forest.comparison, forest.feature_dtype)
-    h.update(repr((header, sorted(options.items()), tl2cgen.__version__, treelite.__version__,
-                   _SHIM)).encode())
+    header = (
+        forest.num_feature,
+        forest.task,
+        forest.num_class,
+        forest.postprocessor,
+        forest.sigmoid_alpha,
+        forest.average,
+        forest.comparison,
+        forest.feature_dtype,
+    )
+    h.update(
+        repr(
+            (header, sorted(options.items()), tl2cgen.__version__, treelite.__version__, _SHIM)
+        ).encode()
+    )
     return h.hexdigest()[:24]
 
 
@@ -141,7 +161,9 @@ def _generate(forest: Forest, build: Path, parallel_comp: int, quantize: bool) -
 def _c_int_array(src: str, name: str) -> list[int]:
     m = re.search(r"static const int " + name + r"\[\] = \{([^}]*)\}", src)
     if m is None:
-        raise TreeSlimError(f"TL2cgen's quantize.c has no {name} table; unsupported tl2cgen version.")
+        raise TreeSlimError(
+            f"TL2cgen's quantize.c has no {name} table; unsupported tl2cgen version."
+        )
     return [int(v) for v in m.group(1).replace("\n", " ").split(",") if v.strip()]
 
 
@@ -171,12 +193,15 @@ def _exact_threshold_table(path: Path, forest: Forest) -> None:
                 f" {len(t)}; cannot make it exact."
             )
         values.extend(float(v).hex() for v in t)
-    table = f"static const {m.group(1)} threshold[] = {{\n  " + ",\n  ".join(values or ["0"]) + "\n}"
+    table = (
+        f"static const {m.group(1)} threshold[] = {{\n  " + ",\n  ".join(values or ["0"]) + "\n}"
+    )
     path.write_text(src[: m.start()] + table + src[m.end() :])
 
 
-def _build(forest: Forest, target: Path, *, nthread: int, parallel_comp: int, quantize: bool,
-           verbose: bool) -> None:
+def _build(
+    forest: Forest, target: Path, *, nthread: int, parallel_comp: int, quantize: bool, verbose: bool
+) -> None:
     cc = find_compiler()
     with tempfile.TemporaryDirectory(prefix="treeslim-build-") as tmp:
         build = Path(tmp)
@@ -190,7 +215,9 @@ def _build(forest: Forest, target: Path, *, nthread: int, parallel_comp: int, qu
         with ThreadPoolExecutor(max_workers=max(1, nthread)) as pool:
             objects = list(pool.map(compile_one, sources))
         out = build / "model.so"
-        run_compiler([cc, "-shared", "-o", str(out), *map(str, objects), "-lm"], "the model library")
+        run_compiler(
+            [cc, "-shared", "-o", str(out), *map(str, objects), "-lm"], "the model library"
+        )
         fd, tmp_target = tempfile.mkstemp(suffix=".so", dir=target.parent)
         os.close(fd)
         shutil.copyfile(out, tmp_target)
@@ -249,8 +276,14 @@ def compile(  # noqa: A001 - the public name the API promises
     target.parent.mkdir(parents=True, exist_ok=True)
     with _BUILD_LOCK:
         if not (cache and target.exists()):
-            _build(forest, target, nthread=threads, parallel_comp=units, quantize=quantize,
-                   verbose=verbose)
+            _build(
+                forest,
+                target,
+                nthread=threads,
+                parallel_comp=units,
+                quantize=quantize,
+                verbose=verbose,
+            )
     if path is not None:
         write_atomic(path, target.read_bytes())
     return CompiledForest(forest, target, nthread=threads)

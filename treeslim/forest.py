@@ -128,9 +128,7 @@ class Forest:
     num_feature: int
     task: Task
     num_class: int = 1
-    base_score: NDArray[np.float64] = dataclasses.field(
-        default_factory=lambda: np.zeros(1)
-    )
+    base_score: NDArray[np.float64] = dataclasses.field(default_factory=lambda: np.zeros(1))
     postprocessor: str = "identity"
     sigmoid_alpha: float = 1.0
     average: bool = False
@@ -238,7 +236,9 @@ class Forest:
     def header(self) -> dict[str, Any]:
         """The non-node fields, for building a Forest like this one."""
         skip = {*_NODE_FIELDS, *_STAT_FIELDS, "tree_offsets", "tree_class"}
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in skip}
+        return {
+            f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in skip
+        }
 
     # ------------------------------------------------------------------ size
     @property
@@ -347,8 +347,9 @@ def _canonical(tree: TreeArrays, t_idx: int) -> TreeArrays:
         raise InvalidForestError(f"Tree {t_idx} has no nodes.")
     for name in ("threshold", "cleft", "cright", "default_left"):
         if len(getattr(tree, name)) != n:
-            raise InvalidForestError(f"Tree {t_idx}: {name} has {len(getattr(tree, name))} "
-                                     f"entries, split_index has {n}.")
+            raise InvalidForestError(
+                f"Tree {t_idx}: {name} has {len(getattr(tree, name))} entries, split_index has {n}."
+            )
     internal = np.flatnonzero(si >= 0)
     for name, child in (("cleft", cl), ("cright", cr)):
         bad = internal[(child[internal] < 0) | (child[internal] >= n)]
@@ -367,7 +368,9 @@ def _canonical(tree: TreeArrays, t_idx: int) -> TreeArrays:
     frontier = np.array([0])
     while len(frontier):
         if seen[frontier].any() or len(np.unique(frontier)) != len(frontier):
-            raise InvalidForestError(f"Tree {t_idx}: a node is reached twice (cycle or shared child).")
+            raise InvalidForestError(
+                f"Tree {t_idx}: a node is reached twice (cycle or shared child)."
+            )
         seen[frontier] = True
         order.extend(frontier.tolist())
         inner = frontier[si[frontier] >= 0]
@@ -451,20 +454,26 @@ def validate(forest: Forest) -> Forest:
     if width == 1:
         bad = np.flatnonzero((f.tree_class < 0) | (f.tree_class >= f.n_outputs))
         if len(bad):
-            _fail(f"Tree {int(bad[0])}: tree_class {int(f.tree_class[bad[0]])} is not an output"
-                  f" index in [0, {f.n_outputs}).")
+            _fail(
+                f"Tree {int(bad[0])}: tree_class {int(f.tree_class[bad[0]])} is not an output"
+                f" index in [0, {f.n_outputs})."
+            )
     if f.average and width == 1 and f.n_outputs > 1:
         counts = np.bincount(f.tree_class, minlength=f.n_outputs)
         if len(set(counts.tolist())) != 1:
-            _fail("An averaged multiclass forest needs the same number of trees for every class;"
-                  f" got {counts.tolist()}.")
+            _fail(
+                "An averaged multiclass forest needs the same number of trees for every class;"
+                f" got {counts.tolist()}."
+            )
     leaf = f.split_index < 0
     internal = np.flatnonzero(~leaf)
     bad = internal[f.split_index[internal] >= f.num_feature]
     if len(bad):
         t, i = _node_tree(f, int(bad[0]))
-        _fail(f"Tree {t}, node {i}: split_index {int(f.split_index[bad[0]])} is not a feature in"
-              f" [0, {f.num_feature}).")
+        _fail(
+            f"Tree {t}, node {i}: split_index {int(f.split_index[bad[0]])} is not a feature in"
+            f" [0, {f.num_feature})."
+        )
     bad = internal[np.isnan(f.threshold[internal])]
     if len(bad):
         t, i = _node_tree(f, int(bad[0]))
@@ -476,8 +485,10 @@ def validate(forest: Forest) -> Forest:
         bad = internal[(child <= internal) | (child >= hi[internal])]
         if len(bad):
             t, i = _node_tree(f, int(bad[0]))
-            _fail(f"Tree {t}, node {i}: {name} {int(getattr(f, name)[bad[0]])} must point to a later"
-                  f" node of the same tree.")
+            _fail(
+                f"Tree {t}, node {i}: {name} {int(getattr(f, name)[bad[0]])} must point to a later"
+                f" node of the same tree."
+            )
     bad = np.flatnonzero(leaf & ((f.cleft != -1) | (f.cright != -1)))
     if len(bad):
         t, i = _node_tree(f, int(bad[0]))

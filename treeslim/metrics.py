@@ -15,8 +15,14 @@ from numpy.typing import ArrayLike, NDArray
 __all__ = ["default_metric", "evaluate", "fidelity", "ndcg_at_k"]
 
 _DEFAULT = {"binary": "auc", "multiclass": "accuracy", "regression": "r2", "ranking": "ndcg@10"}
-HIGHER_IS_BETTER = {"auc": True, "accuracy": True, "logloss": False, "rmse": False, "r2": True,
-                    "ndcg@10": True}
+HIGHER_IS_BETTER = {
+    "auc": True,
+    "accuracy": True,
+    "logloss": False,
+    "rmse": False,
+    "r2": True,
+    "ndcg@10": True,
+}
 
 
 def default_metric(task: str) -> str:

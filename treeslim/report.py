@@ -124,12 +124,17 @@ class Report:
             row = []
             for key, _, fmt in cols:
                 v = e.get(key)
-                row.append("-" if v is None or (isinstance(v, float) and np.isnan(v))
-                           else fmt.format(v))
+                row.append(
+                    "-" if v is None or (isinstance(v, float) and np.isnan(v)) else fmt.format(v)
+                )
             table.append(row)
         widths = [max(len(r[i]) for r in table) for i in range(len(cols))]
-        lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w)
-                           for i, (c, w) in enumerate(zip(r, widths))) for r in table]
+        lines = [
+            "  ".join(
+                c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))
+            )
+            for r in table
+        ]
         meta = self.entries[0] if self.entries else {}
         foot = f"latency: {meta.get('latency_backend', '-')}, nthread={meta.get('nthread', '-')}"
         return "\n".join([*lines, foot])
@@ -156,7 +161,10 @@ class Report:
             ) from exc
         metric = metric or default_metric(self.entries[0]["task"])
         fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-        for ax, key, label in ((axes[0], "nodes", "nodes"), (axes[1], "p50_us", "p50 latency (us)")):
+        for ax, key, label in (
+            (axes[0], "nodes", "nodes"),
+            (axes[1], "p50_us", "p50 latency (us)"),
+        ):
             pts = [(e[key], e[metric], e["name"]) for e in self.entries if key in e and metric in e]
             if pts:
                 xs, ys, names = zip(*pts)
@@ -239,23 +247,30 @@ def report(
     if compiled is not None:
         entry["bytes_compiled"] = compiled.libpath.stat().st_size
     if latency is not None:
-        rows = np.ascontiguousarray(np.asarray(Xa, dtype=np.float64)[: max(1, min(len(Xa), n_calls))])
+        rows = np.ascontiguousarray(
+            np.asarray(Xa, dtype=np.float64)[: max(1, min(len(Xa), n_calls))]
+        )
         if compiled is not None and latency in ("compiled", "kernel"):
-            one, batch, backend = compiled.predict, (
-                lambda Z: compiled.predict(Z, nthread=nthread)), "compiled (TL2cgen row / kernel batch)"
+            one, batch, backend = (
+                compiled.predict,
+                (lambda Z: compiled.predict(Z, nthread=nthread)),
+                "compiled (TL2cgen row / kernel batch)",
+            )
         elif latency == "kernel":
             from ._kernel import KernelForest
             from ._predict import apply_postprocessor
 
             kf = KernelForest(forest)
-            one, batch, backend = (lambda r: apply_postprocessor(forest, kf.margin(r, 1))), (
-                lambda Z: apply_postprocessor(forest, kf.margin(Z, nthread))), "kernel"
+            one, batch, backend = (
+                (lambda r: apply_postprocessor(forest, kf.margin(r, 1))),
+                (lambda Z: apply_postprocessor(forest, kf.margin(Z, nthread))),
+                "kernel",
+            )
         elif latency == "reference":
             one, batch, backend = forest.predict, forest.predict, "numpy reference"
         else:
             raise ValueError(
-                "latency must be 'kernel', 'compiled', 'reference' or None; got "
-                f"{latency!r}."
+                f"latency must be 'kernel', 'compiled', 'reference' or None; got {latency!r}."
             )
         entry["p50_us"], entry["p99_us"] = measure_single_row(one, rows, n_calls=n_calls)
         entry["rows_per_s"] = measure_batch(batch, np.asarray(Xa, dtype=np.float64))
@@ -266,6 +281,13 @@ def report(
         entry.update(evaluate(forest.task, y, pred, qid=qid))
     if reference is not None:
         ref = from_model(reference)
-        entry.update(fidelity(forest.task, pred, forest.predict_margin(Xa), ref.predict(Xa),
-                              ref.predict_margin(Xa)))
+        entry.update(
+            fidelity(
+                forest.task,
+                pred,
+                forest.predict_margin(Xa),
+                ref.predict(Xa),
+                ref.predict_margin(Xa),
+            )
+        )
     return Report([entry])

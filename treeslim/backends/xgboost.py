@@ -114,7 +114,8 @@ def forest_to_xgboost_json(forest: Forest) -> dict[str, Any]:
     if forest.sigmoid_alpha != 1.0 and forest.postprocessor == "sigmoid":
         alpha = forest.sigmoid_alpha
         forest = forest.replace(
-            leaf_value=forest.leaf_value * alpha, base_score=forest.base_score * alpha,
+            leaf_value=forest.leaf_value * alpha,
+            base_score=forest.base_score * alpha,
             sigmoid_alpha=1.0,
         )
     objective = _objective(forest)
@@ -147,23 +148,33 @@ def forest_to_xgboost_json(forest: Forest) -> dict[str, Any]:
         parents[right[inner]] = inner
         cond = np.where(leaf, value32, thr32[lo:hi])
         hess = forest.sum_hess if forest.sum_hess is not None else forest.data_count
-        trees.append({
-            "base_weights": np.where(leaf, value32, 0.0).astype(np.float32).tolist(),
-            "categories": [], "categories_nodes": [], "categories_segments": [],
-            "categories_sizes": [],
-            "default_left": forest.default_left[lo:hi].astype(int).tolist(),
-            "id": i,
-            "left_children": left.tolist(),
-            "loss_changes": (np.zeros(n) if forest.gain is None else forest.gain[lo:hi]).tolist(),
-            "parents": parents.tolist(),
-            "right_children": right.tolist(),
-            "split_conditions": cond.astype(np.float32).tolist(),
-            "split_indices": np.where(leaf, 0, forest.split_index[lo:hi]).tolist(),
-            "split_type": [0] * n,
-            "sum_hessian": (np.ones(n) if hess is None else hess[lo:hi]).tolist(),
-            "tree_param": {"num_deleted": "0", "num_feature": str(forest.num_feature),
-                           "num_nodes": str(n), "size_leaf_vector": "1"},
-        })
+        trees.append(
+            {
+                "base_weights": np.where(leaf, value32, 0.0).astype(np.float32).tolist(),
+                "categories": [],
+                "categories_nodes": [],
+                "categories_segments": [],
+                "categories_sizes": [],
+                "default_left": forest.default_left[lo:hi].astype(int).tolist(),
+                "id": i,
+                "left_children": left.tolist(),
+                "loss_changes": (
+                    np.zeros(n) if forest.gain is None else forest.gain[lo:hi]
+                ).tolist(),
+                "parents": parents.tolist(),
+                "right_children": right.tolist(),
+                "split_conditions": cond.astype(np.float32).tolist(),
+                "split_indices": np.where(leaf, 0, forest.split_index[lo:hi]).tolist(),
+                "split_type": [0] * n,
+                "sum_hessian": (np.ones(n) if hess is None else hess[lo:hi]).tolist(),
+                "tree_param": {
+                    "num_deleted": "0",
+                    "num_feature": str(forest.num_feature),
+                    "num_nodes": str(n),
+                    "size_leaf_vector": "1",
+                },
+            }
+        )
     multi = forest.task == "multiclass"
     identity_multi = multi and objective == "reg:squarederror"
     obj_doc: dict[str, Any] = {"name": objective}
@@ -188,8 +199,9 @@ def forest_to_xgboost_json(forest: Forest) -> dict[str, Any]:
                 "name": "gbtree",
             },
             "learner_model_param": {
-                "base_score": f"[{base_str}]" if not identity_multi else "[" + ",".join(
-                    [base_str] * k) + "]",
+                "base_score": f"[{base_str}]"
+                if not identity_multi
+                else "[" + ",".join([base_str] * k) + "]",
                 "boost_from_average": "1",
                 "num_class": str(k) if multi and not identity_multi else "0",
                 "num_feature": str(forest.num_feature),
@@ -204,8 +216,10 @@ def forest_to_xgboost_json(forest: Forest) -> dict[str, Any]:
 def _iteration_indptr(pairs: list[tuple[int, int]], k: int) -> list[int]:
     """Boosting rounds: consecutive runs of trees covering each output once, else one per tree."""
     outs = [p[1] for p in pairs]
-    if k > 1 and len(outs) % k == 0 and all(
-        sorted(outs[i : i + k]) == list(range(k)) for i in range(0, len(outs), k)
+    if (
+        k > 1
+        and len(outs) % k == 0
+        and all(sorted(outs[i : i + k]) == list(range(k)) for i in range(0, len(outs), k))
     ):
         return list(range(0, len(outs) + 1, k))
     return list(range(len(outs) + 1))

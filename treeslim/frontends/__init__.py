@@ -23,17 +23,39 @@ _SKL = "treeslim.frontends.sklearn:forest_from_sklearn"
 _TL = "treeslim.frontends.treelite:forest_from_treelite"
 
 _DISPATCH: dict[str, str] = {
-    **{f"xgboost_{c}": _XGB for c in (
-        "Booster", "XGBModel", "XGBClassifier", "XGBRegressor", "XGBRanker",
-        "XGBRFClassifier", "XGBRFRegressor")},
-    **{f"lightgbm_{c}": _LGB for c in (
-        "Booster", "LGBMModel", "LGBMClassifier", "LGBMRegressor", "LGBMRanker")},
-    **{f"sklearn_{c}": _SKL for c in (
-        "DecisionTreeClassifier", "DecisionTreeRegressor", "ExtraTreeClassifier",
-        "ExtraTreeRegressor", "RandomForestClassifier", "RandomForestRegressor",
-        "ExtraTreesClassifier", "ExtraTreesRegressor", "GradientBoostingClassifier",
-        "GradientBoostingRegressor", "HistGradientBoostingClassifier",
-        "HistGradientBoostingRegressor")},
+    **{
+        f"xgboost_{c}": _XGB
+        for c in (
+            "Booster",
+            "XGBModel",
+            "XGBClassifier",
+            "XGBRegressor",
+            "XGBRanker",
+            "XGBRFClassifier",
+            "XGBRFRegressor",
+        )
+    },
+    **{
+        f"lightgbm_{c}": _LGB
+        for c in ("Booster", "LGBMModel", "LGBMClassifier", "LGBMRegressor", "LGBMRanker")
+    },
+    **{
+        f"sklearn_{c}": _SKL
+        for c in (
+            "DecisionTreeClassifier",
+            "DecisionTreeRegressor",
+            "ExtraTreeClassifier",
+            "ExtraTreeRegressor",
+            "RandomForestClassifier",
+            "RandomForestRegressor",
+            "ExtraTreesClassifier",
+            "ExtraTreesRegressor",
+            "GradientBoostingClassifier",
+            "GradientBoostingRegressor",
+            "HistGradientBoostingClassifier",
+            "HistGradientBoostingRegressor",
+        )
+    },
     "treelite_Model": _TL,
 }
 

@@ -56,7 +56,9 @@ class _Reader:
     def length(self) -> int:
         m = self.marker()
         if m not in "iUIlL":
-            raise ModelFormatError(f"UBJSON: expected an integer length at offset {self.pos - 1}, got {m!r}.")
+            raise ModelFormatError(
+                f"UBJSON: expected an integer length at offset {self.pos - 1}, got {m!r}."
+            )
         n = int(self.number(m))
         if n < 0 or n > len(self.data):
             raise ModelFormatError(f"UBJSON: impossible length {n} at offset {self.pos}.")
@@ -67,7 +69,9 @@ class _Reader:
         try:
             return bytes(self.take(n)).decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise ModelFormatError(f"UBJSON: string at offset {self.pos - n} is not UTF-8.") from exc
+            raise ModelFormatError(
+                f"UBJSON: string at offset {self.pos - n} is not UTF-8."
+            ) from exc
 
     def value(self, m: str, depth: int) -> Any:
         if depth > 64:

@@ -105,7 +105,9 @@ def _tree(tree: dict[str, Any], t_idx: int, tree_class: int, scale: float) -> Tr
     split = _arr(tree, "split_indices", np.int64, n, t_idx)
     value = np.where(leaf, cond * scale, 0.0)
     if scale != 1.0:  # DART: XGBoost scales leaf outputs in float32
-        value = np.where(leaf, (cond.astype(np.float32) * np.float32(scale)).astype(np.float64), 0.0)
+        value = np.where(
+            leaf, (cond.astype(np.float32) * np.float32(scale)).astype(np.float64), 0.0
+        )
     return TreeArrays(
         split_index=np.where(leaf, -1, split),
         threshold=np.where(leaf, 0.0, cond),
@@ -114,7 +116,9 @@ def _tree(tree: dict[str, Any], t_idx: int, tree_class: int, scale: float) -> Tr
         default_left=_arr(tree, "default_left", np.int64, n, t_idx).astype(bool),
         leaf_value=value,
         tree_class=tree_class,
-        sum_hess=np.asarray(tree["sum_hessian"], dtype=np.float64) if "sum_hessian" in tree else None,
+        sum_hess=np.asarray(tree["sum_hessian"], dtype=np.float64)
+        if "sum_hessian" in tree
+        else None,
         gain=np.asarray(tree["loss_changes"], dtype=np.float64) if "loss_changes" in tree else None,
     )
 
@@ -214,7 +218,7 @@ def forest_from_xgboost_dict(model: dict[str, Any], *, n_iterations: int | None 
 def forest_from_xgboost_bytes(data: bytes) -> Forest:
     """Parse an XGBoost JSON or UBJSON model document."""
     stripped = bytes(data[:64]).lstrip()
-    if stripped.startswith(b"{\""):
+    if stripped.startswith(b'{"'):
         try:
             doc = json.loads(bytes(data))
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
