@@ -12,7 +12,7 @@ from oracle import as_f32, assert_close, oracle_rows
 import treeslim
 from treeslim._kernel import KernelForest, exact_float32_thresholds
 from treeslim._predict import leaf_nodes
-from treeslim.compile import CompiledForest, CompilerError
+from treeslim.compiler import CompiledForest, CompilerError
 
 
 @pytest.fixture(scope="module")

@@ -15,20 +15,27 @@ from ._errors import (
     UnsupportedModelError,
 )
 from .backends import to_lightgbm, to_treelite, to_xgboost
+from .compiler import CompiledForest, CompilerError, compile
 from .forest import Forest, validate
 from .frontends import from_model, load
+from .report import Report, report
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "CompiledForest",
+    "CompilerError",
     "Forest",
     "InvalidForestError",
     "MissingDependencyError",
     "ModelFormatError",
+    "Report",
     "TreeSlimError",
     "UnsupportedModelError",
+    "compile",
     "from_model",
     "load",
+    "report",
     "to_lightgbm",
     "to_treelite",
     "to_xgboost",

@@ -22,14 +22,21 @@ import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
 
 from ._errors import TreeSlimError
 from ._io import write_atomic
-from ._kernel import CompilerError, KernelForest, cache_dir, find_compiler, run_compiler
+from ._kernel import (
+    CompilerError,
+    KernelForest,
+    cache_dir,
+    exact_float32_thresholds,
+    find_compiler,
+    run_compiler,
+)
 
 if TYPE_CHECKING:
     from .forest import Forest
@@ -40,17 +47,26 @@ _SHIM = r"""
 #include "header.h"
 #include <math.h>
 #include <stdint.h>
+#include <string.h>
 
 #define TS_NOUT (N_TARGET * MAX_N_CLASS)
 
+void ts_predict_noq(union Entry* data, int pred_margin, TS_LEAF_T* result);
+
+/* Entries are quantized here, not in TL2cgen's predict: TL2cgen marks a missing value by
+ * writing -1 into the low 32 bits of the union, which a float64 value can also hold (LightGBM
+ * thresholds often do), so it would take such a value for missing. Quantized indices are never
+ * -1, so after this fill "missing" is unambiguous. */
 static inline void ts_fill_f64(union Entry* e, const double* x, int d) {
   for (int i = 0; i < d; ++i) {
-    if (isnan(x[i])) { e[i].missing = -1; } else { e[i].fvalue = (TS_ENTRY_T)x[i]; }
+    if (isnan(x[i])) { memset(&e[i], 0xff, sizeof(e[i])); }
+    else { e[i].qvalue = quantize((TS_ENTRY_T)(TS_INPUT_T)x[i], (unsigned)i); }
   }
 }
 static inline void ts_fill_f32(union Entry* e, const float* x, int d) {
   for (int i = 0; i < d; ++i) {
-    if (isnan(x[i])) { e[i].missing = -1; } else { e[i].fvalue = (TS_ENTRY_T)x[i]; }
+    if (isnan(x[i])) { memset(&e[i], 0xff, sizeof(e[i])); }
+    else { e[i].qvalue = quantize((TS_ENTRY_T)x[i], (unsigned)i); }
   }
 }
 
@@ -59,14 +75,14 @@ double ts_row1_f64(const double* x, int margin) {
   union Entry e[TS_NFEAT];
   TS_LEAF_T r[TS_NOUT] = {0};
   ts_fill_f64(e, x, TS_NFEAT);
-  predict(e, margin, r);
+  ts_predict_noq(e, margin, r);
   return (double)r[0];
 }
 double ts_row1_f32(const float* x, int margin) {
   union Entry e[TS_NFEAT];
   TS_LEAF_T r[TS_NOUT] = {0};
   ts_fill_f32(e, x, TS_NFEAT);
-  predict(e, margin, r);
+  ts_predict_noq(e, margin, r);
   return (double)r[0];
 }
 /* n rows, row at a time (TL2cgen's own way), outputs into out (n, TS_NOUT) */
@@ -75,7 +91,7 @@ void ts_rows_f64(const double* X, int64_t n, int margin, double* out) {
   for (int64_t i = 0; i < n; ++i) {
     TS_LEAF_T r[TS_NOUT] = {0};
     ts_fill_f64(e, X + i * TS_NFEAT, TS_NFEAT);
-    predict(e, margin, r);
+    ts_predict_noq(e, margin, r);
     for (int k = 0; k < TS_NOUT; ++k) out[i * TS_NOUT + k] = (double)r[k];
   }
 }
@@ -84,7 +100,7 @@ void ts_rows_f32(const float* X, int64_t n, int margin, double* out) {
   for (int64_t i = 0; i < n; ++i) {
     TS_LEAF_T r[TS_NOUT] = {0};
     ts_fill_f32(e, X + i * TS_NFEAT, TS_NFEAT);
-    predict(e, margin, r);
+    ts_predict_noq(e, margin, r);
     for (int k = 0; k < TS_NOUT; ++k) out[i * TS_NOUT + k] = (double)r[k];
   }
 }
@@ -130,18 +146,20 @@ def _forest_hash(forest: Forest, options: dict[str, Any]) -> str:
     return h.hexdigest()[:24]
 
 
-def _generate(forest: Forest, build: Path, parallel_comp: int, quantize: bool) -> list[Path]:
+def _generate(forest: Forest, build: Path, parallel_comp: int) -> list[Path]:
     import tl2cgen
 
     from .backends.treelite import to_treelite
 
-    model = to_treelite(forest)
-    params: dict[str, Any] = {"quantize": int(quantize)}
-    if parallel_comp > 1:
-        params["parallel_comp"] = parallel_comp
+    # class indices (XGBoost multi:softmax) are taken from the probabilities in Python
+    tl_forest = forest.replace(postprocessor="softmax") if forest.postprocessor == "argmax" else forest
+    model = to_treelite(tl_forest, threshold_type=_threshold_type(forest))
+    # quantized (integer) comparisons are what makes the missing-value marker unambiguous, and
+    # several translation units keep predict() small enough to copy (see _predict_without_quantize)
+    params: dict[str, Any] = {"quantize": 1, "parallel_comp": max(2, parallel_comp)}
     tl2cgen.generate_c_code(model, str(build), params=params)
-    if quantize:
-        _exact_threshold_table(build / "quantize.c", forest)
+    _exact_threshold_table(build / "quantize.c", forest)
+    _predict_without_quantize(build / "main.c")
     header = (build / "header.h").read_text()
     entry = re.search(r"union Entry \{[^}]*?(float|double) fvalue;", header, re.S)
     leaf = re.search(r"void predict\(union Entry\* data, int pred_margin, (float|double)\*", header)
@@ -152,10 +170,40 @@ def _generate(forest: Forest, build: Path, parallel_comp: int, quantize: bool) -
         )
     shim = (
         f"#define TS_ENTRY_T {entry.group(1)}\n#define TS_LEAF_T {leaf.group(1)}\n"
-        f"#define TS_NFEAT {forest.num_feature}\n" + _SHIM
+        f"#define TS_NFEAT {forest.num_feature}\n"
+        f"#define TS_INPUT_T {'float' if forest.feature_dtype == 'float32' else 'double'}\n"
+        + _SHIM
     )
     (build / "treeslim_shim.c").write_text(shim)
     return sorted(build.glob("*.c"))
+
+
+def _threshold_type(forest: Forest) -> Literal["float32", "float64"]:
+    """Float32 models (XGBoost, scikit-learn) compile with float32 thresholds, moved exactly."""
+    return "float32" if forest.feature_dtype == "float32" else "float64"
+
+
+def _predict_without_quantize(path: Path) -> None:
+    """Append ``ts_predict_noq``: TL2cgen's ``predict`` without its input-quantizing loop.
+
+    ``predict`` itself stays, so TL2cgen's own Predictor can still load the library.
+    """
+    src = path.read_text()
+    m = re.search(r"void predict\(union Entry\* data, int pred_margin, (float|double)\* result\) \{",
+                  src)
+    if m is None:
+        raise TreeSlimError("TL2cgen's main.c has no predict(); unsupported tl2cgen version.")
+    end = src.index("\n}\n", m.start()) + 3
+    body = src[m.start() : end]
+    loop = re.search(
+        r"// Quantize data\s*for \(int i = 0; i < \d+; \+\+i\) \{\s*if \([^{]*\) \{\s*"
+        r"data\[i\]\.qvalue = quantize\(data\[i\]\.fvalue, i\);\s*\}\s*\}",
+        body,
+    )
+    if loop is None:
+        raise TreeSlimError("TL2cgen's predict() has no quantize loop; unsupported tl2cgen version.")
+    noq = body[: loop.start()] + body[loop.end() :]
+    path.write_text(src + "\n" + noq.replace("void predict(", "void ts_predict_noq(", 1))
 
 
 def _c_int_array(src: str, name: str) -> list[int]:
@@ -185,7 +233,7 @@ def _exact_threshold_table(path: Path, forest: Forest) -> None:
     for j in range(forest.num_feature):
         t = forest.threshold[inner & (forest.split_index == j)]
         if m.group(1) == "float":
-            t = t.astype(np.float32).astype(np.float64)
+            t = exact_float32_thresholds(t, forest.comparison).astype(np.float64)
         t = np.unique(t)
         if len(t) != length[j] or begin[j] != len(values):
             raise TreeSlimError(
@@ -200,12 +248,12 @@ def _exact_threshold_table(path: Path, forest: Forest) -> None:
 
 
 def _build(
-    forest: Forest, target: Path, *, nthread: int, parallel_comp: int, quantize: bool, verbose: bool
+    forest: Forest, target: Path, *, nthread: int, parallel_comp: int, verbose: bool
 ) -> None:
     cc = find_compiler()
     with tempfile.TemporaryDirectory(prefix="treeslim-build-") as tmp:
         build = Path(tmp)
-        sources = _generate(forest, build, parallel_comp, quantize)
+        sources = _generate(forest, build, parallel_comp)
 
         def compile_one(src: Path) -> Path:
             obj = src.with_suffix(".o")
@@ -232,7 +280,6 @@ def compile(  # noqa: A001 - the public name the API promises
     *,
     nthread: int | None = None,
     parallel_comp: int | None = None,
-    quantize: bool = True,
     cache: bool = True,
     verbose: bool = False,
 ) -> CompiledForest:
@@ -248,10 +295,9 @@ def compile(  # noqa: A001 - the public name the API promises
         Threads for building (parallel compiler processes) and the default for batch scoring;
         all cores by default.
     parallel_comp : int, optional
-        Translation units TL2cgen splits the trees into (default: one per ~100 trees, at most 32).
-    quantize : bool, default=True
-        TL2cgen's threshold quantization (integer comparisons against per-feature threshold
-        tables; lossless).
+        Translation units TL2cgen splits the trees into (default: one per ~100 trees, at least
+        2, at most 32). Thresholds are always quantized (TL2cgen's ``quantize``: integer
+        comparisons against per-feature threshold tables, which treeslim makes exact).
     cache : bool, default=True
         Reuse a library built before for the same model and options.
     verbose : bool, default=False
@@ -270,7 +316,7 @@ def compile(  # noqa: A001 - the public name the API promises
     forest = from_model(forest)
     threads = nthread or os.cpu_count() or 1
     units = parallel_comp or int(min(32, max(1, forest.n_trees // 100)))
-    options = {"parallel_comp": units, "quantize": bool(quantize)}
+    options = {"parallel_comp": units}
     key = _forest_hash(forest, options)
     target = cache_dir() / "models" / f"model-{key}.so"
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -281,7 +327,6 @@ def compile(  # noqa: A001 - the public name the API promises
                 target,
                 nthread=threads,
                 parallel_comp=units,
-                quantize=quantize,
                 verbose=verbose,
             )
     if path is not None:
