@@ -26,7 +26,9 @@ def machine() -> str:
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as fh:
-            cpu = next(line.split(":", 1)[1].strip() for line in fh if line.startswith("model name"))
+            cpu = next(
+                line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")
+            )
     except (OSError, StopIteration):
         pass
     import lightgbm
@@ -46,12 +48,19 @@ def train(lib: str, n_trees: int, depth: int, X: np.ndarray, y: np.ndarray):
     if lib == "xgboost":
         import xgboost as xgb
 
-        return xgb.XGBClassifier(n_estimators=n_trees, max_depth=depth, n_jobs=2,
-                                 random_state=0).fit(X, y)
+        return xgb.XGBClassifier(
+            n_estimators=n_trees, max_depth=depth, n_jobs=2, random_state=0
+        ).fit(X, y)
     import lightgbm as lgb
 
-    return lgb.LGBMClassifier(n_estimators=n_trees, num_leaves=2**depth - 1, max_depth=depth,
-                              n_jobs=2, random_state=0, verbose=-1).fit(X, y)
+    return lgb.LGBMClassifier(
+        n_estimators=n_trees,
+        num_leaves=2**depth - 1,
+        max_depth=depth,
+        n_jobs=2,
+        random_state=0,
+        verbose=-1,
+    ).fit(X, y)
 
 
 def runtimes(lib, model, compiled, tl2_predictor):
@@ -102,9 +111,11 @@ def main() -> None:
     X = X.astype(np.float32)
     Xb = np.ascontiguousarray(np.tile(X, (2, 1))[:100_000])
     rows = np.ascontiguousarray(X[:2000])
-    configs = [("xgboost", 100, 6)] if args.quick else [
-        (lib, n, d) for lib in ("xgboost", "lightgbm") for n in (100, 500) for d in (6, 8)
-    ]
+    configs = (
+        [("xgboost", 100, 6)]
+        if args.quick
+        else [(lib, n, d) for lib in ("xgboost", "lightgbm") for n in (100, 500) for d in (6, 8)]
+    )
     n_calls = 300 if args.quick else 2000
     lines = [
         f"Machine: {machine()}",
@@ -120,8 +131,9 @@ def main() -> None:
         t0 = time.perf_counter()
         compiled = treeslim.compile(forest, cache=False, nthread=2)
         compile_s = time.perf_counter() - t0
-        compile_times.append(f"{lib} {n_trees} trees depth {depth}: {compile_s:.1f} s "
-                             f"({forest.n_nodes} nodes)")
+        compile_times.append(
+            f"{lib} {n_trees} trees depth {depth}: {compile_s:.1f} s ({forest.n_nodes} nodes)"
+        )
         tl2_predictor = tl2cgen.Predictor(str(compiled.libpath))
         label = f"{lib} {n_trees}x{depth}"
         results = {}

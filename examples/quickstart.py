@@ -18,7 +18,7 @@ from treeslim.sizes import format_sizes
 
 def main() -> None:
     X, y = load_breast_cancer(return_X_y=True)
-    X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.3, random_state=0)
+    X_train, X_test, y_train, _ = train_test_split(X, y, test_size=0.3, random_state=0)
     model = xgb.XGBClassifier(n_estimators=200, max_depth=4, learning_rate=0.1, n_jobs=1)
     model.fit(X_train, y_train)
 
@@ -29,7 +29,9 @@ def main() -> None:
     print(f"max |treeslim - xgboost| on the test split: {np.abs(ours - native).max():.2e}")
 
     booster = treeslim.to_lightgbm(forest)
-    print(f"exported to LightGBM, max |delta|: {np.abs(booster.predict(X_test) - native).max():.2e}")
+    print(
+        f"exported to LightGBM, max |delta|: {np.abs(booster.predict(X_test) - native).max():.2e}"
+    )
     print("bytes per format:", format_sizes(forest))
 
 

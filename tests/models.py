@@ -50,8 +50,9 @@ def lightgbm_model(task):
     import lightgbm as lgb
 
     X, y, qid = data(task)
-    kw = dict(n_estimators=12, num_leaves=15, n_jobs=1, random_state=0, verbose=-1,
-              min_child_samples=5)
+    kw = dict(
+        n_estimators=12, num_leaves=15, n_jobs=1, random_state=0, verbose=-1, min_child_samples=5
+    )
     if task in ("binary", "multiclass"):
         m = lgb.LGBMClassifier(**kw).fit(X, y)
     elif task == "ranking":
@@ -77,8 +78,11 @@ def sklearn_model(task, kind="forest"):
         cls = ensemble.GradientBoostingClassifier if clf else ensemble.GradientBoostingRegressor
         m = cls(n_estimators=8, max_depth=3, random_state=0)
     else:
-        cls = (ensemble.HistGradientBoostingClassifier if clf
-               else ensemble.HistGradientBoostingRegressor)
+        cls = (
+            ensemble.HistGradientBoostingClassifier
+            if clf
+            else ensemble.HistGradientBoostingRegressor
+        )
         m = cls(max_iter=8, max_depth=4, random_state=0)
     return m.fit(Xf, y), Xf
 
@@ -87,8 +91,11 @@ ALL = [
     (lib, task)
     for lib in ("xgboost", "lightgbm")
     for task in ("binary", "multiclass", "regression", "ranking")
-] + [("sklearn-" + kind, task) for kind in ("forest", "gb", "hgb")
-     for task in ("binary", "multiclass", "regression")]
+] + [
+    ("sklearn-" + kind, task)
+    for kind in ("forest", "gb", "hgb")
+    for task in ("binary", "multiclass", "regression")
+]
 
 
 def model(lib, task):

@@ -97,7 +97,9 @@ def test_apply_matches_pred_leaf():
 def test_sklearn_wrappers_and_best_iteration():
     X, score = _data(1)
     y = (score > 0).astype(int)
-    clf = xgb.XGBClassifier(n_estimators=40, max_depth=3, early_stopping_rounds=3, eval_metric="logloss")
+    clf = xgb.XGBClassifier(
+        n_estimators=40, max_depth=3, early_stopping_rounds=3, eval_metric="logloss"
+    )
     clf.fit(X[:400], y[:400], eval_set=[(X[400:], y[400:])], verbose=False)
     forest = treeslim.from_model(clf)
     assert forest.n_trees == clf.best_iteration + 1
@@ -143,11 +145,11 @@ def test_to_xgboost_from_le_forest_is_exact_on_float32():
     f = forest_from_xgboost(b)
     inner = f.split_index >= 0
     t = np.where(inner, f.threshold + 1e-9 * np.abs(f.threshold), 0.0)
-    le = f.replace(threshold=t, comparison="<=", feature_dtype="float64",
-                   base_score=np.array([0.123456789]))
+    le = f.replace(
+        threshold=t, comparison="<=", feature_dtype="float64", base_score=np.array([0.123456789])
+    )
     X = as_f32(oracle_rows(le, 400, seed=5)).astype(np.float64)
-    assert_close(_native(treeslim.to_xgboost(le), as_f32(X), margin=True),
-                 le.predict_margin(X))
+    assert_close(_native(treeslim.to_xgboost(le), as_f32(X), margin=True), le.predict_margin(X))
 
 
 def test_unsupported_categorical():
@@ -166,8 +168,9 @@ def test_unsupported_gblinear_and_objective():
     b = xgb.train({"booster": "gblinear"}, xgb.DMatrix(np.nan_to_num(X), score), 3)
     with pytest.raises(treeslim.UnsupportedModelError, match="gblinear"):
         forest_from_xgboost(b)
-    b = xgb.train({"objective": "reg:quantileerror", "quantile_alpha": [0.1, 0.9]},
-                  xgb.DMatrix(X, score), 3)
+    b = xgb.train(
+        {"objective": "reg:quantileerror", "quantile_alpha": [0.1, 0.9]}, xgb.DMatrix(X, score), 3
+    )
     with pytest.raises(treeslim.UnsupportedModelError, match="several targets"):
         forest_from_xgboost(b)
 

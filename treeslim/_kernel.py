@@ -193,7 +193,7 @@ class KernelForest:
             frontier = kids
         old = np.concatenate(order)  # old node id at each new position
         leaf = split[old] < 0
-        thr = forest.threshold[old]
+        thr: NDArray[Any] = forest.threshold[old]
         if self.dtype == np.float32:
             thr = exact_float32_thresholds(thr, forest.comparison)
         nodes = np.zeros(

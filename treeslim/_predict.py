@@ -36,7 +36,7 @@ def check_X(forest: Forest, X: Any, dtype: Any = np.float64) -> NDArray[Any]:
     names: list[str] | None = None
     if _is_dataframe(X):
         names = [str(c) for c in X.columns]
-        bad = [str(c) for c, dt in zip(X.columns, X.dtypes) if not _numeric_dtype(dt)]
+        bad = [str(c) for c, dt in zip(X.columns, X.dtypes, strict=True) if not _numeric_dtype(dt)]
         if bad:
             raise ValueError(
                 f"X has non-numeric columns {bad[:5]}: encode them as numbers first (treeslim"

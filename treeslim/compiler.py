@@ -152,7 +152,9 @@ def _generate(forest: Forest, build: Path, parallel_comp: int) -> list[Path]:
     from .backends.treelite import to_treelite
 
     # class indices (XGBoost multi:softmax) are taken from the probabilities in Python
-    tl_forest = forest.replace(postprocessor="softmax") if forest.postprocessor == "argmax" else forest
+    tl_forest = (
+        forest.replace(postprocessor="softmax") if forest.postprocessor == "argmax" else forest
+    )
     model = to_treelite(tl_forest, threshold_type=_threshold_type(forest))
     # quantized (integer) comparisons are what makes the missing-value marker unambiguous, and
     # several translation units keep predict() small enough to copy (see _predict_without_quantize)
@@ -171,8 +173,7 @@ def _generate(forest: Forest, build: Path, parallel_comp: int) -> list[Path]:
     shim = (
         f"#define TS_ENTRY_T {entry.group(1)}\n#define TS_LEAF_T {leaf.group(1)}\n"
         f"#define TS_NFEAT {forest.num_feature}\n"
-        f"#define TS_INPUT_T {'float' if forest.feature_dtype == 'float32' else 'double'}\n"
-        + _SHIM
+        f"#define TS_INPUT_T {'float' if forest.feature_dtype == 'float32' else 'double'}\n" + _SHIM
     )
     (build / "treeslim_shim.c").write_text(shim)
     return sorted(build.glob("*.c"))
@@ -189,8 +190,9 @@ def _predict_without_quantize(path: Path) -> None:
     ``predict`` itself stays, so TL2cgen's own Predictor can still load the library.
     """
     src = path.read_text()
-    m = re.search(r"void predict\(union Entry\* data, int pred_margin, (float|double)\* result\) \{",
-                  src)
+    m = re.search(
+        r"void predict\(union Entry\* data, int pred_margin, (float|double)\* result\) \{", src
+    )
     if m is None:
         raise TreeSlimError("TL2cgen's main.c has no predict(); unsupported tl2cgen version.")
     end = src.index("\n}\n", m.start()) + 3
@@ -201,7 +203,9 @@ def _predict_without_quantize(path: Path) -> None:
         body,
     )
     if loop is None:
-        raise TreeSlimError("TL2cgen's predict() has no quantize loop; unsupported tl2cgen version.")
+        raise TreeSlimError(
+            "TL2cgen's predict() has no quantize loop; unsupported tl2cgen version."
+        )
     noq = body[: loop.start()] + body[loop.end() :]
     path.write_text(src + "\n" + noq.replace("void predict(", "void ts_predict_noq(", 1))
 
@@ -274,7 +278,7 @@ def _build(
             print(f"treeslim: compiled {len(sources)} sources into {target}")
 
 
-def compile(  # noqa: A001 - the public name the API promises
+def compile(
     forest: Any,
     path: str | os.PathLike[str] | None = None,
     *,

@@ -13,12 +13,16 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import ArrayLike
 
 from .metrics import default_metric, evaluate, fidelity
+
+if TYPE_CHECKING:
+    from .compiler import CompiledForest
+    from .forest import Forest
 
 __all__ = ["Report", "measure_batch", "measure_single_row", "report"]
 
@@ -131,7 +135,8 @@ class Report:
         widths = [max(len(r[i]) for r in table) for i in range(len(cols))]
         lines = [
             "  ".join(
-                c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))
+                c.ljust(w) if i == 0 else c.rjust(w)
+                for i, (c, w) in enumerate(zip(r, widths, strict=True))
             )
             for r in table
         ]
@@ -167,8 +172,7 @@ class Report:
         ):
             pts = [(e[key], e[metric], e["name"]) for e in self.entries if key in e and metric in e]
             if pts:
-                xs, ys, names = zip(*pts)
-                ax.scatter(xs, ys)
+                ax.scatter([p[0] for p in pts], [p[1] for p in pts])
                 for x, y, name in pts:
                     ax.annotate(str(name), (x, y), fontsize=8)
             ax.set_xscale("log")
@@ -184,6 +188,31 @@ def _plain(v: Any) -> Any:
     if isinstance(v, np.generic):
         return v.item()
     return v
+
+
+Scorer = Callable[[Any], Any]
+
+
+def _scorers(
+    forest: Forest, compiled: CompiledForest | None, latency: str, nthread: int
+) -> tuple[Scorer, Scorer, str]:
+    """(single-row scorer, batch scorer, description) for a latency backend."""
+    if compiled is not None and latency in ("compiled", "kernel"):
+        cf = compiled
+        return cf.predict, (lambda Z: cf.predict(Z, nthread=nthread)), "compiled (TL2cgen row)"
+    if latency == "kernel":
+        from ._kernel import KernelForest
+        from ._predict import apply_postprocessor
+
+        kf = KernelForest(forest)
+        return (
+            lambda r: apply_postprocessor(forest, kf.margin(r, 1)),
+            lambda Z: apply_postprocessor(forest, kf.margin(Z, nthread)),
+            "treeslim kernel",
+        )
+    if latency == "reference":
+        return forest.predict, forest.predict, "numpy reference"
+    raise ValueError(f"latency must be 'kernel', 'compiled', 'reference' or None; got {latency!r}.")
 
 
 def report(
@@ -223,7 +252,7 @@ def report(
     -------
     Report
     """
-    from .compile import CompiledForest
+    from .compiler import CompiledForest
     from .frontends import from_model
     from .sizes import format_sizes
 
@@ -241,39 +270,17 @@ def report(
     if sizes:
         entry.update({f"bytes_{k}": v for k, v in format_sizes(forest).items()})
     if latency == "compiled" and compiled is None:
-        from .compile import compile as compile_forest
+        from .compiler import compile as compile_forest
 
         compiled = compile_forest(forest, nthread=nthread)
     if compiled is not None:
         entry["bytes_compiled"] = compiled.libpath.stat().st_size
     if latency is not None:
-        rows = np.ascontiguousarray(
-            np.asarray(Xa, dtype=np.float64)[: max(1, min(len(Xa), n_calls))]
-        )
-        if compiled is not None and latency in ("compiled", "kernel"):
-            one, batch, backend = (
-                compiled.predict,
-                (lambda Z: compiled.predict(Z, nthread=nthread)),
-                "compiled (TL2cgen row / kernel batch)",
-            )
-        elif latency == "kernel":
-            from ._kernel import KernelForest
-            from ._predict import apply_postprocessor
-
-            kf = KernelForest(forest)
-            one, batch, backend = (
-                (lambda r: apply_postprocessor(forest, kf.margin(r, 1))),
-                (lambda Z: apply_postprocessor(forest, kf.margin(Z, nthread))),
-                "kernel",
-            )
-        elif latency == "reference":
-            one, batch, backend = forest.predict, forest.predict, "numpy reference"
-        else:
-            raise ValueError(
-                f"latency must be 'kernel', 'compiled', 'reference' or None; got {latency!r}."
-            )
+        Xf = np.asarray(Xa, dtype=np.float64)
+        rows = np.ascontiguousarray(Xf[: max(1, min(len(Xf), n_calls))])
+        one, batch, backend = _scorers(forest, compiled, latency, nthread)
         entry["p50_us"], entry["p99_us"] = measure_single_row(one, rows, n_calls=n_calls)
-        entry["rows_per_s"] = measure_batch(batch, np.asarray(Xa, dtype=np.float64))
+        entry["rows_per_s"] = measure_batch(batch, Xf)
         entry["nthread"] = nthread
         entry["latency_backend"] = backend
     pred = forest.predict(Xa)

@@ -119,7 +119,7 @@ class _Reader:
             return [self.value(typ, depth + 1) for _ in range(count)]
         if count is not None:
             return [self.value(self.marker(), depth + 1) for _ in range(count)]
-        out = []
+        out: list[Any] = []
         while True:
             m = self.marker()
             if m == "]":

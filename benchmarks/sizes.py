@@ -1,0 +1,179 @@
+"""Bytes per storage format, and what 8-bit leaves cost, for models trained on real datasets.
+
+For every dataset in the data directory (see ../shared/data/README.md; the files are read in place,
+never copied) an XGBoost model (500 trees, depth 6) and a LightGBM model (500 trees, 63 leaves) are
+trained with 2 threads. For each: the bytes as XGBoost JSON and UBJSON, LightGBM model text and a
+Treelite checkpoint (measured as :func:`treeslim.sizes.format_sizes` does; without a treeslim
+Treelite backend the checkpoint comes from Treelite's frontend on the native model), ``.tslim``
+lossless and with 8-bit k-means leaves (``quantize_leaves(bits=8, method="kmeans")``), each also
+gzip'ed (level 9); and the test metric of the original and of the 8-bit model.
+
+    python benchmarks/sizes.py [--quick] [--data DIR] [--out FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import os
+import sys
+import time
+
+import numpy as np
+
+import treeslim
+from treeslim import TreeSlimError
+from treeslim.metrics import default_metric, evaluate
+from treeslim.passes import quantize_leaves
+from treeslim.sizes import serialize
+from treeslim.tslim import dump_tslim_bytes
+
+DATASETS = [
+    "adult", "bank_marketing", "credit_default", "higgs_lgbm_example", "letter",
+    "california_housing", "bike_sharing_hourly", "mq2008", "mslr_web_sample",
+]  # fmt: skip
+QUICK = ["adult", "california_housing"]
+FORMATS = [("xgboost_json", "XGB JSON"), ("xgboost_ubj", "XGB UBJ"),
+           ("lightgbm_text", "LGB text"), ("treelite", "Treelite")]  # fmt: skip
+
+
+def default_data_dir() -> str:
+    here = os.path.dirname(os.path.abspath(__file__))
+    return os.path.normpath(os.path.join(here, "..", "..", "shared", "data"))
+
+
+def load_split(path: str):
+    """Train and test parts (X, y, qid each) and the task; the shipped split when there is one."""
+    z = np.load(path, allow_pickle=False)
+    X, y, task = z["X"].astype(np.float32), z["y"], str(z["task"])
+    qid = z["qid"] if "qid" in z.files else None
+    if "split" in z.files:
+        test = z["split"] == 1
+    elif "part" in z.files:  # LETOR fold 1: train S1-S3, test S5
+        test = z["part"] == 5
+        keep = (z["part"] <= 3) | test
+        X, y, qid, test = X[keep], y[keep], qid[keep], test[keep]
+    elif qid is not None:
+        queries = np.unique(qid)
+        test = np.isin(qid, queries[int(0.75 * len(queries)) :])
+    else:
+        test = np.random.default_rng(0).random(len(y)) < 0.25
+    tr = ~test
+    q = (None, None) if qid is None else (qid[tr], qid[test])
+    return X[tr], y[tr], q[0], X[test], y[test], q[1], task
+
+
+def train(lib: str, task: str, X, y, qid, n_trees: int):
+    if lib == "xgboost":
+        import xgboost as xgb
+
+        kw = dict(n_estimators=n_trees, max_depth=6, n_jobs=2, random_state=0, tree_method="hist")
+        if task == "ranking":
+            return xgb.XGBRanker(**kw).fit(X, y, qid=qid)
+        cls = xgb.XGBRegressor if task == "regression" else xgb.XGBClassifier
+        return cls(**kw).fit(X, y)
+    import lightgbm as lgb
+
+    kw = dict(n_estimators=n_trees, num_leaves=63, n_jobs=2, random_state=0, verbose=-1)
+    if task == "ranking":
+        return lgb.LGBMRanker(**kw).fit(X, y, group=np.unique(qid, return_counts=True)[1])
+    cls = lgb.LGBMRegressor if task == "regression" else lgb.LGBMClassifier
+    return cls(**kw).fit(X, y)
+
+
+def treelite_bytes(lib: str, model) -> bytes:
+    import treelite
+
+    if lib == "xgboost":
+        return bytes(treelite.frontend.from_xgboost(model.get_booster()).serialize_bytes())
+    return bytes(treelite.frontend.from_lightgbm(model.booster_).serialize_bytes())
+
+
+def gz(data: bytes) -> int:
+    return len(gzip.compress(data, 9, mtime=0))
+
+
+def measure(lib: str, name: str, path: str, n_trees: int) -> dict:
+    Xtr, ytr, qtr, Xte, yte, qte, task = load_split(path)
+    t0 = time.perf_counter()
+    model = train(lib, task, Xtr, ytr, qtr, n_trees)
+    t_train = time.perf_counter() - t0
+    forest = treeslim.from_model(model)
+    raw, packed = {}, {}
+    for fmt, _ in FORMATS:
+        try:  # what format_sizes(forest) does, but one format failing does not stop the run
+            data = serialize(forest, fmt)
+        except (ImportError, TreeSlimError):
+            continue
+        except ValueError as exc:
+            print(f"  {name} {lib}: {fmt} export failed: {exc}", file=sys.stderr)
+            continue
+        raw[fmt], packed[fmt] = len(data), gz(data)
+    if "treelite" not in raw:
+        data = treelite_bytes(lib, model)
+        raw["treelite"], packed["treelite"] = len(data), gz(data)
+    lossless = dump_tslim_bytes(forest)
+    q8 = quantize_leaves(forest, bits=8, method="kmeans")
+    small = dump_tslim_bytes(q8)
+    metric = default_metric(task)
+    m0 = evaluate(task, yte, forest.predict(Xte), qid=qte)[metric]
+    m8 = evaluate(task, yte, q8.predict(Xte), qid=qte)[metric]
+    return dict(
+        dataset=name, lib=lib, task=task, trees=forest.n_trees, nodes=forest.n_nodes, raw=raw,
+        packed=packed, tslim=(len(lossless), gz(lossless)), tslim8=(len(small), gz(small)),
+        metric=metric, m0=m0, m8=m8, seconds=time.perf_counter() - t0, train_s=t_train,
+    )  # fmt: skip
+
+
+def kb(n: int | None) -> str:
+    return "n/a" if n is None else f"{n / 1024:,.1f}"
+
+
+def table(rows: list[dict]) -> str:
+    head = ["dataset", "model", "trees", "nodes"]
+    head += [f"{label} (gz)" for _, label in FORMATS]
+    head += [".tslim (gz)", ".tslim 8-bit leaves (gz)", "Treelite / .tslim", "metric",
+             "original", "8-bit", "Δ"]  # fmt: skip
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = [r["dataset"], r["lib"], str(r["trees"]), f"{r['nodes']:,}"]
+        for key, _ in FORMATS:
+            cells.append(f"{kb(r['raw'].get(key))} ({kb(r['packed'].get(key))})")
+        cells += [f"{kb(r['tslim'][0])} ({kb(r['tslim'][1])})",
+                  f"{kb(r['tslim8'][0])} ({kb(r['tslim8'][1])})",
+                  f"{r['raw']['treelite'] / r['tslim'][0]:.1f}x", r["metric"],
+                  f"{r['m0']:.4f}", f"{r['m8']:.4f}", f"{r['m8'] - r['m0']:+.5f}"]  # fmt: skip
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="2 datasets, 100 trees")
+    parser.add_argument("--data", default=default_data_dir(), help="folder of the .npz datasets")
+    parser.add_argument("--out", help="also write the markdown table to this file")
+    parser.add_argument("--datasets", nargs="*", help="only these datasets")
+    args = parser.parse_args(argv)
+    names = args.datasets or (QUICK if args.quick else DATASETS)
+    n_trees = 100 if args.quick else 500
+    rows = []
+    for name in names:
+        path = os.path.join(args.data, f"{name}.npz")
+        if not os.path.exists(path):
+            print(f"skipping {name}: {path} not found")
+            continue
+        for lib in ("xgboost", "lightgbm"):
+            rows.append(measure(lib, name, path, n_trees))
+            r = rows[-1]
+            print(f"{name} {lib}: {r['seconds']:.0f}s (training {r['train_s']:.0f}s)", flush=True)
+    sizes = "Sizes in KiB, gzip level 9 in parentheses; n/a: the format cannot hold the model."
+    out = f"{table(rows)}\n\n{sizes} Trees per model: {n_trees} (x classes for multiclass).\n"
+    print(out)
+    if args.out:
+        with open(args.out, "w") as fh:
+            fh.write(out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
