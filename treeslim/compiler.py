@@ -13,13 +13,16 @@ options. :class:`CompiledForest` then scores:
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import hashlib
 import os
 import re
 import shutil
+import sys
 import tempfile
 import threading
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -146,7 +149,7 @@ def _forest_hash(forest: Forest, options: dict[str, Any]) -> str:
     return h.hexdigest()[:24]
 
 
-def _generate(forest: Forest, build: Path, parallel_comp: int) -> list[Path]:
+def _generate(forest: Forest, build: Path, parallel_comp: int, verbose: bool) -> list[Path]:
     import tl2cgen
 
     from .backends.treelite import to_treelite
@@ -159,7 +162,8 @@ def _generate(forest: Forest, build: Path, parallel_comp: int) -> list[Path]:
     # quantized (integer) comparisons are what makes the missing-value marker unambiguous, and
     # several translation units keep predict() small enough to copy (see _predict_without_quantize)
     params: dict[str, Any] = {"quantize": 1, "parallel_comp": max(2, parallel_comp)}
-    tl2cgen.generate_c_code(model, str(build), params=params)
+    with _quiet(not verbose):
+        tl2cgen.generate_c_code(model, str(build), params=params)
     _exact_threshold_table(build / "quantize.c", forest)
     _predict_without_quantize(build / "main.c")
     header = (build / "header.h").read_text()
@@ -177,6 +181,29 @@ def _generate(forest: Forest, build: Path, parallel_comp: int) -> list[Path]:
     )
     (build / "treeslim_shim.c").write_text(shim)
     return sorted(build.glob("*.c"))
+
+
+@contextlib.contextmanager
+def _quiet(enabled: bool) -> Iterator[None]:
+    """Silence TL2cgen's and its bundled Treelite's log lines (they write to fds 1 and 2)."""
+    if not enabled:
+        yield
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 1)
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        os.close(saved[0])
+        os.close(saved[1])
 
 
 def _threshold_type(forest: Forest) -> Literal["float32", "float64"]:
@@ -257,7 +284,7 @@ def _build(
     cc = find_compiler()
     with tempfile.TemporaryDirectory(prefix="treeslim-build-") as tmp:
         build = Path(tmp)
-        sources = _generate(forest, build, parallel_comp)
+        sources = _generate(forest, build, parallel_comp, verbose)
 
         def compile_one(src: Path) -> Path:
             obj = src.with_suffix(".o")

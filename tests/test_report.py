@@ -1,0 +1,105 @@
+"""Report, metrics and the CLI's compile / bench commands."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from models import data, model
+
+import treeslim
+from treeslim.cli import main
+from treeslim.metrics import evaluate, fidelity, ndcg_at_k
+
+
+def test_ndcg_by_hand():
+    y = np.array([2, 0, 1, 0, 0, 1])
+    s = np.array([0.1, 0.9, 0.5, 0.3, 0.2, 0.8])
+    q = np.array([0, 0, 0, 1, 1, 1])
+    # query 0: order by score -> rel 0,1,2 ; ideal 2,1,0
+    dcg0 = 0 / np.log2(2) + 1 / np.log2(3) + 3 / np.log2(4)
+    idcg0 = 3 / np.log2(2) + 1 / np.log2(3)
+    # query 1: order -> rel 1,0,0 = ideal
+    expect = (dcg0 / idcg0 + 1.0) / 2
+    assert ndcg_at_k(y, s, q, 10) == pytest.approx(expect)
+    # a query without relevant documents counts as 1 (LightGBM's convention)
+    assert ndcg_at_k(np.zeros(3), np.arange(3.0), np.zeros(3), 10) == 1.0
+    with pytest.raises(ValueError, match="one entry per row"):
+        ndcg_at_k(y, s, q[:2])
+
+
+def test_evaluate_and_fidelity():
+    y = np.array([0, 1, 1, 0])
+    p = np.array([0.1, 0.8, 0.25, 0.3])
+    m = evaluate("binary", y, p)
+    assert m["auc"] == pytest.approx(0.75) and m["accuracy"] == pytest.approx(0.75)
+    r = evaluate("regression", np.array([1.0, 2.0, 3.0]), np.array([1.0, 2.0, 4.0]))
+    assert r["rmse"] == pytest.approx(np.sqrt(1 / 3))
+    f = fidelity("binary", p, np.log(p / (1 - p)), p * 0 + 0.6, np.zeros(4) + 0.4)
+    assert f["agreement"] == pytest.approx(0.25)
+    with pytest.raises(ValueError, match="need qid"):
+        evaluate("ranking", y, p)
+    with pytest.raises(ValueError, match="4 rows but the predictions have 3"):
+        evaluate("binary", y, p[:3])
+
+
+@pytest.mark.parametrize("task", ["binary", "multiclass", "regression", "ranking"])
+def test_report_every_task(task):
+    m, X = model("xgboost", task)
+    _, y, qid = data(task)
+    rep = treeslim.report(m, X, y, qid=qid, reference=m, name="xgb", n_calls=200)
+    e = rep[0]
+    forest = treeslim.from_model(m)
+    assert (e["trees"], e["nodes"], e["leaves"]) == (
+        forest.n_trees,
+        forest.n_nodes,
+        forest.n_leaves,
+    )
+    assert e["bytes_xgboost_json"] > e["bytes_xgboost_ubj"] > 0
+    assert 0 < e["p50_us"] <= e["p99_us"] and e["rows_per_s"] > 0
+    assert e["agreement"] == 1.0 and e["max_abs_delta_margin"] == 0.0
+    metric = treeslim.metrics.default_metric(task)
+    assert 0 < e[metric] <= 1
+    json.loads(rep.to_json())
+    assert "xgb" in rep.to_text() and "p50 us" in rep.to_text()
+    frame = (rep + rep).to_frame()
+    assert len(frame) == 2 and metric in frame.columns
+
+
+def test_report_fidelity_sees_a_change_and_plots(tmp_path):
+    m, X = model("lightgbm", "binary")
+    _, y, _ = data("binary")
+    forest = treeslim.from_model(m)
+    changed = forest.replace(base_score=forest.base_score + 0.5)
+    rep = treeslim.report(changed, X, y, reference=forest, latency=None, sizes=False)
+    assert rep[0]["max_abs_delta_margin"] == pytest.approx(0.5)
+    assert "p50_us" not in rep[0]
+    with pytest.raises(ValueError, match="latency must be"):
+        treeslim.report(forest, X, latency="fast")
+    pytest.importorskip("matplotlib")
+    path = tmp_path / "plot.png"
+    (rep + treeslim.report(forest, X, y, n_calls=100, name="orig")).plot(path=str(path))
+    assert path.stat().st_size > 1000
+
+
+def test_cli_compile_and_bench(tmp_path, capsys):
+    m, X = model("xgboost", "binary")
+    _, y, _ = data("binary")
+    path = tmp_path / "m.json"
+    m.get_booster().save_model(path)
+    out = tmp_path / "m.so"
+    assert main(["compile", str(path), "-o", str(out)]) == 0
+    assert out.stat().st_size > 0 and "compiled" in capsys.readouterr().out
+    npz = tmp_path / "d.npz"
+    np.savez(npz, X=X, y=y)
+    assert main(["bench", str(path), "--data", str(npz), "--calls", "100", "--json"]) == 0
+    entry = json.loads(capsys.readouterr().out)["entries"][0]
+    assert entry["auc"] > 0.5 and entry["p50_us"] > 0
+    csv = tmp_path / "d.csv"
+    header = ",".join([f"f{i}" for i in range(X.shape[1])] + ["label"])
+    np.savetxt(csv, np.column_stack([X, y]), delimiter=",", header=header, comments="")
+    assert main(["bench", str(path), "--data", str(csv), "--target", "label", "--calls", "50"]) == 0
+    assert "AUC" in capsys.readouterr().out
+    assert main(["bench", str(path), "--data", str(csv), "--target", "nope"]) == 2
+    assert "no column named 'nope'" in capsys.readouterr().err
