@@ -1,6 +1,10 @@
 import os
 import sys
 
+# one OpenMP thread per library in tests: on a 2-core CI machine, XGBoost / LightGBM /
+# scikit-learn thread pools otherwise fight each other (tests that need threads ask explicitly)
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 from hypothesis import HealthCheck, settings
 
 sys.path.insert(0, os.path.dirname(__file__))
