@@ -10,8 +10,9 @@ from models import ALL, model
 from oracle import as_f32, assert_close, oracle_rows
 
 import treeslim
-from treeslim._kernel import KernelForest, exact_float32_thresholds
+from treeslim._kernel import KernelForest
 from treeslim._predict import leaf_nodes
+from treeslim._thresholds import float32_thresholds
 from treeslim.compiler import CompiledForest, CompilerError
 
 
@@ -128,7 +129,7 @@ def test_exact_float32_thresholds():
     x = np.concatenate([t, np.nextafter(t, 1), np.nextafter(t, -1)]).astype(np.float32)
     x = np.concatenate([x, np.nextafter(x, np.float32(1)), np.nextafter(x, np.float32(-1))])
     for op in ("<", "<="):
-        t32 = exact_float32_thresholds(t, op)
+        t32 = float32_thresholds(t, op)
         for xi in x[::7]:
             want = (xi.astype(np.float64) < t) if op == "<" else (xi.astype(np.float64) <= t)
             got = (xi < t32) if op == "<" else (xi <= t32)

@@ -26,11 +26,12 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ._errors import TreeSlimError
+from ._thresholds import float32_thresholds
 
 if TYPE_CHECKING:
     from .forest import Forest
 
-__all__ = ["CompilerError", "KernelForest", "cache_dir", "find_compiler"]
+__all__ = ["CompilerError", "KernelForest", "cache_dir", "find_compiler", "run_compiler"]
 
 _SRC = Path(__file__).with_name("csrc") / "forest_kernel.c"
 _LOCK = threading.Lock()
@@ -152,25 +153,6 @@ def kernel() -> ctypes.CDLL:
     return _KERNEL
 
 
-def exact_float32_thresholds(
-    threshold: NDArray[np.float64], comparison: str
-) -> NDArray[np.float32]:
-    """Float32 thresholds that decide every float32 input exactly as the float64 ones do.
-
-    ``x <= t`` equals ``x <= t'`` with ``t'`` the largest float32 not above ``t``; ``x < t``
-    equals ``x < t'`` with ``t'`` the smallest float32 not below ``t``.
-    """
-    with np.errstate(over="ignore"):
-        t32 = threshold.astype(np.float32)
-    back = t32.astype(np.float64)
-    inf = np.float32(np.inf)
-    if comparison == "<=":
-        t32 = np.where(back > threshold, np.nextafter(t32, -inf), t32)
-    else:
-        t32 = np.where(back < threshold, np.nextafter(t32, inf), t32)
-    return t32.astype(np.float32)
-
-
 class KernelForest:
     """A Forest laid out for the C kernel; ``margin(X)`` and ``leaves(X)`` are thread-safe."""
 
@@ -195,7 +177,7 @@ class KernelForest:
         leaf = split[old] < 0
         thr: NDArray[Any] = forest.threshold[old]
         if self.dtype == np.float32:
-            thr = exact_float32_thresholds(thr, forest.comparison)
+            thr = float32_thresholds(thr, forest.comparison)
         nodes = np.zeros(
             len(old),
             dtype=np.dtype(

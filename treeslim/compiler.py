@@ -36,10 +36,10 @@ from ._kernel import (
     CompilerError,
     KernelForest,
     cache_dir,
-    exact_float32_thresholds,
     find_compiler,
     run_compiler,
 )
+from ._thresholds import float32_thresholds
 
 if TYPE_CHECKING:
     from .forest import Forest
@@ -264,7 +264,7 @@ def _exact_threshold_table(path: Path, forest: Forest) -> None:
     for j in range(forest.num_feature):
         t = forest.threshold[inner & (forest.split_index == j)]
         if m.group(1) == "float":
-            t = exact_float32_thresholds(t, forest.comparison).astype(np.float64)
+            t = float32_thresholds(t, forest.comparison).astype(np.float64)
         t = np.unique(t)
         if len(t) != length[j] or begin[j] != len(values):
             raise TreeSlimError(

@@ -20,6 +20,7 @@ from typing import Any, Literal
 import numpy as np
 
 from .._errors import MissingDependencyError, UnsupportedModelError
+from .._thresholds import float32_thresholds
 from ..forest import Forest
 
 __all__ = ["to_treelite"]
@@ -51,21 +52,6 @@ def _postprocessor(forest: Forest) -> str:
     raise UnsupportedModelError(
         f"Postprocessor {post!r} with {forest.n_outputs} output(s) has no Treelite equivalent."
     )
-
-
-def _float32_thresholds(thr: np.ndarray, comparison: str) -> np.ndarray:
-    """Float32 thresholds that split every float32 input exactly as ``thr`` does.
-
-    ``x <= t`` equals ``x <= t32`` for the largest float32 ``t32 <= t``; ``x < t`` equals
-    ``x < t32`` for the smallest float32 ``t32 >= t``.
-    """
-    with np.errstate(over="ignore"):
-        t32 = thr.astype(np.float32)
-    if comparison == "<=":
-        move = t32.astype(np.float64) > thr
-        return np.where(move, np.nextafter(t32, np.float32(-np.inf)), t32)
-    move = t32.astype(np.float64) < thr
-    return np.where(move, np.nextafter(t32, np.float32(np.inf)), t32)
 
 
 def _jsonable(obj: Any) -> Any:
@@ -169,7 +155,7 @@ def to_treelite(
     )
     thr = forest.threshold
     if threshold_type == "float32":
-        thr = _float32_thresholds(thr, forest.comparison).astype(np.float64)
+        thr = float32_thresholds(thr, forest.comparison).astype(np.float64)
     split, thresholds = forest.split_index.tolist(), thr.tolist()
     cleft, cright = forest.cleft.tolist(), forest.cright.tolist()
     default_left = forest.default_left.tolist()

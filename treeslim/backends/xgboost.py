@@ -18,6 +18,7 @@ import numpy as np
 
 from .._errors import UnsupportedModelError, require
 from .._io import write_atomic
+from .._thresholds import float32_strict_thresholds
 from ..forest import Forest
 
 __all__ = ["forest_to_xgboost_json", "to_xgboost"]
@@ -66,20 +67,6 @@ def _objective(forest: Forest) -> str:
     return "reg:squarederror"
 
 
-def _threshold_f32(forest: Forest) -> np.ndarray:
-    """Float32 thresholds t' with ``x < t'`` equal to the forest's test for every float32 ``x``."""
-    t = forest.threshold
-    with np.errstate(over="ignore"):
-        t32 = t.astype(np.float32)
-    inf32 = np.float32(np.inf)
-    if forest.comparison == "<=":
-        down = np.where(t32.astype(np.float64) > t, np.nextafter(t32, -inf32), t32)
-        out = np.where(np.isposinf(down), down, np.nextafter(down, inf32))
-    else:
-        out = np.where(t32.astype(np.float64) < t, np.nextafter(t32, inf32), t32)
-    return out.astype(np.float32)
-
-
 def _base_score(forest: Forest, how: str | None) -> tuple[str, np.ndarray]:
     """XGBoost's base_score string and what remains to fold into trees, per output."""
     base = forest.base_score
@@ -122,7 +109,7 @@ def forest_to_xgboost_json(forest: Forest) -> dict[str, Any]:
     how = _MARGIN_TO_BASE.get(forest.postprocessor)
     base_str, fold = _base_score(forest, how)
     k = forest.n_outputs
-    thr32 = _threshold_f32(forest)
+    thr32 = float32_strict_thresholds(forest.threshold, forest.comparison)
     pairs = _expanded_trees(forest)
     scale = 1.0
     if forest.average:
