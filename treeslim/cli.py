@@ -88,7 +88,7 @@ def _is_number(text: str) -> bool:
 
 
 def _compile(args: argparse.Namespace) -> int:
-    from .compile import compile as compile_forest
+    from .compiler import compile as compile_forest
     from .frontends import load
 
     forest = load(args.model)
@@ -102,7 +102,7 @@ def _compile(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from .compile import compile as compile_forest
+    from .compiler import compile as compile_forest
     from .frontends import load
     from .report import report
 
