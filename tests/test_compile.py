@@ -55,6 +55,8 @@ def test_compiled_equals_reference(compiled_cache, lib, task):
     assert_close(compiled.predict(X), forest.predict(X), prob=prob, what="batch")
     assert_close(compiled.predict_margin(X), forest.predict_margin(X), what="batch margin")
     assert_close(compiled.predict_rowwise(X, margin=True), forest.predict_margin(X), what="rows")
+    for n in (2, 3):  # small batches go row by row, larger ones through the kernel
+        assert_close(compiled.predict(X[:n]), forest.predict(X[:n]), prob=prob, what=f"{n} rows")
     for i in range(40):  # the single-row path, float64 and float32, 1-D and (1, d)
         expect = forest.predict(X[i : i + 1])
         assert_close(compiled.predict(X[i]), expect, prob=prob, what=f"row {i}")

@@ -233,8 +233,12 @@ class KernelForest:
 
     def margin(self, X: Any, nthread: int = 1) -> NDArray[np.float64]:
         """Margins (n, n_outputs), as :meth:`Forest.predict_margin` computes them."""
+        return self.margin_prepared(self.prepare(X), nthread)
+
+    def margin_prepared(self, Xc: NDArray[Any], nthread: int = 1) -> NDArray[np.float64]:
+        """:meth:`margin` of rows already passed through :meth:`prepare`."""
         f = self.forest
-        out = self.raw_sum(self.prepare(X), nthread)
+        out = self.raw_sum(Xc, nthread)
         if f.average:
             out /= f.n_trees // f.n_outputs if f.leaf_width == 1 else f.n_trees
         out += f.base_score

@@ -111,6 +111,9 @@ int ts_nout(void) { return TS_NOUT; }
 """
 
 _BUILD_LOCK = threading.Lock()
+#: Batches up to this size go row by row through the compiled code; larger ones through the
+#: tree-at-a-time kernel (measured crossover: 2-4 rows on a 500-tree model, benchmarks/latency.py).
+ROWWISE_MAX_ROWS = 2
 _CFLAGS = ["-O2", "-fPIC", "-std=c99", "-fno-math-errno"]
 
 
@@ -432,13 +435,18 @@ class CompiledForest:
         v = self._one_row(X, 1)
         if v is not None:
             return np.array([v])
-        margin = self._kernel.margin(X, nthread or self.nthread)
-        return margin[:, 0] if self.forest.n_outputs == 1 else margin
+        Xc = self._kernel.prepare(X)
+        if len(Xc) <= ROWWISE_MAX_ROWS:
+            return self._rowwise(Xc, margin=True)
+        out = self._kernel.margin_prepared(Xc, nthread or self.nthread)
+        return out[:, 0] if self.forest.n_outputs == 1 else out
 
     def predict_rowwise(self, X: Any, *, margin: bool = False) -> NDArray[np.float64]:
         """Score row by row through TL2cgen's generated code (its own batch strategy; for
         comparison and tests)."""
-        Xc = self._kernel.prepare(X)
+        return self._rowwise(self._kernel.prepare(X), margin=margin)
+
+    def _rowwise(self, Xc: NDArray[Any], *, margin: bool) -> NDArray[np.float64]:
         fn = self._rows[Xc.dtype]
         out = np.empty((Xc.shape[0], self.n_outputs))
         fn(Xc.ctypes.data, Xc.shape[0], int(margin), out.ctypes.data)
