@@ -2,13 +2,14 @@
 
 For every dataset in the data directory (see ../shared/data/README.md; the files are read in place,
 never copied) an XGBoost model (500 trees, depth 6) and a LightGBM model (500 trees, 63 leaves) are
-trained with 2 threads. For each: the bytes as XGBoost JSON and UBJSON, LightGBM model text and a
-Treelite checkpoint (measured as :func:`treeslim.sizes.format_sizes` does; without a treeslim
-Treelite backend the checkpoint comes from Treelite's frontend on the native model), ``.tslim``
-lossless and with 8-bit k-means leaves (``quantize_leaves(bits=8, method="kmeans")``), each also
-gzip'ed (level 9); and the test metric of the original and of the 8-bit model.
+trained (2 threads unless ``--jobs``). For each: the bytes as XGBoost JSON and UBJSON, LightGBM
+model text and a Treelite checkpoint (measured as :func:`treeslim.sizes.format_sizes` does;
+without a treeslim Treelite backend the checkpoint comes from Treelite's frontend on the native
+model), ``.tslim`` lossless and with 8-bit leaves (``quantize_leaves(bits=8, method="kmeans")``,
+codebook refit on up to 5,000 training rows), each also gzip'ed (level 9); and the test metric of
+the original and of the 8-bit model.
 
-    python benchmarks/sizes.py [--quick] [--data DIR] [--out FILE]
+    python benchmarks/sizes.py [--quick] [--jobs N] [--data DIR] [--out FILE]
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import numpy as np
 import treeslim
 from treeslim import TreeSlimError
 from treeslim.metrics import default_metric, evaluate
-from treeslim.passes import quantize_leaves
+from treeslim.passes import quantization_error, quantize_leaves
 from treeslim.sizes import serialize
 from treeslim.tslim import dump_tslim_bytes
 
@@ -33,6 +34,8 @@ DATASETS = [
     "california_housing", "bike_sharing_hourly", "mq2008", "mslr_web_sample",
 ]  # fmt: skip
 QUICK = ["adult", "california_housing"]
+CALIBRATION_ROWS = 5000  # training rows the 8-bit codebook is refit on ...
+CALIBRATION_CELLS = 10_000_000  # ... at most this many (row, tree) pairs
 FORMATS = [("xgboost_json", "XGB JSON"), ("xgboost_ubj", "XGB UBJ"),
            ("lightgbm_text", "LGB text"), ("treelite", "Treelite")]  # fmt: skip
 
@@ -63,18 +66,18 @@ def load_split(path: str):
     return X[tr], y[tr], q[0], X[test], y[test], q[1], task
 
 
-def train(lib: str, task: str, X, y, qid, n_trees: int):
+def train(lib: str, task: str, X, y, qid, n_trees: int, n_jobs: int = 2):
     if lib == "xgboost":
         import xgboost as xgb
 
-        kw = dict(n_estimators=n_trees, max_depth=6, n_jobs=2, random_state=0, tree_method="hist")
+        kw = dict(n_estimators=n_trees, max_depth=6, n_jobs=n_jobs, random_state=0)
         if task == "ranking":
             return xgb.XGBRanker(**kw).fit(X, y, qid=qid)
         cls = xgb.XGBRegressor if task == "regression" else xgb.XGBClassifier
         return cls(**kw).fit(X, y)
     import lightgbm as lgb
 
-    kw = dict(n_estimators=n_trees, num_leaves=63, n_jobs=2, random_state=0, verbose=-1)
+    kw = dict(n_estimators=n_trees, num_leaves=63, n_jobs=n_jobs, random_state=0, verbose=-1)
     if task == "ranking":
         return lgb.LGBMRanker(**kw).fit(X, y, group=np.unique(qid, return_counts=True)[1])
     cls = lgb.LGBMRegressor if task == "regression" else lgb.LGBMClassifier
@@ -93,10 +96,10 @@ def gz(data: bytes) -> int:
     return len(gzip.compress(data, 9, mtime=0))
 
 
-def measure(lib: str, name: str, path: str, n_trees: int) -> dict:
+def measure(lib: str, name: str, path: str, n_trees: int, n_jobs: int) -> dict:
     Xtr, ytr, qtr, Xte, yte, qte, task = load_split(path)
     t0 = time.perf_counter()
-    model = train(lib, task, Xtr, ytr, qtr, n_trees)
+    model = train(lib, task, Xtr, ytr, qtr, n_trees, n_jobs)
     t_train = time.perf_counter() - t0
     forest = treeslim.from_model(model)
     raw, packed = {}, {}
@@ -113,15 +116,21 @@ def measure(lib: str, name: str, path: str, n_trees: int) -> dict:
         data = treelite_bytes(lib, model)
         raw["treelite"], packed["treelite"] = len(data), gz(data)
     lossless = dump_tslim_bytes(forest)
-    q8 = quantize_leaves(forest, bits=8, method="kmeans")
+    rng = np.random.default_rng(0)
+    n_cal = min(len(Xtr), CALIBRATION_ROWS, CALIBRATION_CELLS // forest.n_trees)
+    cal = Xtr[rng.choice(len(Xtr), n_cal, replace=False)]
+    margin = forest.predict_margin(cal)
+    q8 = quantize_leaves(forest, bits=8, method="kmeans", X=cal, y_margin=margin)
     small = dump_tslim_bytes(q8)
     metric = default_metric(task)
     m0 = evaluate(task, yte, forest.predict(Xte), qid=qte)[metric]
     m8 = evaluate(task, yte, q8.predict(Xte), qid=qte)[metric]
+    err = quantization_error(forest, q8, Xte)
+    err["relative"] = err["mean_abs_delta_margin"] / float(np.std(forest.predict_margin(Xte)))
     return dict(
         dataset=name, lib=lib, task=task, trees=forest.n_trees, nodes=forest.n_nodes, raw=raw,
         packed=packed, tslim=(len(lossless), gz(lossless)), tslim8=(len(small), gz(small)),
-        metric=metric, m0=m0, m8=m8, seconds=time.perf_counter() - t0, train_s=t_train,
+        metric=metric, m0=m0, m8=m8, err=err, seconds=time.perf_counter() - t0, train_s=t_train,
     )  # fmt: skip
 
 
@@ -129,11 +138,15 @@ def kb(n: int | None) -> str:
     return "n/a" if n is None else f"{n / 1024:,.1f}"
 
 
+def agreement(r: dict) -> str:
+    return f"{r['err']['agreement']:.4f}" if r["task"] in ("binary", "multiclass") else "n/a"
+
+
 def table(rows: list[dict]) -> str:
     head = ["dataset", "model", "trees", "nodes"]
     head += [f"{label} (gz)" for _, label in FORMATS]
     head += [".tslim (gz)", ".tslim 8-bit leaves (gz)", "Treelite / .tslim", "metric",
-             "original", "8-bit", "Δ"]  # fmt: skip
+             "original", "8-bit", "Δ", "mean abs Δ margin", "agreement"]  # fmt: skip
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = [r["dataset"], r["lib"], str(r["trees"]), f"{r['nodes']:,}"]
@@ -142,7 +155,8 @@ def table(rows: list[dict]) -> str:
         cells += [f"{kb(r['tslim'][0])} ({kb(r['tslim'][1])})",
                   f"{kb(r['tslim8'][0])} ({kb(r['tslim8'][1])})",
                   f"{r['raw']['treelite'] / r['tslim'][0]:.1f}x", r["metric"],
-                  f"{r['m0']:.4f}", f"{r['m8']:.4f}", f"{r['m8'] - r['m0']:+.5f}"]  # fmt: skip
+                  f"{r['m0']:.4f}", f"{r['m8']:.4f}", f"{r['m8'] - r['m0']:+.5f}",
+                  f"{100 * r['err']['relative']:.2f}%", agreement(r)]  # fmt: skip
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -153,6 +167,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", default=default_data_dir(), help="folder of the .npz datasets")
     parser.add_argument("--out", help="also write the markdown table to this file")
     parser.add_argument("--datasets", nargs="*", help="only these datasets")
+    parser.add_argument("--jobs", type=int, default=2, help="training threads (1 on a busy machine:"
+                        " OpenMP spin-waiting makes LightGBM many times slower there)")  # fmt: skip
     args = parser.parse_args(argv)
     names = args.datasets or (QUICK if args.quick else DATASETS)
     n_trees = 100 if args.quick else 500
@@ -163,10 +179,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f"skipping {name}: {path} not found")
             continue
         for lib in ("xgboost", "lightgbm"):
-            rows.append(measure(lib, name, path, n_trees))
+            rows.append(measure(lib, name, path, n_trees, args.jobs))
             r = rows[-1]
             print(f"{name} {lib}: {r['seconds']:.0f}s (training {r['train_s']:.0f}s)", flush=True)
-    sizes = "Sizes in KiB, gzip level 9 in parentheses; n/a: the format cannot hold the model."
+    sizes = (
+        "Sizes in KiB, gzip level 9 in parentheses; n/a: the format cannot hold the model (or its"
+        " export failed). 8-bit vs original on the test rows: mean absolute margin difference as"
+        " a share of the margins' standard deviation, and the share of rows given the same class."
+    )
     out = f"{table(rows)}\n\n{sizes} Trees per model: {n_trees} (x classes for multiclass).\n"
     print(out)
     if args.out:

@@ -207,3 +207,16 @@ def test_ubjson_fuzz_never_crashes():
             treeslim.frontends.xgboost.forest_from_xgboost_bytes(bytes(data))
         except treeslim.TreeSlimError:
             pass
+
+
+def test_to_xgboost_with_infinite_thresholds():
+    # LightGBM writes +-inf thresholds (e.g. on adult); XGBoost's JSON cannot hold them
+    b = booster("reg:squarederror")
+    f = forest_from_xgboost(b)
+    inner = np.flatnonzero(f.split_index >= 0)
+    thr = f.threshold.copy()
+    thr[inner[:2]] = [np.inf, -np.inf]
+    g = f.replace(threshold=thr)
+    X = as_f32(oracle_rows(g, 300, seed=6))
+    X[np.abs(X) >= np.finfo(np.float32).max] = 0.0  # only +-FLT_MAX and +-inf may differ
+    assert_close(_native(treeslim.to_xgboost(g), X, margin=True), g.predict_margin(X))

@@ -18,7 +18,11 @@ from .backends import to_lightgbm, to_treelite, to_xgboost
 from .compiler import CompiledForest, CompilerError, compile
 from .forest import Forest, validate
 from .frontends import from_model, load
+from .passes import prune_unreachable, quantization_error, quantize_leaves, quantize_thresholds
 from .report import Report, report
+from .tslim import dump_tslim_bytes, load_tslim_bytes, save_tslim
+
+save = save_tslim  #: ``treeslim.save(forest, path)``: the compact ``.tslim`` format
 
 __version__ = "0.1.0"
 
@@ -33,9 +37,17 @@ __all__ = [
     "TreeSlimError",
     "UnsupportedModelError",
     "compile",
+    "dump_tslim_bytes",
     "from_model",
     "load",
+    "load_tslim_bytes",
+    "prune_unreachable",
+    "quantization_error",
+    "quantize_leaves",
+    "quantize_thresholds",
     "report",
+    "save",
+    "save_tslim",
     "to_lightgbm",
     "to_treelite",
     "to_xgboost",

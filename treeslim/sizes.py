@@ -65,7 +65,7 @@ def format_sizes(forest: Forest, *, compressed: bool = False) -> dict[str, int]:
     for name, fn in _FORMATS.items():
         try:
             data = fn(forest)
-        except (ImportError, TreeSlimError):
+        except (ImportError, TreeSlimError, ValueError):
             continue
         out[name] = len(gzip.compress(data, 9, mtime=0) if compressed else data)
     return out

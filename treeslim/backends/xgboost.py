@@ -109,7 +109,10 @@ def forest_to_xgboost_json(forest: Forest) -> dict[str, Any]:
     how = _MARGIN_TO_BASE.get(forest.postprocessor)
     base_str, fold = _base_score(forest, how)
     k = forest.n_outputs
-    thr32 = float32_strict_thresholds(forest.threshold, forest.comparison)
+    # XGBoost's JSON holds no infinities: +-inf thresholds become +-FLT_MAX, which decides every
+    # finite input the same way except +-FLT_MAX itself (and -inf at a -inf threshold)
+    big = np.finfo(np.float32).max
+    thr32 = np.clip(float32_strict_thresholds(forest.threshold, forest.comparison), -big, big)
     pairs = _expanded_trees(forest)
     scale = 1.0
     if forest.average:
