@@ -63,38 +63,29 @@ def train(lib: str, n_trees: int, depth: int, X: np.ndarray, y: np.ndarray):
     ).fit(X, y)
 
 
-def runtimes(lib, model, compiled, tl2_predictor):
-    """name -> (single-row callable, batch callable taking (X, nthread))."""
+def runtimes(lib, model, compiled, tl2_predictor, nthread):
+    """name -> scorer of rows (1-D row or 2-D batch) with ``nthread`` threads, set up once."""
     import tl2cgen
 
     out = {}
     if lib == "xgboost":
-        booster = model.get_booster()
         import xgboost as xgb
 
-        def xgb_predict(X, nthread=1):
-            booster.set_param({"nthread": nthread})
-            return booster.predict(xgb.DMatrix(np.atleast_2d(X), nthread=nthread))
-
-        def xgb_inplace(X, nthread=1):
-            booster.set_param({"nthread": nthread})
-            return booster.inplace_predict(np.atleast_2d(X))
-
-        out["xgboost predict(DMatrix)"] = xgb_predict
-        out["xgboost inplace_predict"] = xgb_inplace
+        booster = model.get_booster().copy()
+        booster.set_param({"nthread": nthread})
+        out["xgboost predict(DMatrix)"] = lambda X: booster.predict(
+            xgb.DMatrix(np.atleast_2d(X), nthread=nthread)
+        )
+        out["xgboost inplace_predict"] = lambda X: booster.inplace_predict(np.atleast_2d(X))
     else:
         booster = model.booster_
-
-        def lgb_predict(X, nthread=1):
-            return booster.predict(np.atleast_2d(X), num_threads=nthread)
-
-        out["lightgbm Booster.predict"] = lgb_predict
-
-    def tl2(X, nthread=1):
-        return tl2_predictor.predict(tl2cgen.DMatrix(np.atleast_2d(X)), nthread=nthread)
-
-    out["tl2cgen.Predictor"] = tl2
-    out["treeslim CompiledForest"] = lambda X, nthread=1: compiled.predict(X, nthread=nthread)
+        out["lightgbm Booster.predict"] = lambda X: booster.predict(
+            np.atleast_2d(X), num_threads=nthread
+        )
+    out["tl2cgen.Predictor"] = lambda X: tl2_predictor[nthread].predict(
+        tl2cgen.DMatrix(np.atleast_2d(X))
+    )
+    out["treeslim CompiledForest"] = lambda X: compiled.predict(X, nthread=nthread)
     return out
 
 
@@ -134,15 +125,17 @@ def main() -> None:
         compile_times.append(
             f"{lib} {n_trees} trees depth {depth}: {compile_s:.1f} s ({forest.n_nodes} nodes)"
         )
-        tl2_predictor = tl2cgen.Predictor(str(compiled.libpath))
+        tl2_predictor = {n: tl2cgen.Predictor(str(compiled.libpath), nthread=n) for n in (1, 2)}
         label = f"{lib} {n_trees}x{depth}"
         results = {}
-        for name, fn in runtimes(lib, model, compiled, tl2_predictor).items():
+        one = runtimes(lib, model, compiled, tl2_predictor, 1)
+        two = runtimes(lib, model, compiled, tl2_predictor, 2)
+        for name, fn in one.items():
             same = np.repeat(rows[:1], n_calls, axis=0)
-            sp50, sp99 = measure_single_row(lambda r, fn=fn: fn(r), same, n_calls=n_calls)
-            dp50, dp99 = measure_single_row(lambda r, fn=fn: fn(r), rows, n_calls=n_calls)
-            b1 = measure_batch(lambda Z, fn=fn: fn(Z, 1), Xb, repeat=2)
-            b2 = measure_batch(lambda Z, fn=fn: fn(Z, 2), Xb, repeat=2)
+            sp50, sp99 = measure_single_row(fn, same, n_calls=n_calls)
+            dp50, dp99 = measure_single_row(fn, rows, n_calls=n_calls)
+            b1 = measure_batch(fn, Xb, repeat=2)
+            b2 = measure_batch(two[name], Xb, repeat=2)
             results[name] = (sp50, sp99, dp50, dp99, b1, b2)
             lines.append(
                 f"| {label} | {name} | {sp50:.1f} | {sp99:.1f} | {dp50:.1f} | {dp99:.1f} |"
