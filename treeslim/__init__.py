@@ -16,9 +16,20 @@ from ._errors import (
 )
 from .backends import to_lightgbm, to_treelite, to_xgboost
 from .compiler import CompiledForest, CompilerError, compile
+from .compress import compress
+from .estimators import SlimClassifier, SlimRanker, SlimRegressor
 from .forest import Forest, validate
 from .frontends import from_model, load
-from .passes import prune_unreachable, quantization_error, quantize_leaves, quantize_thresholds
+from .passes import (
+    exact_passes,
+    prune_nodes,
+    prune_unreachable,
+    quantization_error,
+    quantize_leaves,
+    quantize_thresholds,
+    refit_leaves,
+    select_trees,
+)
 from .report import Report, report
 from .tslim import dump_tslim_bytes, load_tslim_bytes, save_tslim
 
@@ -34,20 +45,28 @@ __all__ = [
     "MissingDependencyError",
     "ModelFormatError",
     "Report",
+    "SlimClassifier",
+    "SlimRanker",
+    "SlimRegressor",
     "TreeSlimError",
     "UnsupportedModelError",
     "compile",
+    "compress",
     "dump_tslim_bytes",
+    "exact_passes",
     "from_model",
     "load",
     "load_tslim_bytes",
+    "prune_nodes",
     "prune_unreachable",
     "quantization_error",
     "quantize_leaves",
     "quantize_thresholds",
+    "refit_leaves",
     "report",
     "save",
     "save_tslim",
+    "select_trees",
     "to_lightgbm",
     "to_treelite",
     "to_xgboost",

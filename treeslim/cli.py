@@ -122,6 +122,32 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _compress(args: argparse.Namespace) -> int:
+    from .compress import compress
+    from .frontends import load
+
+    forest = load(args.model)
+    X, y, qid = read_data(args.data, args.target)
+    if y is None:
+        raise ValueError(f"{args.data}: compress needs labels (y in the .npz, or --target).")
+    slim = compress(
+        forest,
+        X,
+        y,
+        qid=qid,
+        max_loss=args.max_loss,
+        metric=args.metric,
+        random_state=args.seed,
+        verbose=args.verbose,
+    )
+    lib = forest.source.get("library")
+    slim.export(args.output)
+    slim.report_.to_json(args.output + ".report.json")
+    print(slim.report_.to_text())
+    print(f"wrote {args.output} ({lib or 'treelite'} format) and {args.output}.report.json")
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="treeslim", description="Compress and compile tree ensembles."
@@ -149,6 +175,17 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--calls", type=int, default=1000, help="single-row calls to time")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=_bench)
+
+    p = sub.add_parser("compress", help="compress a model on calibration data")
+    p.add_argument("model", help="model file (the output keeps its format)")
+    p.add_argument("--data", required=True, help="calibration data: .npz (X, y, qid) or .csv")
+    p.add_argument("--target", default=None, help="label column of a CSV file")
+    p.add_argument("--max-loss", type=float, default=0.005, help="allowed metric drop")
+    p.add_argument("--metric", default=None, help="auc, accuracy, logloss, rmse, r2, ndcg@10")
+    p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument("--verbose", type=int, default=0)
+    p.add_argument("-o", "--output", required=True, help="where to write the compressed model")
+    p.set_defaults(func=_compress)
     return parser
 
 

@@ -185,7 +185,7 @@ def _hgb_tree(nodes: np.ndarray, tree_class: int) -> TreeArrays:
 def _hgb_forest(obj: Any, name: str, header: dict[str, Any]) -> Forest:
     cat = getattr(obj, "is_categorical_", None)
     if (cat is not None and np.any(cat)) or getattr(obj, "_preprocessor", None) is not None:
-        cols = np.flatnonzero(np.asarray(cat)) if cat is not None else []
+        cols: Any = np.flatnonzero(np.asarray(cat)) if cat is not None else []
         names = header.get("feature_names") or range(int(obj.n_features_in_))
         which = [list(names)[int(j)] for j in cols]
         raise UnsupportedModelError(

@@ -1,0 +1,187 @@
+"""Compression benchmark: treeslim.compress against same-size baselines on the real datasets.
+
+For each dataset in ../shared/data (see its README) and each teacher (XGBoost 500 trees depth 6,
+LightGBM 500 trees 63 leaves, RandomForest 300 trees): train on the train split, compress on a
+calibration split with ``max_loss``, and report on the test split (never seen by the search):
+nodes and bytes before/after, test metric before/after, time, and three baselines of the same
+size: the first k trees, a random k trees (k = the compressed model's tree count), and a model of
+k trees and the teacher's depth trained from scratch.
+
+    python benchmarks/compression.py [--quick] [--data ../shared/data] [--out FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+import numpy as np
+
+import treeslim
+from treeslim.compress import compress
+from treeslim.metrics import default_metric, evaluate
+from treeslim.sizes import format_sizes
+
+DATASETS = [
+    "adult",
+    "bank_marketing",
+    "credit_default",
+    "higgs_lgbm_example",
+    "letter",
+    "california_housing",
+    "bike_sharing_hourly",
+    "mq2008",
+    "mslr_web_sample",
+]
+
+
+def load(path: str):
+    z = np.load(path, allow_pickle=False)
+    task = str(z["task"])
+    qid = z["qid"] if "qid" in z else None
+    return z["X"].astype(np.float32), z["y"], qid, task
+
+
+def split(n: int, qid, seed: int = 0):
+    """60% train / 20% calibration / 20% test, whole queries for ranking."""
+    rng = np.random.default_rng(seed)
+    units = np.unique(qid) if qid is not None else np.arange(n)
+    rng.shuffle(units)
+    a, b = int(0.6 * len(units)), int(0.8 * len(units))
+    parts = [units[:a], units[a:b], units[b:]]
+    if qid is None:
+        return [np.sort(p) for p in parts]
+    return [np.flatnonzero(np.isin(qid, p)) for p in parts]
+
+
+def train(kind: str, task: str, X, y, qid, n_trees: int, depth: int):
+    import lightgbm as lgb
+    import xgboost as xgb
+    from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
+
+    if kind == "rf":
+        cls = RandomForestClassifier if task in ("binary", "multiclass") else RandomForestRegressor
+        return cls(n_estimators=n_trees, max_depth=depth, n_jobs=2, random_state=0).fit(
+            np.nan_to_num(X), y
+        )
+    if kind == "xgboost":
+        kw = dict(n_estimators=n_trees, max_depth=depth, n_jobs=2, random_state=0)
+        if task == "ranking":
+            return xgb.XGBRanker(**kw).fit(X, y, qid=qid)
+        cls = xgb.XGBClassifier if task in ("binary", "multiclass") else xgb.XGBRegressor
+        return cls(**kw).fit(X, y)
+    kw = dict(n_estimators=n_trees, num_leaves=2**depth - 1, n_jobs=2, random_state=0, verbose=-1)
+    if task == "ranking":
+        return lgb.LGBMRanker(**kw).fit(X, y, group=np.unique(qid, return_counts=True)[1])
+    cls = lgb.LGBMClassifier if task in ("binary", "multiclass") else lgb.LGBMRegressor
+    return cls(**kw).fit(X, y)
+
+
+def first_k(forest, k: int, random_state=None):
+    """The first (or, with a seed, a random) k trees of each output, as a Forest."""
+    per = forest.n_outputs if forest.leaf_width == 1 else 1
+    groups = np.arange(forest.n_trees) // per
+    n_groups = groups.max() + 1
+    keep_groups = np.arange(min(n_groups, max(1, k // per)))
+    if random_state is not None:
+        rng = np.random.default_rng(random_state)
+        keep_groups = np.sort(rng.choice(n_groups, size=len(keep_groups), replace=False))
+    trees = [forest.tree(t) for t in np.flatnonzero(np.isin(groups, keep_groups))]
+    return treeslim.Forest.from_trees(trees, **forest.header())
+
+
+def score(forest_or_model, X, y, qid, task, metric):
+    f = treeslim.from_model(forest_or_model)
+    return evaluate(task, y, f.predict(X), qid=qid)[metric]
+
+
+def run(name: str, path: str, kind: str, quick: bool, max_loss: float) -> dict:
+    X, y, qid, task = load(path)
+    if quick and len(X) > 20_000:
+        keep = np.arange(20_000) if qid is None else np.flatnonzero(qid <= np.unique(qid)[200])
+        X, y, qid = X[keep], y[keep], None if qid is None else qid[keep]
+    tr, ca, te = split(len(X), qid)
+
+    def q(idx):
+        return None if qid is None else qid[idx]
+
+    n_trees = {"rf": 300}.get(kind, 500) // (5 if quick else 1)
+    depth = {"rf": 12}.get(kind, 6)
+    Xf = (lambda idx: np.nan_to_num(X[idx])) if kind == "rf" else (lambda idx: X[idx])
+    t0 = time.perf_counter()
+    teacher_model = train(kind, task, Xf(tr), y[tr], q(tr), n_trees, depth)
+    teacher = treeslim.from_model(teacher_model)
+    train_s = time.perf_counter() - t0
+    metric = default_metric(task)
+    t0 = time.perf_counter()
+    slim = compress(teacher, Xf(ca), y[ca], qid=q(ca), max_loss=max_loss, random_state=0, n_jobs=2)
+    comp_s = time.perf_counter() - t0
+    small = slim.forest_
+    k = small.n_trees
+    scratch = treeslim.from_model(train(kind, task, Xf(tr), y[tr], q(tr), k, depth))
+    row = {
+        "dataset": name,
+        "teacher": kind,
+        "task": task,
+        "metric": metric,
+        "nodes_before": teacher.n_nodes,
+        "nodes_after": small.n_nodes,
+        "trees_before": teacher.n_trees,
+        "trees_after": k,
+        "bytes_before": format_sizes(teacher).get("xgboost_ubj"),
+        "bytes_after": format_sizes(small).get("xgboost_ubj"),
+        "test_before": score(teacher, Xf(te), y[te], q(te), task, metric),
+        "test_after": score(small, Xf(te), y[te], q(te), task, metric),
+        "first_k": score(first_k(teacher, k), Xf(te), y[te], q(te), task, metric),
+        "random_k": score(first_k(teacher, k, 0), Xf(te), y[te], q(te), task, metric),
+        "scratch_k": score(scratch, Xf(te), y[te], q(te), task, metric),
+        "scratch_nodes": scratch.n_nodes,
+        "compress_s": comp_s,
+        "train_s": train_s,
+    }
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument(
+        "--data", default=os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data")
+    )
+    parser.add_argument("--quick", action="store_true", help="small models, 3 datasets, 2 teachers")
+    parser.add_argument("--max-loss", type=float, default=0.005)
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args()
+    names = ["credit_default", "california_housing", "mq2008"] if args.quick else DATASETS
+    kinds = ["xgboost", "lightgbm"] if args.quick else ["xgboost", "lightgbm", "rf"]
+    lines = [
+        f"max_loss={args.max_loss}; metric: AUC (binary), accuracy (multiclass), R^2 "
+        "(regression), NDCG@10 (ranking); all on the test split.",
+        "",
+        "| dataset | teacher | nodes before → after (x) | test before | after | first-k | random-k"
+        " | scratch-k | compress s |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name in names:
+        path = os.path.join(args.data, f"{name}.npz")
+        if not os.path.exists(path):
+            print(f"skip {name}: {path} not found")
+            continue
+        for kind in kinds:
+            r = run(name, path, kind, args.quick, args.max_loss)
+            ratio = r["nodes_before"] / max(1, r["nodes_after"])
+            lines.append(
+                f"| {name} | {kind} | {r['nodes_before']:,} → {r['nodes_after']:,} ({ratio:.1f}x)"
+                f" | {r['test_before']:.4f} | {r['test_after']:.4f} | {r['first_k']:.4f} |"
+                f" {r['random_k']:.4f} | {r['scratch_k']:.4f} | {r['compress_s']:.0f} |"
+            )
+            print(lines[-1], flush=True)
+    text = "\n".join(lines)
+    print(text)
+    if args.out:
+        with open(args.out, "w") as fh:
+            fh.write(text + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,105 @@
+"""The Slim* estimators and compress(): sklearn's contract, pipelines, search results."""
+
+from __future__ import annotations
+
+import joblib
+import numpy as np
+import pytest
+from models import data, model
+from oracle import oracle_rows
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+import treeslim
+from treeslim.compress import compress
+from treeslim.estimators import SlimClassifier, SlimRanker, SlimRegressor
+from treeslim.metrics import evaluate
+
+
+@parametrize_with_checks(
+    [
+        SlimClassifier(n_synthetic=200, random_state=0),
+        SlimRegressor(n_synthetic=200, random_state=0),
+    ]
+)
+def test_sklearn_contract(estimator, check):
+    check(estimator)
+
+
+@pytest.mark.parametrize("task", ["binary", "multiclass", "regression"])
+def test_compress_fitted_xgboost(task):
+    import xgboost as xgb
+
+    X, y, _ = data(task, n=2000)
+    cls = xgb.XGBRegressor if task == "regression" else xgb.XGBClassifier
+    m = cls(n_estimators=60, max_depth=4, learning_rate=0.1, n_jobs=1, random_state=0).fit(X, y)
+    slim = compress(m, X, y, max_loss=0.01, random_state=0)
+    assert isinstance(slim, SlimRegressor if task == "regression" else SlimClassifier)
+    teacher = treeslim.from_model(m)
+    assert slim.forest_.n_nodes < teacher.n_nodes
+    metric = slim.search_.metric
+    got = evaluate(task, y, slim.forest_.predict(X))[metric]
+    assert slim.search_.teacher_metric - got <= 0.01 + 1e-12
+    assert "compressed" in slim.report_.to_text()
+    booster = slim.export()
+    assert type(booster).__name__ == "Booster"  # an XGBoost model stays an XGBoost model
+
+
+def test_max_loss_zero_is_exact():
+    m, X = model("lightgbm", "binary")
+    _, y, _ = data("binary")
+    slim = compress(m, X, y, max_loss=0.0)
+    Z = oracle_rows(slim.forest_, 300)
+    np.testing.assert_allclose(
+        slim.forest_.predict_margin(Z), treeslim.from_model(m).predict_margin(Z), rtol=1e-12
+    )
+
+
+def test_ranker_and_pipeline_and_pickle(tmp_path):
+    m, X = model("lightgbm", "ranking")
+    _, y, qid = data("ranking")
+    slim = compress(m, X, y, qid=qid, max_loss=0.02, random_state=0)
+    assert isinstance(slim, SlimRanker) and slim.forest_.task == "ranking"
+    with pytest.raises(ValueError, match="needs qid"):
+        SlimRanker(m).fit(X, y)
+
+    Xc, yc, _ = data("binary")
+    Xc = np.nan_to_num(Xc)
+    pipe = make_pipeline(StandardScaler(), SlimClassifier(n_synthetic=500, random_state=0))
+    pipe.fit(Xc, yc)
+    assert pipe.score(Xc, yc) > 0.8
+    path = tmp_path / "pipe.joblib"
+    joblib.dump(pipe, path)
+    np.testing.assert_array_equal(joblib.load(path).predict_proba(Xc), pipe.predict_proba(Xc))
+
+    grid = GridSearchCV(
+        SlimClassifier(n_synthetic=300, random_state=0), {"max_loss": [0.0, 0.02]}, cv=2
+    ).fit(Xc, yc)
+    assert grid.best_params_["max_loss"] in (0.0, 0.02)
+
+
+def test_compress_pipeline_keeps_preprocessing():
+    from sklearn.ensemble import RandomForestClassifier
+
+    X, y, _ = data("binary")
+    X = np.nan_to_num(X)
+    pipe = Pipeline(
+        [("scale", StandardScaler()), ("rf", RandomForestClassifier(n_estimators=30, max_depth=5))]
+    ).fit(X, y)
+    out = compress(pipe, X, y, max_loss=0.02, random_state=0)
+    assert isinstance(out, Pipeline) and out.steps[0][1] is pipe.steps[0][1]
+    assert isinstance(out[-1], SlimClassifier)
+    assert out[-1].forest_.n_nodes < treeslim.from_model(pipe[-1]).n_nodes
+    assert (out.predict(X) == y).mean() > 0.8
+
+
+def test_bad_parameters():
+    X, y, _ = data("binary")
+    with pytest.raises(ValueError, match="'max_loss' parameter of SlimClassifier"):
+        SlimClassifier(max_loss=-1).fit(X, y)
+    with pytest.raises(ValueError, match="Unknown metric"):
+        SlimClassifier(metric="f1", n_synthetic=100).fit(X, y)
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        SlimClassifier().fit(X, np.zeros(len(X)))

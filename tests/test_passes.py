@@ -1,0 +1,374 @@
+"""Compression passes: exact ones predict the same everywhere, data-driven ones approximate well."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import importlib.util
+import itertools
+
+import models
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from oracle import assert_close, oracle_rows, rows
+
+import treeslim
+from treeslim import Forest
+from treeslim.forest import TreeArrays
+from treeslim.passes.augment import generate_rows, iter_generated_rows
+from treeslim.passes.exact import collapse_identical_splits, exact_passes, fold_constant_trees
+from treeslim.passes.nodes import prune_nodes
+from treeslim.passes.refit import refit_leaves
+from treeslim.passes.select import select_trees
+
+HAVE_SKLEARN_FRONTEND = importlib.util.find_spec("treeslim.frontends.sklearn") is not None
+CASES = [
+    pytest.param(lib, task, marks=pytest.mark.skipif(
+        lib.startswith("sklearn") and not HAVE_SKLEARN_FRONTEND, reason="no sklearn frontend"))
+    for lib, task in models.ALL
+]  # fmt: skip
+
+
+@functools.cache
+def forest_of(lib: str, task: str) -> tuple[Forest, np.ndarray]:
+    model, X = models.model(lib, task)
+    return treeslim.from_model(model), X
+
+
+@functools.cache
+def real_model() -> tuple[Forest, np.ndarray]:
+    """A real 120-tree XGBoost model: what tree selection is for."""
+    import xgboost as xgb
+
+    X, y, _ = models.data("binary", n=3000, d=8, seed=1)
+    m = xgb.XGBClassifier(n_estimators=120, max_depth=4, n_jobs=1, random_state=0).fit(X, y)
+    return treeslim.from_model(m), X
+
+
+def teacher_error(student: Forest, teacher: Forest, X: np.ndarray) -> float:
+    return float(np.mean((student.predict_margin(X) - teacher.predict_margin(X)) ** 2))
+
+
+def bloated(f: Forest) -> Forest:
+    """``f`` with every tree doubled under a root split and, unless averaged, a constant tree per
+    output (its value taken off base_score): predicts what ``f`` does, with nodes to remove."""
+
+    def shift(child, by):
+        return np.where(np.asarray(child) < 0, -1, np.asarray(child) + by)
+
+    trees = []
+    for t in range(f.n_trees):
+        tr = f.tree(t)
+        n = len(tr.split_index)
+        trees.append(TreeArrays(
+            split_index=np.r_[t % f.num_feature, tr.split_index, tr.split_index],
+            threshold=np.r_[0.5, tr.threshold, tr.threshold],
+            cleft=np.r_[1, shift(tr.cleft, 1), shift(tr.cleft, 1 + n)],
+            cright=np.r_[1 + n, shift(tr.cright, 1), shift(tr.cright, 1 + n)],
+            default_left=np.r_[t % 2 == 0, tr.default_left, tr.default_left],
+            leaf_value=np.vstack([tr.leaf_value[:1], tr.leaf_value, tr.leaf_value]),
+            tree_class=tr.tree_class,
+        ))  # fmt: skip
+    header = f.header()
+    if not f.average:
+        for c in range(f.n_outputs if f.leaf_width == 1 else 1):
+            value = np.full((1, f.leaf_width), 0.25)
+            trees.append(leaf_tree(value, c if f.leaf_width == 1 else -1))
+        header["base_score"] = f.base_score - 0.25
+    return Forest.from_trees(trees, **header)
+
+
+# ------------------------------------------------------------------------------ exact passes
+@pytest.mark.parametrize(("lib", "task"), CASES)
+def test_exact_passes_keep_every_prediction(lib, task):
+    f, _ = forest_of(lib, task)
+    big = bloated(f)
+    small = exact_passes(big)
+    assert small.n_nodes <= f.n_nodes < big.n_nodes
+    assert small.n_trees == f.n_trees
+    R = oracle_rows(f, 400)
+    assert_close(small.predict_margin(R), f.predict_margin(R), what=f"{lib} {task}")
+    assert exact_passes(f).n_nodes <= f.n_nodes
+
+    @settings(max_examples=10)
+    @given(rows(f, max_rows=30))
+    def check(X):
+        assert_close(small.predict_margin(X), big.predict_margin(X), what=f"{lib} {task}")
+
+    check()
+
+
+def chain(values, data_count=None):
+    """x0 < 0 -> (x1 < 0 -> a | b), else (x1 < 0 -> c | d): a complete depth-2 tree."""
+    return TreeArrays(
+        split_index=np.array([0, 1, 1, -1, -1, -1, -1]),
+        threshold=np.zeros(7), cleft=np.array([1, 3, 5, -1, -1, -1, -1]),
+        cright=np.array([2, 4, 6, -1, -1, -1, -1]), default_left=np.ones(7, bool),
+        leaf_value=np.r_[0.0, 0.0, 0.0, values], data_count=data_count,
+    )  # fmt: skip
+
+
+def test_collapse_cascades_and_sums_statistics():
+    counts = np.array([10.0, 4, 6, 1, 3, 2, 4])
+    f = Forest.from_trees([chain([1.0, 1, 1, 1], counts)], num_feature=2, task="regression")
+    g = collapse_identical_splits(f)
+    assert g.n_nodes == 1  # the inner splits collapse, then the root does
+    assert g.data_count.tolist() == [10.0]
+    h = Forest.from_trees([chain([1.0, 2, 1, 2], counts)], num_feature=2, task="regression")
+    k = collapse_identical_splits(h)
+    assert k.n_nodes == 3 and k.split_index[0] == 1  # the root goes, x1's split stays
+    assert k.data_count.tolist() == [10.0, 3.0, 7.0]
+    R = oracle_rows(h, 200)
+    assert_close(k.predict_margin(R), h.predict_margin(R))
+    assert collapse_identical_splits(k) is k
+    for field, value in (("default_left", [True, True, False]), ("threshold", [0.0, 0.0, 1e-9])):
+        t = chain([1.0, 2, 1, 2])  # subtrees alike except for one field of their split
+        t = dataclasses.replace(t, **{field: np.r_[value, np.zeros(4, t.default_left.dtype)]})
+        u = Forest.from_trees([t], num_feature=2, task="regression")
+        assert collapse_identical_splits(u) is u, field
+    assert k.source["passes"][-1]["nodes_after"] == 3
+
+
+def leaf_tree(value, tree_class=0):
+    v = np.atleast_2d(np.asarray(value, dtype=float))
+    return TreeArrays(np.array([-1]), np.zeros(1), np.array([-1]), np.array([-1]),
+                      np.zeros(1, bool), v, tree_class=tree_class)  # fmt: skip
+
+
+def test_fold_constant_trees_per_class():
+    trees = [chain([1.0, 2, 3, 4]), leaf_tree(0.5, 0), leaf_tree(-1.0, 1), leaf_tree(2.0, 1),
+             leaf_tree(0.25, 2)]  # fmt: skip
+    f = Forest.from_trees(trees, num_feature=2, task="multiclass", num_class=3,
+                          postprocessor="softmax", base_score=[0.1, 0.2, 0.3])  # fmt: skip
+    g = fold_constant_trees(f)
+    assert g.n_trees == 3  # class 0 keeps its stump, classes 1 and 2 one constant tree each
+    assert np.bincount(g.tree_class, minlength=3).tolist() == [1, 1, 1]
+    assert np.allclose(g.base_score, [0.6, 0.2, 0.3])
+    R = oracle_rows(f, 100)
+    assert_close(g.predict_margin(R), f.predict_margin(R))
+    avg = Forest.from_trees(trees[:2], num_feature=2, task="regression", average=True)
+    assert fold_constant_trees(avg) is avg  # folding would change the mean's divisor
+
+
+def test_fold_constant_vector_leaves():
+    stump = chain([1.0, 2, 3, 4])
+    stump = dataclasses.replace(
+        stump, tree_class=-1, leaf_value=np.outer(stump.leaf_value, [1, -1])
+    )
+    f = Forest.from_trees([stump, leaf_tree([[0.5, 1.5]], -1)], num_feature=2,
+                          task="multiclass", num_class=2, base_score=[0.0, 0.0])  # fmt: skip
+    g = fold_constant_trees(f)
+    assert g.n_trees == 1 and g.base_score.tolist() == [0.5, 1.5]
+    R = oracle_rows(f, 100)
+    assert_close(g.predict_margin(R), f.predict_margin(R))
+
+
+def test_exact_passes_rejects_bad_rounds():
+    f, _ = forest_of("xgboost", "binary")
+    with pytest.raises(ValueError, match="'max_rounds' parameter of exact_passes"):
+        exact_passes(f, max_rounds=0)
+
+
+# ------------------------------------------------------------------------------ generated rows
+def test_generate_rows_deterministic_and_chunk_independent():
+    X, _, _ = models.data("regression", n=300)
+    G = generate_rows(X, 10_000, random_state=7)
+    assert G.shape == (10_000, X.shape[1])
+    assert np.array_equal(G, generate_rows(X, 10_000, random_state=7), equal_nan=True)
+    assert not np.array_equal(G, generate_rows(X, 10_000, random_state=8), equal_nan=True)
+    for chunk in (1_000, 4_096, 5_000, 50_000):
+        got = np.vstack(list(iter_generated_rows(X, 10_000, random_state=7, chunk_size=chunk)))
+        assert np.array_equal(G, got, equal_nan=True), chunk
+        parts = list(iter_generated_rows(X, 10_000, random_state=7, chunk_size=chunk))
+        assert max(len(p) for p in parts) == min(chunk, 10_000)
+    for j in range(X.shape[1]):  # every value comes from its own column
+        col = G[:, j]
+        assert np.isin(col[~np.isnan(col)], X[:, j]).all()
+        assert 0 < np.isnan(col).mean() < 0.1  # X has 5% NaN, copied like any value
+    assert not any((X == g).all(axis=1).any() for g in G[:50])  # rows are new combinations
+    assert len(np.unique(np.nan_to_num(G, nan=-99.0), axis=0)) > 0.99 * len(G)  # no repeats
+    B = generate_rows(X, 200, method="bootstrap", random_state=0)
+    real = {r.tobytes() for r in X.astype(np.float64)}
+    assert all(r.tobytes() in real for r in B)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [({"n_rows": -1}, "'n_rows' parameter"), ({"method": "gan"}, "'method' parameter"),
+     ({"swap_prob": 2.0}, "'swap_prob' parameter"), ({"chunk_size": 0}, "'chunk_size' parameter"),
+     ({"random_state": "x"}, "'random_state' parameter")],
+)  # fmt: skip
+def test_generate_rows_errors(kwargs, match):
+    X = np.ones((5, 2))
+    with pytest.raises(ValueError, match=match):
+        generate_rows(X, **{"n_rows": 10, **kwargs})
+    with pytest.raises(ValueError, match="2-D"):
+        generate_rows(np.ones(5), 3)
+
+
+# ------------------------------------------------------------------------------ tree selection
+@pytest.mark.parametrize("method", ["greedy", "nnls"])
+@pytest.mark.parametrize(("lib", "task"), CASES)
+def test_select_all_trees_reproduces_margins(lib, task, method):
+    f, X = forest_of(lib, task)
+    per_output = f.n_trees // f.n_outputs if f.leaf_width == 1 else f.n_trees
+    g = select_trees(f, generate_rows(X, 3000, random_state=0), n_trees=per_output, method=method)
+    assert g.n_trees == f.n_trees and not g.average
+    H = generate_rows(X, 1000, random_state=1)
+    assert_close(g.predict_margin(H), f.predict_margin(H), what=f"{lib} {task} {method}")
+    if f.leaf_width == 1 and f.n_outputs > 1 and method == "greedy":  # per-class structure kept
+        small = select_trees(f, X, n_trees=2, method=method)
+        assert np.bincount(small.tree_class).tolist() == [2] * f.n_outputs
+
+
+@pytest.mark.parametrize("method", ["greedy", "nnls"])
+def test_select_beats_first_trees(method):
+    f, X = real_model()
+    G = generate_rows(X, 6000, swap_prob=0.5, random_state=0)
+    H = generate_rows(X, 3000, swap_prob=0.5, random_state=1)
+    for k in (5, 10):
+        first = Forest.from_trees([f.tree(t) for t in range(k)], **f.header())
+        chosen = select_trees(f, G, n_trees=k, method=method)
+        assert chosen.n_trees == k
+        assert teacher_error(chosen, f, H) < 0.5 * teacher_error(first, f, H)
+
+
+def test_select_errors():
+    f, X = forest_of("xgboost", "multiclass")
+    with pytest.raises(ValueError, match="'method' parameter of select_trees"):
+        select_trees(f, X, n_trees=2, method="lars")
+    with pytest.raises(ValueError, match="'n_trees' parameter of select_trees"):
+        select_trees(f, X, n_trees=0)
+    with pytest.raises(ValueError, match=r"target_margin must have shape \(500, 3\)"):
+        select_trees(f, X, n_trees=2, target_margin=np.zeros(500))
+    with pytest.raises(ValueError, match="X has no rows"):
+        select_trees(f, X[:0], n_trees=2)
+
+
+# ------------------------------------------------------------------------------ leaf refit
+def test_refit_toward_teacher_after_selection():
+    f, X = real_model()
+    G = generate_rows(X, 6000, swap_prob=0.5, random_state=0)
+    H = generate_rows(X, 3000, swap_prob=0.5, random_state=1)
+    chosen = select_trees(f, G, n_trees=10)
+    before = chosen.leaf_value.copy()
+    refit = refit_leaves(chosen, G, target_margin=f.predict_margin(G))
+    assert np.array_equal(chosen.leaf_value, before)  # the input is untouched
+    assert refit.n_nodes == chosen.n_nodes and np.array_equal(refit.cleft, chosen.cleft)
+    assert np.array_equal(refit.base_score, chosen.base_score)
+    assert teacher_error(refit, f, H) < 0.85 * teacher_error(chosen, f, H)
+
+
+@pytest.mark.parametrize(("lib", "task"), CASES)
+def test_refit_task_loss_lowers_the_loss(lib, task):
+    f, X = forest_of(lib, task)
+    _, y, qid = models.data(task)
+    start = select_trees(f, X, n_trees=2)
+    if task == "ranking":  # the selection already ranks almost perfectly: start from its reverse
+        start = start.replace(leaf_value=-start.leaf_value)
+    fit = refit_leaves(start, X, y, task_loss=True, qid=qid, l2=1.0)
+    before, after = task_loss(start, X, y, qid), task_loss(fit, X, y, qid)
+    assert after < 0.95 * before, (before, after)
+    teach = refit_leaves(start, X, target_margin=f.predict_margin(X))
+    assert teacher_error(teach, f, X) < teacher_error(start, f, X)
+
+
+def task_loss(forest, X, y, qid):
+    """The loss refit_leaves minimises for the task (1 - NDCG@10 for ranking)."""
+    from treeslim.metrics import ndcg_at_k
+
+    m = forest.predict_margin(X)
+    if forest.task == "ranking":
+        return 1.0 - ndcg_at_k(y, m, qid)
+    if forest.postprocessor == "identity":
+        target = np.eye(forest.num_class)[y] if forest.task == "multiclass" else y
+        return float(np.mean((m - target) ** 2))
+    p = np.clip(forest.predict(X), 1e-12, 1 - 1e-12)
+    if forest.task == "binary":
+        return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+    return float(-np.mean(np.log(p[np.arange(len(y)), y])))
+
+
+def test_refit_errors():
+    f, X = forest_of("xgboost", "binary")
+    _, y, _ = models.data("binary")
+    with pytest.raises(ValueError, match="either a teacher's target_margin or labels y"):
+        refit_leaves(f, X, y, target_margin=f.predict_margin(X))
+    with pytest.raises(ValueError, match="needs target_margin"):
+        refit_leaves(f, X)
+    with pytest.raises(ValueError, match="only makes sense for regression"):
+        refit_leaves(f, X, y)
+    with pytest.raises(ValueError, match="'l2' parameter of refit_leaves"):
+        refit_leaves(f, X, y, task_loss=True, l2=-1.0)
+    with pytest.raises(ValueError, match="0 / 1 labels"):
+        refit_leaves(f, X, y + 1, task_loss=True)
+    with pytest.raises(ValueError, match="sample_weight"):
+        refit_leaves(f, X, y, task_loss=True, sample_weight=np.zeros(len(y)))
+    with pytest.raises(ValueError, match="no task loss for task='binary' with postprocessor="):
+        refit_leaves(f.replace(postprocessor="exponential"), X, y, task_loss=True)
+    r, Xr = forest_of("xgboost", "ranking")
+    with pytest.raises(ValueError, match="needs qid"):
+        refit_leaves(r, Xr, models.data("ranking")[1], task_loss=True)
+
+
+# ------------------------------------------------------------------------------ node pruning
+@pytest.mark.parametrize(("lib", "task"), CASES)
+def test_prune_nodes_meets_the_budget(lib, task):
+    f, X = forest_of(lib, task)
+    budget = f.n_nodes // 3
+    g = prune_nodes(f, X, max_nodes=budget)
+    assert f.n_trees <= g.n_nodes <= budget
+    assert g.n_trees == f.n_trees and np.array_equal(g.base_score, f.base_score)
+    assert prune_nodes(f, X, max_nodes=f.n_nodes) is f
+    one_row = prune_nodes(f, X[:1], fraction=0.5)  # most nodes see no row: cover decides
+    assert one_row.n_nodes <= np.ceil(f.n_nodes / 2)
+    assert_close(one_row.predict_margin(X[:1]), f.predict_margin(X[:1]), what="the one row")
+
+
+def test_prune_nodes_error_grows_as_the_budget_shrinks():
+    f, X = real_model()
+    G = generate_rows(X, 6000, swap_prob=0.5, random_state=0)
+    H = generate_rows(X, 3000, swap_prob=0.5, random_state=1)
+    errors = [teacher_error(prune_nodes(f, G, fraction=q), f, H) for q in (0.8, 0.6, 0.4, 0.2)]
+    assert errors[0] < 0.2 * errors[-1]
+    blind = prune_nodes(f, G[:1], fraction=0.4)  # one row: the order carries no information
+    assert errors[2] < 0.2 * teacher_error(blind, f, H)
+    assert all(b > 0.9 * a for a, b in itertools.pairwise(errors)), errors
+
+
+def test_prune_nodes_leaf_value_is_the_data_mean():
+    """x0 < 0 -> (x1 < 0 -> a | b): collapsing node 1 gives the mean of a and b over its rows,
+    weighted by the rows (by sum_hess when no row arrives)."""
+    hess = np.array([10.0, 4.0, 6.0, 1.0, 3.0, 2.0, 4.0])
+    f = Forest.from_trees([dataclasses.replace(chain([1.0, 2, 3, 4]), sum_hess=hess)],
+                          num_feature=2, task="regression")  # fmt: skip
+    X = np.array([[-1.0, -1.0]] * 3 + [[-1.0, 1.0]] + [[1.0, -1.0]] * 10 + [[1.0, 1.0]] * 9)
+    g = prune_nodes(f, X, max_nodes=5)
+    assert g.n_nodes == 5 and g.split_index[1] == -1  # the left subtree costs least
+    assert g.leaf_value[1, 0] == pytest.approx((3 * 1.0 + 1 * 2.0) / 4)
+    g = prune_nodes(f, X[4:], max_nodes=5)  # no row reaches the left subtree
+    assert g.leaf_value[1, 0] == pytest.approx((1 * 1.0 + 3 * 2.0) / 4)
+
+
+def test_prune_nodes_errors():
+    f, X = forest_of("lightgbm", "regression")
+    with pytest.raises(ValueError, match="exactly one of max_nodes and fraction"):
+        prune_nodes(f, X)
+    with pytest.raises(ValueError, match="exactly one of max_nodes and fraction"):
+        prune_nodes(f, X, max_nodes=10, fraction=0.5)
+    with pytest.raises(ValueError, match="'fraction' parameter of prune_nodes"):
+        prune_nodes(f, X, fraction=1.5)
+    with pytest.raises(ValueError, match="below the 12 trees"):
+        prune_nodes(f, X, max_nodes=5)
+
+
+@settings(max_examples=5)
+@given(st.integers(0, 2**32 - 1))
+def test_passes_keep_invariants(seed):
+    f, X = forest_of("lightgbm", "multiclass")
+    G = generate_rows(X, 500, random_state=seed)
+    g = refit_leaves(prune_nodes(select_trees(f, G, n_trees=3), G, fraction=0.5), G,
+                     target_margin=f.predict_margin(G))  # fmt: skip
+    treeslim.validate(exact_passes(g))

@@ -1,0 +1,225 @@
+"""The compression search: the smallest Forest whose metric stays within a loss budget.
+
+``search(teacher, X, y)`` tries candidate pipelines (which trees to keep, leaf refit toward the
+teacher on the calibration rows plus generated rows, node pruning, exact passes), evaluates each
+on the calibration data with the task's metric, and keeps the smallest model (by node count) whose
+metric is within ``max_loss`` of the teacher's. Candidates are evaluated in parallel with joblib,
+so ``joblib.parallel_config(backend="dask")`` runs them on a Dask cluster unchanged.
+:func:`compress` wraps the result in a fitted scikit-learn estimator.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from .forest import Forest
+from .metrics import HIGHER_IS_BETTER, default_metric, evaluate
+
+__all__ = ["SearchResult", "compress", "search"]
+
+
+@dataclass
+class SearchResult:
+    """What :func:`search` found: the chosen forest and every candidate it measured."""
+
+    forest: Forest
+    teacher_metric: float
+    metric: str
+    candidates: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _score(forest: Forest, X: Any, y: Any, qid: Any, metric: str) -> float:
+    return float(evaluate(forest.task, y, forest.predict(X), qid=qid)[metric])
+
+
+def _candidate(
+    teacher: Forest,
+    X_fit: NDArray[np.float64],
+    target: NDArray[np.float64],
+    n_trees: int,
+    node_fraction: float | None,
+    X: Any,
+    y: Any,
+    qid: Any,
+    metric: str,
+    random_state: int | None,
+) -> dict[str, Any] | None:
+    from .passes.exact import exact_passes
+    from .passes.nodes import prune_nodes
+    from .passes.refit import refit_leaves
+    from .passes.select import select_trees
+
+    t0 = time.perf_counter()
+    steps = []
+    forest = teacher
+    if n_trees < _per_output(teacher):
+        forest = select_trees(
+            forest, X_fit, n_trees=n_trees, target_margin=target, random_state=random_state
+        )
+        steps.append(f"select_trees(n_trees={n_trees})")
+    if node_fraction is not None:
+        if math.ceil(node_fraction * forest.n_nodes) < forest.n_trees:
+            return None  # every tree keeps its root: this budget cannot be met
+        forest = prune_nodes(forest, X_fit, target_margin=target, fraction=node_fraction)
+        steps.append(f"prune_nodes(fraction={node_fraction})")
+    if steps:
+        forest = refit_leaves(forest, X_fit, target_margin=target)
+        steps.append("refit_leaves(target=teacher)")
+    forest = exact_passes(forest)
+    steps.append("exact_passes")
+    return {
+        "steps": steps,
+        "forest": forest,
+        "trees": forest.n_trees,
+        "nodes": forest.n_nodes,
+        "score": _score(forest, X, y, qid, metric),
+        "seconds": time.perf_counter() - t0,
+    }
+
+
+def _per_output(forest: Forest) -> int:
+    """Trees per output: what ``select_trees(n_trees=...)`` counts (per class for multiclass
+    forests with one output per tree)."""
+    if forest.leaf_width == 1 and forest.n_outputs > 1:
+        return forest.n_trees // forest.n_outputs
+    return forest.n_trees
+
+
+def _tree_grid(n: int) -> list[int]:
+    """Tree counts (per output) to try: all, then shrinking by a factor 1.6 down to 1."""
+    grid = []
+    k = float(n)
+    while k >= 1:
+        grid.append(max(1, round(k)))
+        k /= 1.6
+    return sorted(set(grid), reverse=True)
+
+
+def search(
+    teacher: Forest,
+    X: ArrayLike,
+    y: ArrayLike,
+    *,
+    qid: ArrayLike | None = None,
+    max_loss: float = 0.005,
+    metric: str | None = None,
+    n_synthetic: int = 20_000,
+    random_state: int | None = None,
+    n_jobs: int | None = None,
+    verbose: int = 0,
+) -> SearchResult:
+    """Find the smallest forest within ``max_loss`` of ``teacher``'s metric on ``(X, y)``.
+
+    ``max_loss=0`` applies the exact passes only (identical predictions on every input).
+    """
+    from joblib import Parallel, delayed
+
+    from .passes.augment import generate_rows
+    from .passes.exact import exact_passes
+
+    metric = metric or default_metric(teacher.task)
+    if metric not in HIGHER_IS_BETTER:
+        raise ValueError(f"Unknown metric {metric!r}; expected one of {sorted(HIGHER_IS_BETTER)}.")
+    if max_loss < 0:
+        raise ValueError(f"max_loss must be >= 0; got {max_loss}.")
+    sign = 1.0 if HIGHER_IS_BETTER[metric] else -1.0
+    Xa = np.asarray(X, dtype=np.float64)
+    base = _score(teacher, Xa, y, qid, metric)
+    exact = exact_passes(teacher)
+    result = SearchResult(forest=exact, teacher_metric=base, metric=metric)
+    result.candidates.append(
+        {
+            "steps": ["exact_passes"],
+            "forest": exact,
+            "trees": exact.n_trees,
+            "nodes": exact.n_nodes,
+            "score": base,
+            "seconds": 0.0,
+        }
+    )
+    if max_loss == 0:
+        return result
+    extra = generate_rows(Xa, n_synthetic, random_state=random_state) if n_synthetic else None
+    X_fit = Xa if extra is None else np.vstack([Xa, extra])
+    target = teacher.predict_margin(X_fit)
+    plans: list[tuple[int, float | None]] = [(k, None) for k in _tree_grid(_per_output(teacher))]
+    plans += [(k, frac) for k, _ in plans[: max(1, len(plans) // 2)] for frac in (0.75, 0.5, 0.25)]
+    cands = Parallel(n_jobs=n_jobs, verbose=verbose)(
+        delayed(_candidate)(teacher, X_fit, target, k, frac, Xa, y, qid, metric, random_state)
+        for k, frac in plans
+    )
+    result.candidates.extend(c for c in cands if c is not None)
+    ok = [c for c in result.candidates if sign * (base - c["score"]) <= max_loss]
+    best = min(ok, key=lambda c: (c["nodes"], -sign * c["score"]))
+    result.forest = best["forest"]
+    return result
+
+
+def compress(
+    model: Any,
+    X: ArrayLike,
+    y: ArrayLike,
+    *,
+    qid: ArrayLike | None = None,
+    max_loss: float = 0.005,
+    metric: str | None = None,
+    random_state: int | None = None,
+    **kwargs: Any,
+) -> Any:
+    """Compress a fitted model on calibration data; return a fitted ``Slim*`` estimator.
+
+    Parameters
+    ----------
+    model : fitted model, Forest, or fitted scikit-learn Pipeline
+        A Pipeline's last step is compressed and the Pipeline returned with the same
+        preprocessing steps.
+    X : array-like of shape (n_samples, n_features)
+    y : array-like of shape (n_samples,)
+    qid : array-like of shape (n_samples,), optional
+        Query ids (ranking).
+    max_loss : float, default=0.005
+        Largest allowed absolute drop of the metric (AUC for binary, accuracy for multiclass,
+        R^2 for regression, NDCG@10 for ranking unless ``metric`` says otherwise).
+    metric : str, optional
+    random_state : int, optional
+
+    Returns
+    -------
+    SlimClassifier, SlimRegressor, SlimRanker or Pipeline
+    """
+    from sklearn.pipeline import Pipeline
+
+    from .estimators import SlimClassifier, SlimRanker, SlimRegressor, frozen
+    from .frontends import from_model
+
+    if isinstance(model, Pipeline):
+        head = model[:-1]
+        Xt = head.transform(X) if len(head) else X
+        slim = compress(
+            model[-1],
+            Xt,
+            y,
+            qid=qid,
+            max_loss=max_loss,
+            metric=metric,
+            random_state=random_state,
+            **kwargs,
+        )
+        return Pipeline([*model.steps[:-1], (model.steps[-1][0], slim)])
+    forest = from_model(model)
+    cls = {
+        "binary": SlimClassifier,
+        "multiclass": SlimClassifier,
+        "regression": SlimRegressor,
+        "ranking": SlimRanker,
+    }[forest.task]
+    est = cls(frozen(model), max_loss=max_loss, metric=metric, random_state=random_state, **kwargs)
+    if forest.task == "ranking":
+        return est.fit(X, y, qid=qid)
+    return est.fit(X, y)

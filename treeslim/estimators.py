@@ -1,0 +1,296 @@
+"""Scikit-learn estimators around the compression search: `SlimClassifier`, `SlimRegressor`,
+`SlimRanker`.
+
+Each takes an inner ``estimator``: already fitted (a native model, a Forest, or a scikit-learn
+model wrapped in ``sklearn.frozen.FrozenEstimator``) or unfitted, in which case ``fit`` fits a
+clone of it first. ``fit(X, y)`` then runs :func:`treeslim.compress.search` on ``(X, y)`` as
+calibration data; the learned state is ``forest_`` (the compressed Forest), ``teacher_``,
+``search_`` and ``report_``. They work in a ``Pipeline`` / ``GridSearchCV`` and pickle.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, clone
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from .forest import Forest
+
+__all__ = ["SlimClassifier", "SlimRanker", "SlimRegressor", "frozen"]
+
+
+def _is_fitted(est: Any) -> bool:
+    if isinstance(est, Forest) or type(est).__name__ in ("Booster", "Model", "FrozenEstimator"):
+        return True
+    try:
+        check_is_fitted(est)
+    except Exception:  # NotFittedError, or not an sklearn estimator at all
+        return False
+    return True
+
+
+def frozen(model: Any) -> Any:
+    """A fitted scikit-learn-API model wrapped in ``FrozenEstimator`` (so ``clone`` keeps it
+    fitted); other fitted models (Boosters, Forests, treelite models) as they are."""
+    if isinstance(model, BaseEstimator) and type(model).__name__ != "FrozenEstimator":
+        try:
+            from sklearn.frozen import FrozenEstimator
+        except ImportError:  # scikit-learn < 1.6
+            return model
+        return FrozenEstimator(model)
+    return model
+
+
+def _unwrap(est: Any) -> Any:
+    return est.estimator if type(est).__name__ == "FrozenEstimator" else est
+
+
+class _SlimBase(BaseEstimator):
+    _default: str = ""
+
+    def __init__(
+        self,
+        estimator: Any = None,
+        *,
+        max_loss: float = 0.005,
+        metric: str | None = None,
+        n_synthetic: int | str = "auto",
+        random_state: int | None = None,
+        n_jobs: int | None = None,
+        verbose: int = 0,
+    ) -> None:
+        self.estimator = estimator
+        self.max_loss = max_loss
+        self.metric = metric
+        self.n_synthetic = n_synthetic
+        self.random_state = random_state
+        self.n_jobs = n_jobs
+        self.verbose = verbose
+
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True
+        return tags
+
+    def _inner(self, X: NDArray[np.float64], y: Any, fit_params: dict[str, Any]) -> Any:
+        est = self.estimator
+        if est is None:
+            from sklearn import ensemble
+
+            est = getattr(ensemble, self._default)(max_iter=30, random_state=self.random_state)
+        if _is_fitted(est):
+            return _unwrap(est)
+        return clone(est).fit(X, y, **fit_params)
+
+    def _search(
+        self,
+        X: Any,
+        y: Any,
+        qid: Any = None,
+        fit_params: dict[str, Any] | None = None,
+    ) -> None:
+        from .compress import search
+        from .frontends import from_model
+        from .report import Report, report
+
+        if not isinstance(self.max_loss, (int, float)) or self.max_loss < 0:
+            raise ValueError(
+                f"The 'max_loss' parameter of {type(self).__name__} must be a float >= 0."
+                f" Got {self.max_loss!r} instead."
+            )
+        if len(X) < 2:
+            raise ValueError(
+                f"{type(self).__name__} needs at least 2 samples; got {len(X)} sample."
+            )
+        model = self._inner(X, y, fit_params or {})
+        teacher = from_model(model)
+        if teacher.num_feature != X.shape[1]:
+            raise ValueError(
+                f"X has {X.shape[1]} features, but the inner model expects {teacher.num_feature}."
+            )
+        n_syn = self.n_synthetic
+        if n_syn == "auto":
+            n_syn = int(min(20_000, 10 * len(X)))
+        result = search(
+            teacher,
+            X,
+            y,
+            qid=qid,
+            max_loss=self.max_loss,
+            metric=self.metric,
+            n_synthetic=int(n_syn),
+            random_state=self.random_state,
+            n_jobs=self.n_jobs,
+            verbose=self.verbose,
+        )
+        self.model_ = model
+        self.teacher_ = teacher
+        self.forest_ = result.forest
+        self.search_ = result
+        steps = [
+            {
+                "name": " > ".join(c["steps"]),
+                "task": teacher.task,
+                "trees": c["trees"],
+                "nodes": c["nodes"],
+                result.metric: c["score"],
+                "seconds": c["seconds"],
+            }
+            for c in result.candidates
+        ]
+        latency = "kernel" if len(X) >= 2 else None
+        quick: dict[str, Any] = {"latency": latency, "n_calls": 200, "batch_seconds": 0.01}
+        self.report_ = (
+            report(teacher, X, y, qid=qid, name="original", **quick)
+            + report(result.forest, X, y, qid=qid, reference=teacher, name="compressed", **quick)
+            + Report(steps)
+        )
+
+    def _check_X(self, X: ArrayLike) -> NDArray[np.float64]:
+        check_is_fitted(self, "forest_")
+        out: NDArray[np.float64] = validate_data(
+            self, X, reset=False, ensure_all_finite="allow-nan", dtype=np.float64
+        )
+        return out
+
+    def compile(self, path: Any = None, **kwargs: Any) -> Any:
+        """:func:`treeslim.compile` the compressed forest."""
+        from .compiler import compile as compile_forest
+
+        check_is_fitted(self, "forest_")
+        return compile_forest(self.forest_, path, **kwargs)
+
+    def export(self, path: Any = None) -> Any:
+        """The compressed forest in the inner model's own library (XGBoost stays XGBoost)."""
+        from .backends import to_lightgbm, to_treelite, to_xgboost
+
+        check_is_fitted(self, "forest_")
+        lib = self.teacher_.source.get("library")
+        if lib == "lightgbm":
+            return to_lightgbm(self.forest_, path)
+        if lib == "xgboost":
+            return to_xgboost(self.forest_, path)
+        model = to_treelite(self.forest_)
+        if path is not None:
+            model.serialize(str(path))
+        return model
+
+
+class SlimClassifier(ClassifierMixin, _SlimBase):
+    """A compressed tree-ensemble classifier (binary or multiclass).
+
+    Parameters
+    ----------
+    estimator : estimator, fitted model or Forest, default=None
+        The model to compress; unfitted estimators are fitted on ``(X, y)`` first
+        (default: ``HistGradientBoostingClassifier(max_iter=30)``).
+    max_loss : float, default=0.005
+        Largest allowed drop of the metric on the calibration data.
+    metric : str, optional
+        ``"auc"`` for binary and ``"accuracy"`` for multiclass by default.
+    n_synthetic : int or "auto", default="auto"
+        Generated rows added to the calibration rows for leaf refit (10 per row, at most 20,000).
+    random_state : int, optional
+    n_jobs : int, optional
+        Candidates evaluated in parallel (joblib).
+    verbose : int, default=0
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_breast_cancer
+    >>> from treeslim import SlimClassifier
+    >>> X, y = load_breast_cancer(return_X_y=True)
+    >>> slim = SlimClassifier(random_state=0).fit(X, y)
+    >>> slim.forest_.n_nodes <= slim.teacher_.n_nodes
+    True
+    """
+
+    _default = "HistGradientBoostingClassifier"
+
+    def fit(self, X: ArrayLike, y: ArrayLike) -> SlimClassifier:
+        """Fit (or take) the inner model and compress it on ``(X, y)``."""
+        X, y = validate_data(self, X, y, ensure_all_finite="allow-nan", dtype=np.float64)
+        check_classification_targets(y)
+        est = self.estimator
+        fitted_classes = getattr(_unwrap(est), "classes_", None) if _is_fitted(est) else None
+        self.classes_ = np.unique(y) if fitted_classes is None else np.asarray(fitted_classes)
+        if len(self.classes_) < 2:
+            raise ValueError(
+                f"SlimClassifier needs at least 2 classes in y; got {len(self.classes_)} class."
+            )
+        codes = np.searchsorted(self.classes_, y)
+        codes = np.clip(codes, 0, len(self.classes_) - 1)
+        if np.any(self.classes_[codes] != y):
+            raise ValueError("y has labels the fitted inner model does not know.")
+        self._search(X, codes)
+        return self
+
+    def decision_function(self, X: ArrayLike) -> NDArray[np.float64]:
+        """Raw scores (margins) of the compressed forest, shape (n,) or (n, n_classes)."""
+        Xc = self._check_X(X)
+        return self.forest_.predict_margin(Xc)
+
+    def predict_proba(self, X: ArrayLike) -> NDArray[np.float64]:
+        """Class probabilities, shape (n_samples, n_classes)."""
+        Xc = self._check_X(X)
+        forest = self.forest_
+        if forest.postprocessor == "argmax":
+            forest = forest.replace(postprocessor="softmax")
+        p = forest.predict(Xc)
+        return np.column_stack([1.0 - p, p]) if p.ndim == 1 else p
+
+    def predict(self, X: ArrayLike) -> NDArray[Any]:
+        """Predicted class labels."""
+        proba = self.predict_proba(X)
+        return self.classes_[np.argmax(proba, axis=1)]
+
+
+class SlimRegressor(RegressorMixin, _SlimBase):
+    """A compressed tree-ensemble regressor; parameters as :class:`SlimClassifier`
+    (default inner model: ``HistGradientBoostingRegressor(max_iter=30)``, metric R^2)."""
+
+    _default = "HistGradientBoostingRegressor"
+
+    def fit(self, X: ArrayLike, y: ArrayLike) -> SlimRegressor:
+        """Fit (or take) the inner model and compress it on ``(X, y)``."""
+        X, y = validate_data(
+            self, X, y, ensure_all_finite="allow-nan", dtype=np.float64, y_numeric=True
+        )
+        self._search(X, y)
+        return self
+
+    def predict(self, X: ArrayLike) -> NDArray[np.float64]:
+        """Predicted values."""
+        Xc = self._check_X(X)
+        return self.forest_.predict(Xc)
+
+
+class SlimRanker(RegressorMixin, _SlimBase):
+    """A compressed learning-to-rank ensemble; ``fit(X, y, qid=...)`` with query ids, metric
+    NDCG@10. The inner model must be a ranker (e.g. ``XGBRanker``, ``LGBMRanker``)."""
+
+    _default = "HistGradientBoostingRegressor"
+
+    def fit(self, X: ArrayLike, y: ArrayLike, qid: ArrayLike | None = None) -> SlimRanker:
+        """Fit (or take) the inner ranker and compress it on ``(X, y, qid)``."""
+        if qid is None:
+            raise ValueError("SlimRanker.fit needs qid, the query id of every row.")
+        X, y = validate_data(self, X, y, ensure_all_finite="allow-nan", dtype=np.float64)
+        qid = np.asarray(qid)
+        fit_params = {} if _is_fitted(self.estimator) else {"qid": qid}
+        self._search(X, y, qid=qid, fit_params=fit_params)
+        return self
+
+    def decision_function(self, X: ArrayLike) -> NDArray[np.float64]:
+        """Raw scores (margins) of the compressed forest, shape (n,) or (n, n_classes)."""
+        Xc = self._check_X(X)
+        return self.forest_.predict_margin(Xc)
+
+    def predict(self, X: ArrayLike) -> NDArray[np.float64]:
+        """Ranking scores."""
+        Xc = self._check_X(X)
+        return self.forest_.predict(Xc)
