@@ -16,7 +16,7 @@
 #include <omp.h>
 #endif
 
-#define BLOCK 64
+#define BLOCK 128
 
 #define DEFINE_KERNELS(T)                                                                          \
   typedef struct {                                                                                 \
