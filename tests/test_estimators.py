@@ -103,3 +103,41 @@ def test_bad_parameters():
         SlimClassifier(metric="f1", n_synthetic=100).fit(X, y)
     with pytest.raises(ValueError, match="at least 2 classes"):
         SlimClassifier().fit(X, np.zeros(len(X)))
+
+
+def test_compress_with_bits_and_cli(tmp_path, capsys):
+    from treeslim.cli import main
+
+    m, X = model("lightgbm", "regression")
+    _, y, _ = data("regression")
+    slim = compress(m, X, y, max_loss=0.02, random_state=0, bits=8)
+    steps = [" > ".join(c["steps"]) for c in slim.search_.candidates]
+    assert any("quantize_leaves(bits=8)" in s for s in steps)
+    leaves = slim.forest_.leaf_value[slim.forest_.split_index < 0]
+    if "quantize_leaves" in str(slim.forest_.source.get("passes")):
+        assert len(np.unique(leaves)) <= 256
+    path = tmp_path / "m.txt"
+    m.booster_.save_model(path)
+    npz = tmp_path / "cal.npz"
+    np.savez(npz, X=X, y=y)
+    out = tmp_path / "small.txt"
+    code = main(
+        [
+            "compress",
+            str(path),
+            "--data",
+            str(npz),
+            "--max-loss",
+            "0.02",
+            "--bits",
+            "8",
+            "-o",
+            str(out),
+        ]
+    )
+    assert code == 0
+    small = treeslim.load(out)  # a LightGBM model stays a LightGBM model
+    assert small.source["library"] == "lightgbm"
+    assert small.n_nodes <= treeslim.from_model(m).n_nodes
+    assert (tmp_path / "small.txt.report.json").exists()
+    assert "wrote" in capsys.readouterr().out

@@ -139,6 +139,7 @@ def _compress(args: argparse.Namespace) -> int:
         metric=args.metric,
         random_state=args.seed,
         verbose=args.verbose,
+        bits=args.bits,
     )
     lib = forest.source.get("library")
     slim.export(args.output)
@@ -183,6 +184,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--max-loss", type=float, default=0.005, help="allowed metric drop")
     p.add_argument("--metric", default=None, help="auc, accuracy, logloss, rmse, r2, ndcg@10")
     p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument("--bits", type=int, default=None, help="also quantize leaves and thresholds")
     p.add_argument("--verbose", type=int, default=0)
     p.add_argument("-o", "--output", required=True, help="where to write the compressed model")
     p.set_defaults(func=_compress)

@@ -113,10 +113,13 @@ def search(
     random_state: int | None = None,
     n_jobs: int | None = None,
     verbose: int = 0,
+    bits: int | None = None,
 ) -> SearchResult:
     """Find the smallest forest within ``max_loss`` of ``teacher``'s metric on ``(X, y)``.
 
-    ``max_loss=0`` applies the exact passes only (identical predictions on every input).
+    ``max_loss=0`` applies the exact passes only (identical predictions on every input). With
+    ``bits``, the chosen forest's leaves (k-means codebook refit toward the teacher) and thresholds
+    are then quantized to ``bits`` bits, kept if the metric stays within the budget.
     """
     from joblib import Parallel, delayed
 
@@ -158,6 +161,31 @@ def search(
     ok = [c for c in result.candidates if sign * (base - c["score"]) <= max_loss]
     best = min(ok, key=lambda c: (c["nodes"], -sign * c["score"]))
     result.forest = best["forest"]
+    if bits is not None:
+        from .passes.quantize import quantize_leaves, quantize_thresholds
+
+        t0 = time.perf_counter()
+        m = min(len(X_fit), 20_000)
+        q = quantize_leaves(
+            result.forest, bits=bits, method="kmeans", X=X_fit[:m], y_margin=target[:m]
+        )
+        q = quantize_thresholds(q, Xa, bits=bits)
+        score = _score(q, Xa, y, qid, metric)
+        cand: dict[str, Any] = {
+            "steps": [
+                *best["steps"],
+                f"quantize_leaves(bits={bits})",
+                f"quantize_thresholds(bits={bits})",
+            ],
+            "forest": q,
+            "trees": q.n_trees,
+            "nodes": q.n_nodes,
+            "score": score,
+            "seconds": time.perf_counter() - t0,
+        }
+        result.candidates.append(cand)
+        if sign * (base - score) <= max_loss:
+            result.forest = q
     return result
 
 

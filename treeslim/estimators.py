@@ -62,6 +62,7 @@ class _SlimBase(BaseEstimator):
         random_state: int | None = None,
         n_jobs: int | None = None,
         verbose: int = 0,
+        bits: int | None = None,
     ) -> None:
         self.estimator = estimator
         self.max_loss = max_loss
@@ -70,6 +71,7 @@ class _SlimBase(BaseEstimator):
         self.random_state = random_state
         self.n_jobs = n_jobs
         self.verbose = verbose
+        self.bits = bits
 
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
@@ -126,6 +128,7 @@ class _SlimBase(BaseEstimator):
             random_state=self.random_state,
             n_jobs=self.n_jobs,
             verbose=self.verbose,
+            bits=self.bits,
         )
         self.model_ = model
         self.teacher_ = teacher
@@ -198,6 +201,9 @@ class SlimClassifier(ClassifierMixin, _SlimBase):
     n_jobs : int, optional
         Candidates evaluated in parallel (joblib).
     verbose : int, default=0
+    bits : int, optional
+        Also quantize leaves and thresholds to this many bits when the budget allows (stored at
+        that width by :func:`treeslim.save`).
 
     Examples
     --------
