@@ -35,6 +35,7 @@ _TEXT_COLUMNS = [
     ("bytes_xgboost_ubj", "ubj B", "{:,d}"),
     ("bytes_lightgbm_text", "lgb txt B", "{:,d}"),
     ("bytes_treelite", "treelite B", "{:,d}"),
+    ("bytes_tslim", ".tslim B", "{:,d}"),
     ("bytes_compiled", ".so B", "{:,d}"),
     ("p50_us", "p50 us", "{:.1f}"),
     ("p99_us", "p99 us", "{:.1f}"),

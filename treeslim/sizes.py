@@ -41,11 +41,18 @@ def _treelite(forest: Forest) -> bytes:
     return bytes(to_treelite(forest).serialize_bytes())
 
 
+def _tslim(forest: Forest) -> bytes:
+    from .tslim import dump_tslim_bytes
+
+    return dump_tslim_bytes(forest)
+
+
 _FORMATS: dict[str, Callable[[Forest], bytes]] = {
     "xgboost_json": _xgboost_json,
     "xgboost_ubj": _xgboost_ubj,
     "lightgbm_text": _lightgbm_text,
     "treelite": _treelite,
+    "tslim": _tslim,
 }
 
 
