@@ -55,7 +55,7 @@ def split(n: int, qid, seed: int = 0):
     return [np.flatnonzero(np.isin(qid, p)) for p in parts]
 
 
-def train(kind: str, task: str, X, y, qid, n_trees: int, depth: int):
+def train(kind: str, task: str, X, y, qid, n_trees: int, depth: int, lr_scale: float = 1.0):
     import lightgbm as lgb
     import xgboost as xgb
     from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
@@ -66,7 +66,13 @@ def train(kind: str, task: str, X, y, qid, n_trees: int, depth: int):
             np.nan_to_num(X), y
         )
     if kind == "xgboost":
-        kw = dict(n_estimators=n_trees, max_depth=depth, n_jobs=2, random_state=0)
+        kw = dict(
+            n_estimators=n_trees,
+            max_depth=depth,
+            n_jobs=2,
+            random_state=0,
+            learning_rate=min(0.5, 0.3 * lr_scale),
+        )
         if task == "ranking":
             return xgb.XGBRanker(**kw).fit(X, y, qid=qid)
         cls = xgb.XGBClassifier if task in ("binary", "multiclass") else xgb.XGBRegressor
