@@ -77,7 +77,14 @@ def train(kind: str, task: str, X, y, qid, n_trees: int, depth: int, lr_scale: f
             return xgb.XGBRanker(**kw).fit(X, y, qid=qid)
         cls = xgb.XGBClassifier if task in ("binary", "multiclass") else xgb.XGBRegressor
         return cls(**kw).fit(X, y)
-    kw = dict(n_estimators=n_trees, num_leaves=2**depth - 1, n_jobs=2, random_state=0, verbose=-1)
+    kw = dict(
+        n_estimators=n_trees,
+        num_leaves=2**depth - 1,
+        n_jobs=2,
+        random_state=0,
+        verbose=-1,
+        learning_rate=min(0.5, 0.1 * lr_scale),
+    )
     if task == "ranking":
         return lgb.LGBMRanker(**kw).fit(X, y, group=np.unique(qid, return_counts=True)[1])
     cls = lgb.LGBMClassifier if task in ("binary", "multiclass") else lgb.LGBMRegressor
@@ -124,8 +131,13 @@ def run(name: str, path: str, kind: str, quick: bool, max_loss: float) -> dict:
     slim = compress(teacher, Xf(ca), y[ca], qid=q(ca), max_loss=max_loss, random_state=0, n_jobs=2)
     comp_s = time.perf_counter() - t0
     small = slim.forest_
-    k = small.n_trees
-    scratch = treeslim.from_model(train(kind, task, Xf(tr), y[tr], q(tr), k, depth))
+    # equal size: the most leading trees whose node count does not exceed the compressed model's
+    sizes = np.cumsum(np.diff(teacher.tree_offsets))
+    k = max(1, int(np.searchsorted(sizes, small.n_nodes, side="right")))
+    # from scratch: k trees, learning rate scaled up by teacher trees / k (capped at 0.5);
+    # with the teacher's own rate it would just be the first k trees again
+    scale = teacher.n_trees / k if kind != "rf" else 1.0
+    scratch = treeslim.from_model(train(kind, task, Xf(tr), y[tr], q(tr), k, depth, scale))
     row = {
         "dataset": name,
         "teacher": kind,
@@ -134,7 +146,8 @@ def run(name: str, path: str, kind: str, quick: bool, max_loss: float) -> dict:
         "nodes_before": teacher.n_nodes,
         "nodes_after": small.n_nodes,
         "trees_before": teacher.n_trees,
-        "trees_after": k,
+        "trees_after": small.n_trees,
+        "k_equal_size": k,
         "bytes_before": format_sizes(teacher).get("xgboost_ubj"),
         "bytes_after": format_sizes(small).get("xgboost_ubj"),
         "test_before": score(teacher, Xf(te), y[te], q(te), task, metric),
@@ -164,9 +177,9 @@ def main() -> None:
         f"max_loss={args.max_loss}; metric: AUC (binary), accuracy (multiclass), R^2 "
         "(regression), NDCG@10 (ranking); all on the test split.",
         "",
-        "| dataset | teacher | nodes before → after (x) | test before | after | first-k | random-k"
-        " | scratch-k | compress s |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|",
+        "| dataset | teacher | nodes before → after (x) | trees after | test before | after |"
+        " first-k | random-k | scratch-k | k | compress s |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name in names:
         path = os.path.join(args.data, f"{name}.npz")
@@ -178,8 +191,9 @@ def main() -> None:
             ratio = r["nodes_before"] / max(1, r["nodes_after"])
             lines.append(
                 f"| {name} | {kind} | {r['nodes_before']:,} → {r['nodes_after']:,} ({ratio:.1f}x)"
-                f" | {r['test_before']:.4f} | {r['test_after']:.4f} | {r['first_k']:.4f} |"
-                f" {r['random_k']:.4f} | {r['scratch_k']:.4f} | {r['compress_s']:.0f} |"
+                f" | {r['trees_after']} | {r['test_before']:.4f} | {r['test_after']:.4f} |"
+                f" {r['first_k']:.4f} | {r['random_k']:.4f} | {r['scratch_k']:.4f} |"
+                f" {r['k_equal_size']} | {r['compress_s']:.0f} |"
             )
             print(lines[-1], flush=True)
     text = "\n".join(lines)
