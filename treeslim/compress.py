@@ -83,6 +83,27 @@ def _candidate(
     }
 
 
+def _holdout(
+    n: int, qid: Any, fraction: float, random_state: int | None
+) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
+    """(fit rows, judge rows): a random ``fraction`` of rows (whole queries) to judge on."""
+    every = np.arange(n)
+    if not 0 <= fraction < 1:
+        raise ValueError(f"holdout must be in [0, 1); got {fraction}.")
+    if fraction == 0 or n < 200:
+        return every, every
+    rng = np.random.default_rng(random_state)
+    if qid is None:
+        judge = rng.random(n) < fraction
+    else:
+        q = np.asarray(qid)
+        ids = np.unique(q)
+        judge = np.isin(q, ids[rng.random(len(ids)) < fraction])
+    if judge.all() or not judge.any():
+        return every, every
+    return every[~judge], every[judge]
+
+
 def _per_output(forest: Forest) -> int:
     """Trees per output: what ``select_trees(n_trees=...)`` counts (per class for multiclass
     forests with one output per tree)."""
@@ -114,12 +135,15 @@ def search(
     n_jobs: int | None = None,
     verbose: int = 0,
     bits: int | None = None,
+    holdout: float = 0.3,
 ) -> SearchResult:
     """Find the smallest forest within ``max_loss`` of ``teacher``'s metric on ``(X, y)``.
 
     ``max_loss=0`` applies the exact passes only (identical predictions on every input). With
     ``bits``, the chosen forest's leaves (k-means codebook refit toward the teacher) and thresholds
     are then quantized to ``bits`` bits, kept if the metric stays within the budget.
+    ``holdout`` of the rows (whole queries for ranking; none below 200 rows) are kept out of tree
+    selection and leaf refit and judge the candidates.
     """
     from joblib import Parallel, delayed
 
@@ -132,7 +156,13 @@ def search(
     if max_loss < 0:
         raise ValueError(f"max_loss must be >= 0; got {max_loss}.")
     sign = 1.0 if HIGHER_IS_BETTER[metric] else -1.0
-    Xa = np.asarray(X, dtype=np.float64)
+    Xall = np.asarray(X, dtype=np.float64)
+    yall = np.asarray(y)
+    fit_idx, val_idx = _holdout(len(Xall), qid, holdout, random_state)
+    # candidates are fitted on one part and judged on the other, so the budget is not judged on
+    # the rows the leaves were refitted on
+    Xa, y = Xall[val_idx], yall[val_idx]
+    qid = None if qid is None else np.asarray(qid)[val_idx]
     base = _score(teacher, Xa, y, qid, metric)
     exact = exact_passes(teacher)
     result = SearchResult(forest=exact, teacher_metric=base, metric=metric)
@@ -148,8 +178,9 @@ def search(
     )
     if max_loss == 0:
         return result
-    extra = generate_rows(Xa, n_synthetic, random_state=random_state) if n_synthetic else None
-    X_fit = Xa if extra is None else np.vstack([Xa, extra])
+    Xf = Xall[fit_idx]
+    extra = generate_rows(Xf, n_synthetic, random_state=random_state) if n_synthetic else None
+    X_fit = Xf if extra is None else np.vstack([Xf, extra])
     target = teacher.predict_margin(X_fit)
     plans: list[tuple[int, float | None]] = [(k, None) for k in _tree_grid(_per_output(teacher))]
     plans += [(k, frac) for k, _ in plans[: max(1, len(plans) // 2)] for frac in (0.75, 0.5, 0.25)]
@@ -159,7 +190,7 @@ def search(
     )
     result.candidates.extend(c for c in cands if c is not None)
     ok = [c for c in result.candidates if sign * (base - c["score"]) <= max_loss]
-    best = min(ok, key=lambda c: (c["nodes"], -sign * c["score"]))
+    best = min(ok or result.candidates[:1], key=lambda c: (c["nodes"], -sign * c["score"]))
     result.forest = best["forest"]
     if bits is not None:
         from .passes.quantize import quantize_leaves, quantize_thresholds
