@@ -333,3 +333,28 @@ def test_bad_arguments_raise():
         quantize_leaves(multi, X=Xm, y_margin=np.zeros(500))
     with pytest.raises(ValueError, match="X has 2 features, but this model expects 6"):
         quantize_thresholds(forest, X[:, :2])
+
+
+@pytest.mark.parametrize("lib", ["xgboost", "lightgbm"])
+def test_quantized_forests_go_through_every_backend(lib, tmp_path):
+    """A quantized Forest is a Forest: compiled, XGBoost, LightGBM and .tslim all agree with it."""
+    from models import model as fitted
+    from oracle import as_f32, assert_close, oracle_rows
+
+    import treeslim
+
+    m, X = fitted(lib, "binary")
+    forest = treeslim.from_model(m)
+    q = quantize_thresholds(
+        quantize_leaves(forest, bits=4, method="kmeans"), np.nan_to_num(X), bits=4
+    )
+    Z = as_f32(oracle_rows(q, 300, seed=3)).astype(np.float64)
+    expect = q.predict_margin(Z)
+    assert_close(treeslim.compile(q).predict_margin(Z), expect, what="compiled")
+    assert_close(
+        treeslim.to_xgboost(q).inplace_predict(Z, predict_type="margin"), expect, what="xgboost"
+    )
+    assert_close(treeslim.to_lightgbm(q).predict(Z, raw_score=True), expect, what="lightgbm")
+    path = tmp_path / "q.tslim"
+    treeslim.save(q, path)
+    np.testing.assert_array_equal(treeslim.load(path).predict_margin(Z), expect)

@@ -220,3 +220,19 @@ def test_to_xgboost_with_infinite_thresholds():
     X = as_f32(oracle_rows(g, 300, seed=6))
     X[np.abs(X) >= np.finfo(np.float32).max] = 0.0  # only +-FLT_MAX and +-inf may differ
     assert_close(_native(treeslim.to_xgboost(g), X, margin=True), g.predict_margin(X))
+
+
+@pytest.mark.parametrize(("lib", "task"), __import__("models").ALL)
+def test_to_xgboost_from_every_library(lib, task):
+    """LightGBM and scikit-learn trees number their nodes differently from XGBoost, whose
+    predictor wants a right child right after its left sibling: the export re-lays them out."""
+    from models import model as fitted
+
+    forest = treeslim.from_model(fitted(lib, task)[0])
+    X = as_f32(oracle_rows(forest, 400, seed=9))
+    X[np.isinf(X)] = np.nan  # XGBoost's DMatrix refuses inf; inplace_predict takes it
+    assert_close(
+        _native(treeslim.to_xgboost(forest), X, margin=True),
+        forest.predict_margin(X),
+        what=f"{lib} {task}",
+    )

@@ -122,41 +122,42 @@ def forest_to_xgboost_json(forest: Forest) -> dict[str, Any]:
     for i, (t, out) in enumerate(pairs):
         lo, hi = int(forest.tree_offsets[t]), int(forest.tree_offsets[t + 1])
         n = hi - lo
-        leaf = forest.split_index[lo:hi] < 0
+        at = lo + _sibling_order(forest, lo, hi)  # node ids in XGBoost's layout
+        inv = np.empty(forest.n_nodes, dtype=np.int64)
+        inv[at] = np.arange(n)
+        leaf = forest.split_index[at] < 0
         col = 0 if forest.leaf_width == 1 else out
-        value = forest.leaf_value[lo:hi, col]
+        value = forest.leaf_value[at, col]
         if fold[out] != 0.0 and (forest.average or not folded[out]):
             value = value + fold[out]  # averaged: every tree carries it, so the mean does
             folded[out] = True
         value = value * scale
         value32 = value.astype(np.float32)
         parents = np.full(n, 2147483647, dtype=np.int64)
-        left = np.where(leaf, -1, forest.cleft[lo:hi] - lo)
-        right = np.where(leaf, -1, forest.cright[lo:hi] - lo)
+        left = np.where(leaf, -1, inv[np.maximum(forest.cleft[at], 0)])
+        right = np.where(leaf, -1, inv[np.maximum(forest.cright[at], 0)])
         inner = np.flatnonzero(~leaf)
         parents[left[inner]] = inner
         parents[right[inner]] = inner
-        cond = np.where(leaf, value32, thr32[lo:hi])
+        cond = np.where(leaf, value32, thr32[at])
         hess = forest.sum_hess if forest.sum_hess is not None else forest.data_count
         trees.append(
             {
-                "base_weights": np.where(leaf, value32, 0.0).astype(np.float32).tolist(),
+                "base_weights": _f32_list(np.where(leaf, value32, 0.0)),
                 "categories": [],
                 "categories_nodes": [],
                 "categories_segments": [],
                 "categories_sizes": [],
-                "default_left": forest.default_left[lo:hi].astype(int).tolist(),
+                "default_left": forest.default_left[at].astype(int).tolist(),
                 "id": i,
                 "left_children": left.tolist(),
-                "loss_changes": (
-                    np.zeros(n) if forest.gain is None else forest.gain[lo:hi]
-                ).tolist(),
+                "loss_changes": (np.zeros(n) if forest.gain is None else forest.gain[at]).tolist(),
                 "parents": parents.tolist(),
                 "right_children": right.tolist(),
-                "split_conditions": cond.astype(np.float32).tolist(),
-                "split_indices": np.where(leaf, 0, forest.split_index[lo:hi]).tolist(),
+                "split_conditions": _f32_list(cond),
+                "split_indices": np.where(leaf, 0, forest.split_index[at]).tolist(),
                 "split_type": [0] * n,
-                "sum_hessian": (np.ones(n) if hess is None else hess[lo:hi]).tolist(),
+                "sum_hessian": (np.ones(n) if hess is None else hess[at]).tolist(),
                 "tree_param": {
                     "num_deleted": "0",
                     "num_feature": str(forest.num_feature),
@@ -201,6 +202,34 @@ def forest_to_xgboost_json(forest: Forest) -> dict[str, Any]:
         },
         "version": [3, 0, 0],
     }
+
+
+def _sibling_order(forest: Forest, lo: int, hi: int) -> np.ndarray:
+    """Local node ids of tree ``[lo, hi)`` in XGBoost's layout: a right child right after its
+    left sibling (XGBoost's predictor relies on it); the tree's own order when it already is."""
+    leaf = forest.split_index[lo:hi] < 0
+    left = forest.cleft[lo:hi] - lo
+    right = forest.cright[lo:hi] - lo
+    if np.all(right[~leaf] == left[~leaf] + 1):
+        return np.arange(hi - lo)
+    order = [0]
+    k = 0
+    while k < len(order):
+        node = order[k]
+        if not leaf[node]:
+            order.extend((int(left[node]), int(right[node])))
+        k += 1
+    return np.asarray(order)
+
+
+def _f32_list(values: np.ndarray) -> list[float]:
+    """Float32 values as the doubles whose repr is their shortest float32 decimal.
+
+    XGBoost's JSON reader turns a long decimal (the double repr of a float32, 17 digits) into a
+    float32 one unit in the last place off now and then, which moves a threshold; the short form
+    is what XGBoost writes itself and reads back exactly.
+    """
+    return [float(str(v)) for v in np.asarray(values, dtype=np.float32)]
 
 
 def _iteration_indptr(pairs: list[tuple[int, int]], k: int) -> list[int]:
