@@ -104,6 +104,47 @@ def _holdout(
     return every[~judge], every[judge]
 
 
+def _paired_se(
+    task: str,
+    y: Any,
+    qid: Any,
+    metric: str,
+    ref: NDArray[np.float64],
+    pred: NDArray[np.float64],
+    random_state: int | None,
+    n_boot: int = 30,
+) -> float:
+    """Bootstrap standard error of the metric difference between two models on the same rows.
+
+    Picking the smallest of many candidates on a finite judge set favours the ones whose loss
+    happens to look small there; requiring loss + one standard error within the budget guards
+    against that. Rows are resampled (whole queries for ranking).
+    """
+    if np.array_equal(ref, pred):
+        return 0.0
+    rng = np.random.default_rng(random_state)
+    n = len(y)
+    if qid is not None:
+        q = np.asarray(qid)
+        groups = [np.flatnonzero(q == g) for g in np.unique(q)]
+    diffs = []
+    for _ in range(n_boot):
+        if qid is None:
+            idx = rng.integers(0, n, n)
+            qb = None
+        else:
+            pick = rng.integers(0, len(groups), len(groups))
+            idx = np.concatenate([groups[g] for g in pick])
+            qb = np.repeat(np.arange(len(pick)), [len(groups[g]) for g in pick])
+        yb = y[idx]
+        if task == "binary" and len(np.unique(yb)) < 2:
+            continue
+        a = evaluate(task, yb, ref[idx], qid=qb)[metric]
+        c = evaluate(task, yb, pred[idx], qid=qb)[metric]
+        diffs.append(a - c)
+    return float(np.std(diffs)) if len(diffs) > 1 else 0.0
+
+
 def _per_output(forest: Forest) -> int:
     """Trees per output: what ``select_trees(n_trees=...)`` counts (per class for multiclass
     forests with one output per tree)."""
@@ -190,7 +231,17 @@ def search(
     )
     result.candidates.extend(c for c in cands if c is not None)
     ok = [c for c in result.candidates if sign * (base - c["score"]) <= max_loss]
-    best = min(ok or result.candidates[:1], key=lambda c: (c["nodes"], -sign * c["score"]))
+    ok.sort(key=lambda c: (c["nodes"], -sign * c["score"]))
+    best = result.candidates[0]
+    teacher_pred = teacher.predict(Xa)
+    for c in ok:  # smallest first; the first whose loss holds up under resampling wins
+        se = _paired_se(
+            teacher.task, y, qid, metric, teacher_pred, c["forest"].predict(Xa), random_state
+        )
+        c["loss_se"] = se
+        if sign * (base - c["score"]) + se <= max_loss:
+            best = c
+            break
     result.forest = best["forest"]
     if bits is not None:
         from .passes.quantize import quantize_leaves, quantize_thresholds
