@@ -141,3 +141,17 @@ def test_compress_with_bits_and_cli(tmp_path, capsys):
     assert small.n_nodes <= treeslim.from_model(m).n_nodes
     assert (tmp_path / "small.txt.report.json").exists()
     assert "wrote" in capsys.readouterr().out
+
+
+def test_paired_standard_error():
+    from treeslim.compress import _paired_se
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 400)
+    p = np.clip(y * 0.6 + rng.random(400) * 0.4, 0, 1)
+    assert _paired_se("binary", y, None, "auc", p, p.copy(), 0) == 0.0
+    noisy = np.clip(p + rng.normal(0, 0.3, 400), 0, 1)
+    se = _paired_se("binary", y, None, "auc", p, noisy, 0)
+    assert 0.0 < se < 0.1
+    qid = np.repeat(np.arange(20), 20)
+    assert _paired_se("ranking", y, qid, "ndcg@10", p, noisy, 0) > 0.0
