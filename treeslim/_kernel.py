@@ -119,25 +119,15 @@ def _load_kernel() -> ctypes.CDLL:
     ptr, i32, i64 = ctypes.c_void_p, ctypes.c_int32, ctypes.c_int64
     for t in ("float", "double"):
         fn = getattr(lib, f"ts_margin_{t}")
-        fn.argtypes = [
-            ptr,
-            i64,
-            i32,
-            ptr,
-            ptr,
-            ptr,
-            ptr,
-            i32,
-            ptr,
-            i32,
-            i32,
-            ctypes.c_int,
-            ptr,
-            ctypes.c_int,
-        ]
+        # X, n, d, thr, child, feat_dl, roots, depths, tree_out, n_trees, values, width, n_out,
+        # strict, out, nthread
+        fn.argtypes = [ptr, i64, i32, ptr, ptr, ptr, ptr, ptr, ptr, i32, ptr, i32, i32,
+                       ctypes.c_int, ptr, ctypes.c_int]  # fmt: skip
         fn.restype = None
         fn = getattr(lib, f"ts_leaves_{t}")
-        fn.argtypes = [ptr, i64, i32, ptr, ptr, ptr, i32, ctypes.c_int, ptr, ctypes.c_int]
+        # X, n, d, thr, child, feat_dl, roots, depths, n_trees, strict, leaves, nthread
+        fn.argtypes = [ptr, i64, i32, ptr, ptr, ptr, ptr, ptr, i32, ctypes.c_int, ptr,
+                       ctypes.c_int]  # fmt: skip
         fn.restype = None
     return lib
 
@@ -178,18 +168,15 @@ class KernelForest:
         thr: NDArray[Any] = forest.threshold[old]
         if self.dtype == np.float32:
             thr = float32_thresholds(thr, forest.comparison)
-        nodes = np.zeros(
-            len(old),
-            dtype=np.dtype(
-                [("thr", self.dtype), ("child", np.int32), ("feat_dl", np.int32)], align=True
-            ),
+        # struct of arrays: the C compiler vectorises the row loop with gathers
+        self.thr = np.ascontiguousarray(np.where(leaf, np.nan, thr), dtype=self.dtype)
+        self.child = np.ascontiguousarray(
+            np.where(leaf, np.arange(len(old)), new_id[np.where(leaf, 0, cl[old])]), dtype=np.int32
         )
-        nodes["thr"] = np.where(leaf, np.nan, thr)
-        nodes["child"] = np.where(leaf, np.arange(len(old)), new_id[np.where(leaf, 0, cl[old])])
-        nodes["feat_dl"] = np.where(
-            leaf, 1, split[old].astype(np.int64) * 2 + forest.default_left[old]
+        self.feat_dl = np.ascontiguousarray(
+            np.where(leaf, 1, split[old].astype(np.int64) * 2 + forest.default_left[old]),
+            dtype=np.int32,
         )
-        self.nodes = nodes
         self.old_ids = old
         self.roots = np.arange(n_trees, dtype=np.int32)
         self.depths = np.ascontiguousarray(forest.tree_depths, dtype=np.int32)
@@ -217,7 +204,9 @@ class KernelForest:
                 Xc.ctypes.data,
                 n,
                 f.num_feature,
-                self.nodes.ctypes.data,
+                self.thr.ctypes.data,
+                self.child.ctypes.data,
+                self.feat_dl.ctypes.data,
                 self.roots.ctypes.data,
                 self.depths.ctypes.data,
                 self.tree_out.ctypes.data,
@@ -254,7 +243,9 @@ class KernelForest:
                 Xc.ctypes.data,
                 n,
                 self.forest.num_feature,
-                self.nodes.ctypes.data,
+                self.thr.ctypes.data,
+                self.child.ctypes.data,
+                self.feat_dl.ctypes.data,
                 self.roots.ctypes.data,
                 self.depths.ctypes.data,
                 self.forest.n_trees,

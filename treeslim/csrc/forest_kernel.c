@@ -1,6 +1,7 @@
 /* treeslim batch kernel: tree-at-a-time, level-synchronous traversal over blocks of rows.
  *
- * Layout (built by treeslim/_kernel.py): every node is {thr, child, feat_dl}. An internal node's
+ * Layout (built by treeslim/_kernel.py): three arrays over nodes, thr, child and feat_dl (struct
+ * of arrays, so the compiler can vectorise the row loop with gathers). An internal node's
  * children sit side by side (left = child, right = child + 1); feat_dl = feature * 2 + default_left.
  * A leaf loops onto itself: child = its own index, default_left = 1 and thr = NaN, so both the
  * "<" and the "<=" tests send every value, NaN included, "left" back to it. That makes each level
@@ -19,41 +20,42 @@
 #define BLOCK 128
 
 #define DEFINE_KERNELS(T)                                                                          \
-  typedef struct {                                                                                 \
-    T thr;                                                                                         \
-    int32_t child;                                                                                 \
-    int32_t feat_dl;                                                                               \
-  } node_##T;                                                                                      \
-                                                                                                   \
-  static inline void walk_##T(const T* X, int64_t r0, int64_t m, int32_t d, const node_##T* nodes, \
-                              int32_t root, int32_t depth, int strict, int32_t* idx) {             \
+  static inline void walk_##T(const T* restrict X, int64_t r0, int64_t m, int32_t d,              \
+                              const T* restrict thr, const int32_t* restrict child,               \
+                              const int32_t* restrict fdl, int32_t root, int32_t depth,           \
+                              int strict, int32_t* restrict idx) {                                \
     for (int64_t r = 0; r < m; ++r) idx[r] = root;                                                 \
+    const T* restrict Xb = X + r0 * d;                                                             \
     if (strict) {                                                                                  \
       for (int32_t l = 0; l < depth; ++l) {                                                        \
         for (int64_t r = 0; r < m; ++r) {                                                          \
-          const node_##T nd = nodes[idx[r]];                                                       \
-          const T x = X[(r0 + r) * d + (nd.feat_dl >> 1)];                                         \
-          const int left = (nd.feat_dl & 1) ? !(x >= nd.thr) : (x < nd.thr);                       \
-          idx[r] = nd.child + !left;                                                               \
+          const int32_t i = idx[r];                                                                \
+          const int32_t fd = fdl[i];                                                               \
+          const T t = thr[i];                                                                      \
+          const T x = Xb[r * d + (fd >> 1)];                                                       \
+          const int left = (fd & 1) ? !(x >= t) : (x < t);                                         \
+          idx[r] = child[i] + !left;                                                               \
         }                                                                                          \
       }                                                                                            \
     } else {                                                                                       \
       for (int32_t l = 0; l < depth; ++l) {                                                        \
         for (int64_t r = 0; r < m; ++r) {                                                          \
-          const node_##T nd = nodes[idx[r]];                                                       \
-          const T x = X[(r0 + r) * d + (nd.feat_dl >> 1)];                                         \
-          const int left = (nd.feat_dl & 1) ? !(x > nd.thr) : (x <= nd.thr);                       \
-          idx[r] = nd.child + !left;                                                               \
+          const int32_t i = idx[r];                                                                \
+          const int32_t fd = fdl[i];                                                               \
+          const T t = thr[i];                                                                      \
+          const T x = Xb[r * d + (fd >> 1)];                                                       \
+          const int left = (fd & 1) ? !(x > t) : (x <= t);                                         \
+          idx[r] = child[i] + !left;                                                               \
         }                                                                                          \
       }                                                                                            \
     }                                                                                              \
   }                                                                                                \
                                                                                                    \
   /* out (n, n_out) must be zeroed by the caller; values (n_nodes, width) by node. */              \
-  void ts_margin_##T(const T* X, int64_t n, int32_t d, const node_##T* nodes,                      \
-                     const int32_t* roots, const int32_t* depths, const int32_t* tree_out,         \
-                     int32_t n_trees, const double* values, int32_t width, int32_t n_out,          \
-                     int strict, double* out, int nthread) {                                       \
+  void ts_margin_##T(const T* X, int64_t n, int32_t d, const T* thr, const int32_t* child,         \
+                     const int32_t* fdl, const int32_t* roots, const int32_t* depths,              \
+                     const int32_t* tree_out, int32_t n_trees, const double* values,               \
+                     int32_t width, int32_t n_out, int strict, double* out, int nthread) {         \
     const int64_t nblocks = (n + BLOCK - 1) / BLOCK;                                               \
     _Pragma("omp parallel for schedule(static) num_threads(nthread) if(nthread > 1)")             \
     for (int64_t b = 0; b < nblocks; ++b) {                                                        \
@@ -61,7 +63,7 @@
       const int64_t r0 = b * BLOCK;                                                                \
       const int64_t m = (n - r0) < BLOCK ? (n - r0) : BLOCK;                                       \
       for (int32_t t = 0; t < n_trees; ++t) {                                                      \
-        walk_##T(X, r0, m, d, nodes, roots[t], depths[t], strict, idx);                            \
+        walk_##T(X, r0, m, d, thr, child, fdl, roots[t], depths[t], strict, idx);                  \
         if (width == 1) {                                                                          \
           const int32_t o = tree_out[t];                                                           \
           for (int64_t r = 0; r < m; ++r) out[(r0 + r) * n_out + o] += values[idx[r]];             \
@@ -75,9 +77,9 @@
   }                                                                                                \
                                                                                                    \
   /* leaves (n, n_trees): the kernel's node index reached in each tree. */                         \
-  void ts_leaves_##T(const T* X, int64_t n, int32_t d, const node_##T* nodes,                      \
-                     const int32_t* roots, const int32_t* depths, int32_t n_trees, int strict,     \
-                     int32_t* leaves, int nthread) {                                               \
+  void ts_leaves_##T(const T* X, int64_t n, int32_t d, const T* thr, const int32_t* child,         \
+                     const int32_t* fdl, const int32_t* roots, const int32_t* depths,              \
+                     int32_t n_trees, int strict, int32_t* leaves, int nthread) {                  \
     const int64_t nblocks = (n + BLOCK - 1) / BLOCK;                                               \
     _Pragma("omp parallel for schedule(static) num_threads(nthread) if(nthread > 1)")             \
     for (int64_t b = 0; b < nblocks; ++b) {                                                        \
@@ -85,7 +87,7 @@
       const int64_t r0 = b * BLOCK;                                                                \
       const int64_t m = (n - r0) < BLOCK ? (n - r0) : BLOCK;                                       \
       for (int32_t t = 0; t < n_trees; ++t) {                                                      \
-        walk_##T(X, r0, m, d, nodes, roots[t], depths[t], strict, idx);                            \
+        walk_##T(X, r0, m, d, thr, child, fdl, roots[t], depths[t], strict, idx);                  \
         for (int64_t r = 0; r < m; ++r) leaves[(r0 + r) * n_trees + t] = idx[r];                   \
       }                                                                                            \
     }                                                                                              \
@@ -94,4 +96,4 @@
 DEFINE_KERNELS(float)
 DEFINE_KERNELS(double)
 
-int ts_kernel_abi(void) { return 1; }
+int ts_kernel_abi(void) { return 2; }
