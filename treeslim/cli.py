@@ -138,7 +138,7 @@ def _compress(args: argparse.Namespace) -> int:
         max_loss=args.max_loss,
         metric=args.metric,
         random_state=args.seed,
-        verbose=args.verbose,
+        verbose=(10 if sys.stderr.isatty() else 0) if args.verbose is None else args.verbose,
         bits=args.bits,
     )
     lib = forest.source.get("library")
@@ -185,7 +185,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--metric", default=None, help="auc, accuracy, logloss, rmse, r2, ndcg@10")
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--bits", type=int, default=None, help="also quantize leaves and thresholds")
-    p.add_argument("--verbose", type=int, default=0)
+    p.add_argument(
+        "--verbose", type=int, default=None, help="progress of the search (default: on a terminal)"
+    )
     p.add_argument("-o", "--output", required=True, help="where to write the compressed model")
     p.set_defaults(func=_compress)
     return parser
