@@ -19,6 +19,20 @@
 
 #define BLOCK 128
 
+/* depth level steps for all rows of a block; NOT_LEFT_IF_DL / LEFT_IF are the tests for nodes
+ * whose default side is left / right (the first is false for NaN, so NaN goes left) */
+#define TS_LEVELS(T, NOT_LEFT_IF_DL, LEFT_IF)                                                      \
+  for (int32_t l = 0; l < depth; ++l) {                                                            \
+    for (int64_t r = 0; r < m; ++r) {                                                              \
+      const int32_t i = idx[r];                                                                    \
+      const int32_t fd = fdl[i];                                                                   \
+      const T t = thr[i];                                                                          \
+      const T x = Xb[r * d + (fd >> 1)];                                                           \
+      const int left = (fd & 1) ? !(x NOT_LEFT_IF_DL t) : (x LEFT_IF t);                           \
+      idx[r] = child[i] + !left;                                                                   \
+    }                                                                                              \
+  }
+
 #define DEFINE_KERNELS(T)                                                                          \
   static inline void walk_##T(const T* restrict X, int64_t r0, int64_t m, int32_t d,              \
                               const T* restrict thr, const int32_t* restrict child,               \
@@ -27,27 +41,9 @@
     for (int64_t r = 0; r < m; ++r) idx[r] = root;                                                 \
     const T* restrict Xb = X + r0 * d;                                                             \
     if (strict) {                                                                                  \
-      for (int32_t l = 0; l < depth; ++l) {                                                        \
-        for (int64_t r = 0; r < m; ++r) {                                                          \
-          const int32_t i = idx[r];                                                                \
-          const int32_t fd = fdl[i];                                                               \
-          const T t = thr[i];                                                                      \
-          const T x = Xb[r * d + (fd >> 1)];                                                       \
-          const int left = (fd & 1) ? !(x >= t) : (x < t);                                         \
-          idx[r] = child[i] + !left;                                                               \
-        }                                                                                          \
-      }                                                                                            \
+      TS_LEVELS(T, >=, <)                                                                          \
     } else {                                                                                       \
-      for (int32_t l = 0; l < depth; ++l) {                                                        \
-        for (int64_t r = 0; r < m; ++r) {                                                          \
-          const int32_t i = idx[r];                                                                \
-          const int32_t fd = fdl[i];                                                               \
-          const T t = thr[i];                                                                      \
-          const T x = Xb[r * d + (fd >> 1)];                                                       \
-          const int left = (fd & 1) ? !(x > t) : (x <= t);                                         \
-          idx[r] = child[i] + !left;                                                               \
-        }                                                                                          \
-      }                                                                                            \
+      TS_LEVELS(T, >, <=)                                                                          \
     }                                                                                              \
   }                                                                                                \
                                                                                                    \
