@@ -17,78 +17,12 @@ import os
 import time
 
 import numpy as np
+from common import DATASETS, default_data_dir, load, split, train
 
 import treeslim
 from treeslim.compress import compress
 from treeslim.metrics import default_metric, evaluate
 from treeslim.sizes import format_sizes
-
-DATASETS = [
-    "adult",
-    "bank_marketing",
-    "credit_default",
-    "higgs_lgbm_example",
-    "letter",
-    "california_housing",
-    "bike_sharing_hourly",
-    "mq2008",
-    "mslr_web_sample",
-]
-
-
-def load(path: str):
-    z = np.load(path, allow_pickle=False)
-    task = str(z["task"])
-    qid = z["qid"] if "qid" in z else None
-    return z["X"].astype(np.float32), z["y"], qid, task
-
-
-def split(n: int, qid, seed: int = 0):
-    """60% train / 20% calibration / 20% test, whole queries for ranking."""
-    rng = np.random.default_rng(seed)
-    units = np.unique(qid) if qid is not None else np.arange(n)
-    rng.shuffle(units)
-    a, b = int(0.6 * len(units)), int(0.8 * len(units))
-    parts = [units[:a], units[a:b], units[b:]]
-    if qid is None:
-        return [np.sort(p) for p in parts]
-    return [np.flatnonzero(np.isin(qid, p)) for p in parts]
-
-
-def train(kind: str, task: str, X, y, qid, n_trees: int, depth: int, lr_scale: float = 1.0):
-    import lightgbm as lgb
-    import xgboost as xgb
-    from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
-
-    if kind == "rf":
-        cls = RandomForestClassifier if task in ("binary", "multiclass") else RandomForestRegressor
-        return cls(n_estimators=n_trees, max_depth=depth, n_jobs=2, random_state=0).fit(
-            np.nan_to_num(X), y
-        )
-    if kind == "xgboost":
-        kw = dict(
-            n_estimators=n_trees,
-            max_depth=depth,
-            n_jobs=2,
-            random_state=0,
-            learning_rate=min(0.5, 0.3 * lr_scale),
-        )
-        if task == "ranking":
-            return xgb.XGBRanker(**kw).fit(X, y, qid=qid)
-        cls = xgb.XGBClassifier if task in ("binary", "multiclass") else xgb.XGBRegressor
-        return cls(**kw).fit(X, y)
-    kw = dict(
-        n_estimators=n_trees,
-        num_leaves=2**depth - 1,
-        n_jobs=2,
-        random_state=0,
-        verbose=-1,
-        learning_rate=min(0.5, 0.1 * lr_scale),
-    )
-    if task == "ranking":
-        return lgb.LGBMRanker(**kw).fit(X, y, group=np.unique(qid, return_counts=True)[1])
-    cls = lgb.LGBMClassifier if task in ("binary", "multiclass") else lgb.LGBMRegressor
-    return cls(**kw).fit(X, y)
 
 
 def first_k(forest, k: int, random_state=None):
@@ -137,7 +71,7 @@ def run(name: str, path: str, kind: str, quick: bool, max_loss: float) -> dict:
     # from scratch: k trees, learning rate scaled up by teacher trees / k (capped at 0.5);
     # with the teacher's own rate it would just be the first k trees again
     scale = teacher.n_trees / k if kind != "rf" else 1.0
-    scratch = treeslim.from_model(train(kind, task, Xf(tr), y[tr], q(tr), k, depth, scale))
+    scratch = treeslim.from_model(train(kind, task, Xf(tr), y[tr], q(tr), k, depth, lr_scale=scale))
     row = {
         "dataset": name,
         "teacher": kind,
@@ -164,9 +98,7 @@ def run(name: str, path: str, kind: str, quick: bool, max_loss: float) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument(
-        "--data", default=os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data")
-    )
+    parser.add_argument("--data", default=default_data_dir())
     parser.add_argument("--quick", action="store_true", help="small models, 3 datasets, 2 teachers")
     parser.add_argument("--max-loss", type=float, default=0.005)
     parser.add_argument("--out", default=None)

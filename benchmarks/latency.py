@@ -13,35 +13,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import time
 
 import numpy as np
+from common import machine
 
 import treeslim
 from treeslim.report import measure_batch, measure_single_row
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as fh:
-            cpu = next(
-                line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")
-            )
-    except (OSError, StopIteration):
-        pass
-    import lightgbm
-    import tl2cgen
-    import treelite
-    import xgboost
-
-    return (
-        f"{cpu}, {os.cpu_count()} cores; Python {platform.python_version()}, numpy "
-        f"{np.__version__}, xgboost {xgboost.__version__}, lightgbm {lightgbm.__version__}, "
-        f"treelite {treelite.__version__}, tl2cgen {tl2cgen.__version__}, treeslim "
-        f"{treeslim.__version__}"
-    )
 
 
 def train(lib: str, n_trees: int, depth: int, X: np.ndarray, y: np.ndarray):

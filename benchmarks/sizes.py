@@ -21,6 +21,7 @@ import sys
 import time
 
 import numpy as np
+from common import DATASETS, default_data_dir, load_split, train
 
 import treeslim
 from treeslim import TreeSlimError
@@ -29,59 +30,11 @@ from treeslim.passes import quantization_error, quantize_leaves
 from treeslim.sizes import serialize
 from treeslim.tslim import dump_tslim_bytes
 
-DATASETS = [
-    "adult", "bank_marketing", "credit_default", "higgs_lgbm_example", "letter",
-    "california_housing", "bike_sharing_hourly", "mq2008", "mslr_web_sample",
-]  # fmt: skip
 QUICK = ["adult", "california_housing"]
 CALIBRATION_ROWS = 5000  # training rows the 8-bit codebook is refit on ...
 CALIBRATION_CELLS = 10_000_000  # ... at most this many (row, tree) pairs
 FORMATS = [("xgboost_json", "XGB JSON"), ("xgboost_ubj", "XGB UBJ"),
            ("lightgbm_text", "LGB text"), ("treelite", "Treelite")]  # fmt: skip
-
-
-def default_data_dir() -> str:
-    here = os.path.dirname(os.path.abspath(__file__))
-    return os.path.normpath(os.path.join(here, "..", "..", "shared", "data"))
-
-
-def load_split(path: str):
-    """Train and test parts (X, y, qid each) and the task; the shipped split when there is one."""
-    z = np.load(path, allow_pickle=False)
-    X, y, task = z["X"].astype(np.float32), z["y"], str(z["task"])
-    qid = z["qid"] if "qid" in z.files else None
-    if "split" in z.files:
-        test = z["split"] == 1
-    elif "part" in z.files:  # LETOR fold 1: train S1-S3, test S5
-        test = z["part"] == 5
-        keep = (z["part"] <= 3) | test
-        X, y, qid, test = X[keep], y[keep], qid[keep], test[keep]
-    elif qid is not None:
-        queries = np.unique(qid)
-        test = np.isin(qid, queries[int(0.75 * len(queries)) :])
-    else:
-        test = np.random.default_rng(0).random(len(y)) < 0.25
-    tr = ~test
-    q = (None, None) if qid is None else (qid[tr], qid[test])
-    return X[tr], y[tr], q[0], X[test], y[test], q[1], task
-
-
-def train(lib: str, task: str, X, y, qid, n_trees: int, n_jobs: int = 2):
-    if lib == "xgboost":
-        import xgboost as xgb
-
-        kw = dict(n_estimators=n_trees, max_depth=6, n_jobs=n_jobs, random_state=0)
-        if task == "ranking":
-            return xgb.XGBRanker(**kw).fit(X, y, qid=qid)
-        cls = xgb.XGBRegressor if task == "regression" else xgb.XGBClassifier
-        return cls(**kw).fit(X, y)
-    import lightgbm as lgb
-
-    kw = dict(n_estimators=n_trees, num_leaves=63, n_jobs=n_jobs, random_state=0, verbose=-1)
-    if task == "ranking":
-        return lgb.LGBMRanker(**kw).fit(X, y, group=np.unique(qid, return_counts=True)[1])
-    cls = lgb.LGBMRegressor if task == "regression" else lgb.LGBMClassifier
-    return cls(**kw).fit(X, y)
 
 
 def treelite_bytes(lib: str, model) -> bytes:
@@ -99,7 +52,7 @@ def gz(data: bytes) -> int:
 def measure(lib: str, name: str, path: str, n_trees: int, n_jobs: int) -> dict:
     Xtr, ytr, qtr, Xte, yte, qte, task = load_split(path)
     t0 = time.perf_counter()
-    model = train(lib, task, Xtr, ytr, qtr, n_trees, n_jobs)
+    model = train(lib, task, Xtr, ytr, qtr, n_trees, n_jobs=n_jobs)
     t_train = time.perf_counter() - t0
     forest = treeslim.from_model(model)
     raw, packed = {}, {}

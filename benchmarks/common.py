@@ -1,0 +1,155 @@
+"""What every benchmark shares: the data directory, dataset loading and splits, teacher training,
+and a one-line description of the machine and library versions.
+
+Benchmarks run as scripts (``python benchmarks/<name>.py``), so they import this as ``common``.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+
+import numpy as np
+
+import treeslim
+
+DATASETS = [
+    "adult",
+    "bank_marketing",
+    "credit_default",
+    "higgs_lgbm_example",
+    "letter",
+    "california_housing",
+    "bike_sharing_hourly",
+    "mq2008",
+    "mslr_web_sample",
+]
+
+
+def default_data_dir() -> str:
+    """``../shared/data`` beside the repository."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    return os.path.normpath(os.path.join(here, "..", "..", "shared", "data"))
+
+
+def load(path: str):
+    """``X`` (float32), ``y``, ``qid`` (None unless ranking) and the task of one ``.npz`` file."""
+    z = np.load(path, allow_pickle=False)
+    task = str(z["task"])
+    qid = z["qid"] if "qid" in z.files else None
+    return z["X"].astype(np.float32), z["y"], qid, task
+
+
+def split(n: int, qid, seed: int = 0):
+    """Index arrays of a 60% train / 20% calibration / 20% test split, whole queries for ranking."""
+    rng = np.random.default_rng(seed)
+    units = np.unique(qid) if qid is not None else np.arange(n)
+    rng.shuffle(units)
+    a, b = int(0.6 * len(units)), int(0.8 * len(units))
+    parts = [units[:a], units[a:b], units[b:]]
+    if qid is None:
+        return [np.sort(p) for p in parts]
+    return [np.flatnonzero(np.isin(qid, p)) for p in parts]
+
+
+def load_split(path: str):
+    """Train and test parts (X, y, qid each) and the task; the shipped split when there is one."""
+    z = np.load(path, allow_pickle=False)
+    X, y, task = z["X"].astype(np.float32), z["y"], str(z["task"])
+    qid = z["qid"] if "qid" in z.files else None
+    if "split" in z.files:
+        test = z["split"] == 1
+    elif "part" in z.files:  # LETOR fold 1: train S1-S3, test S5
+        test = z["part"] == 5
+        keep = (z["part"] <= 3) | test
+        X, y, qid, test = X[keep], y[keep], qid[keep], test[keep]
+    elif qid is not None:
+        queries = np.unique(qid)
+        test = np.isin(qid, queries[int(0.75 * len(queries)) :])
+    else:
+        test = np.random.default_rng(0).random(len(y)) < 0.25
+    tr = ~test
+    q = (None, None) if qid is None else (qid[tr], qid[test])
+    return X[tr], y[tr], q[0], X[test], y[test], q[1], task
+
+
+def train(
+    kind: str,
+    task: str,
+    X,
+    y,
+    qid,
+    n_trees: int,
+    depth: int = 6,
+    *,
+    lr_scale: float = 1.0,
+    n_jobs: int = 2,
+    num_leaves: int | None = None,
+):
+    """A teacher (or a from-scratch baseline) of ``kind`` xgboost, lightgbm or rf, fitted.
+
+    XGBoost gets ``max_depth=depth``; LightGBM ``num_leaves=2**depth - 1`` unless ``num_leaves``;
+    RandomForest ``max_depth=depth`` (NaN read as 0). Learning rates are the libraries' defaults
+    times ``lr_scale``.
+    """
+    if kind == "rf":
+        from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
+
+        cls = RandomForestClassifier if task in ("binary", "multiclass") else RandomForestRegressor
+        return cls(n_estimators=n_trees, max_depth=depth, n_jobs=n_jobs, random_state=0).fit(
+            np.nan_to_num(X), y
+        )
+    if kind == "xgboost":
+        import xgboost as xgb
+
+        kw = dict(
+            n_estimators=n_trees,
+            max_depth=depth,
+            n_jobs=n_jobs,
+            random_state=0,
+            learning_rate=min(0.5, 0.3 * lr_scale),
+        )
+        if task == "ranking":
+            return xgb.XGBRanker(**kw).fit(X, y, qid=qid)
+        cls = xgb.XGBClassifier if task in ("binary", "multiclass") else xgb.XGBRegressor
+        return cls(**kw).fit(X, y)
+    if kind != "lightgbm":
+        raise ValueError(f"unknown teacher kind {kind!r}")
+    import lightgbm as lgb
+
+    kw = dict(
+        n_estimators=n_trees,
+        num_leaves=num_leaves or 2**depth - 1,
+        n_jobs=n_jobs,
+        random_state=0,
+        verbose=-1,
+        learning_rate=min(0.5, 0.1 * lr_scale),
+    )
+    if task == "ranking":
+        return lgb.LGBMRanker(**kw).fit(X, y, group=np.unique(qid, return_counts=True)[1])
+    cls = lgb.LGBMClassifier if task in ("binary", "multiclass") else lgb.LGBMRegressor
+    return cls(**kw).fit(X, y)
+
+
+def machine() -> str:
+    """CPU, core count and the versions of everything that is measured."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            cpu = next(
+                line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")
+            )
+    except (OSError, StopIteration):
+        pass
+    import lightgbm
+    import sklearn
+    import tl2cgen
+    import treelite
+    import xgboost
+
+    return (
+        f"{cpu}, {os.cpu_count()} cores; Python {platform.python_version()}, numpy "
+        f"{np.__version__}, scikit-learn {sklearn.__version__}, xgboost {xgboost.__version__}, "
+        f"lightgbm {lightgbm.__version__}, treelite {treelite.__version__}, tl2cgen "
+        f"{tl2cgen.__version__}, treeslim {treeslim.__version__}"
+    )
