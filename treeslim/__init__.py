@@ -17,6 +17,7 @@ from ._errors import (
 from .backends import to_lightgbm, to_treelite, to_xgboost
 from .compiler import CompiledForest, CompilerError, compile
 from .compress import compress
+from .distill import distill
 from .estimators import SlimClassifier, SlimRanker, SlimRegressor
 from .forest import Forest, validate
 from .frontends import from_model, load
@@ -52,6 +53,7 @@ __all__ = [
     "UnsupportedModelError",
     "compile",
     "compress",
+    "distill",
     "dump_tslim_bytes",
     "exact_passes",
     "from_model",
