@@ -7,6 +7,7 @@ export it back to the library its serving stack loads (:func:`to_xgboost`, :func
 
 from __future__ import annotations
 
+from . import nn
 from ._errors import (
     InvalidForestError,
     MissingDependencyError,
@@ -59,6 +60,7 @@ __all__ = [
     "from_model",
     "load",
     "load_tslim_bytes",
+    "nn",
     "prune_nodes",
     "prune_unreachable",
     "quantization_error",

@@ -27,7 +27,7 @@ import json
 import os
 import struct
 import zlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -35,6 +35,9 @@ from numpy.typing import NDArray
 from ._errors import ModelFormatError
 from ._io import write_atomic
 from .forest import Forest, validate
+
+if TYPE_CHECKING:
+    from .nn import MLP
 
 __all__ = ["dump_tslim_bytes", "load_tslim_bytes", "save_tslim"]
 
@@ -288,11 +291,19 @@ def dump_tslim_bytes(forest: Forest, *, stats: bool = False) -> bytes:
     return _HEADER.pack(MAGIC, VERSION, flags, len(payload), zlib.crc32(payload)) + payload
 
 
-def save_tslim(forest: Forest, path: str | os.PathLike[str], *, stats: bool = False) -> None:
+def save_tslim(forest: Forest | MLP, path: str | os.PathLike[str], *, stats: bool = False) -> None:
     """Write ``forest`` to ``path`` as ``.tslim`` (atomically: a failed write loses nothing).
 
-    See :func:`dump_tslim_bytes`; read it back with :func:`treeslim.load`.
+    See :func:`dump_tslim_bytes`; read it back with :func:`treeslim.load`. A
+    :class:`treeslim.nn.MLP` is written in its own layout (:mod:`treeslim.nn._format`).
     """
+    from .nn import MLP
+
+    if isinstance(forest, MLP):
+        from .nn._format import save_mlp
+
+        save_mlp(forest, path)
+        return
     write_atomic(path, dump_tslim_bytes(forest, stats=stats))
 
 

@@ -119,10 +119,11 @@ def from_model(obj: Any) -> Forest:
     )
 
 
-def load(path: str | os.PathLike[str]) -> Forest:
+def load(path: str | os.PathLike[str]) -> Any:
     """Read a model file: XGBoost JSON / UBJSON, LightGBM model text, Treelite checkpoint, ``.tslim``.
 
     The format is recognised from the file's content. Files are only read, never unpickled.
+    Returns a :class:`~treeslim.Forest`, or a :class:`treeslim.nn.MLP` for an MLP ``.tslim`` file.
     """
     path = os.fspath(path)
     with open(path, "rb") as fh:
@@ -130,6 +131,10 @@ def load(path: str | os.PathLike[str]) -> Forest:
     if not data:
         raise ModelFormatError(f"{path}: the file is empty.")
     head = data[:256].lstrip()
+    if head.startswith(b"TSLNN"):
+        from ..nn._format import load_mlp_bytes
+
+        return load_mlp_bytes(data, name=path)
     if head.startswith(b"TSLIM"):
         from ..tslim import load_tslim_bytes
 

@@ -120,7 +120,7 @@ class Layer:
             rows = np.repeat(np.arange(self.n_out), np.diff(cast(Any, self.indptr)))
             w[rows, cast(Any, self.indices)] = self._values()
             return w.T.copy()
-        w = np.asarray(self.weight, dtype=np.float64)
+        w = np.array(self.weight, dtype=np.float64)  # a writable copy
         return w * self.scale if self.scale is not None else w
 
     def mask(self) -> NDArray[np.bool_]:
