@@ -15,6 +15,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import re
+import warnings
 from typing import Any
 
 import numpy as np
@@ -168,8 +169,8 @@ def _fit_mlp(
 
     nn: Any = require("treeslim.nn", "nn")
     Xf = np.asarray(X, dtype=np.float64)
-    with np.errstate(invalid="ignore"), np.testing.suppress_warnings() as sup:
-        sup.filter(RuntimeWarning)
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
         mean = np.nan_to_num(np.nanmean(Xf, axis=0))
         std = np.nan_to_num(np.nanstd(Xf, axis=0))
     std = np.where(std > 0, std, 1.0)

@@ -138,7 +138,7 @@ def _compress(args: argparse.Namespace) -> int:
         max_loss=args.max_loss,
         metric=args.metric,
         random_state=args.seed,
-        verbose=(10 if sys.stderr.isatty() else 0) if args.verbose is None else args.verbose,
+        verbose=args.verbose,
         bits=args.bits,
     )
     lib = forest.source.get("library")
@@ -146,6 +146,55 @@ def _compress(args: argparse.Namespace) -> int:
     slim.report_.to_json(args.output + ".report.json")
     print(slim.report_.to_text())
     print(f"wrote {args.output} ({lib or 'treelite'} format) and {args.output}.report.json")
+    return 0
+
+
+def _distill(args: argparse.Namespace) -> int:
+    from ._students import parse_student
+    from .distill import distill
+    from .frontends import load
+    from .report import report
+
+    teacher = load(args.model)
+    X, y, qid = read_data(args.data, args.target)
+    if args.alpha > 0 and y is None:
+        raise ValueError(f"{args.data}: --alpha > 0 needs labels (y in the .npz, or --target).")
+    spec = parse_student(args.student)
+    n_syn: int | str = "auto" if args.n_synthetic is None else args.n_synthetic
+    student = distill(
+        teacher,
+        X,
+        y,
+        student=spec,
+        n_synthetic=n_syn,
+        augment=args.augment,
+        temperature=args.temperature,
+        alpha=args.alpha,
+        qid=qid,
+        random_state=args.seed,
+    )
+    from .tslim import save_tslim
+
+    lib = student.source.get("library")
+    is_forest = hasattr(student, "n_nodes")
+    if not is_forest or args.output.endswith(".tslim") or lib not in ("lightgbm", "xgboost"):
+        save_tslim(student, args.output)  # atomic
+        fmt = ".tslim"
+    else:
+        from .backends import to_lightgbm, to_xgboost
+
+        (to_lightgbm if lib == "lightgbm" else to_xgboost)(student, args.output)  # atomic
+        fmt = lib
+    size = (f"{student.n_trees} trees, {student.n_nodes} nodes" if is_forest
+            else f"MLP, {student.n_params} parameters")  # fmt: skip
+    if is_forest:
+        rep = report(student, X, y, qid=qid, reference=teacher, name=os.path.basename(args.output))
+        rep.to_json(args.output + ".report.json")
+        print(rep.to_text())
+    print(
+        f"wrote {args.output} ({fmt} format; {size}; the teacher has {teacher.n_nodes} nodes)"
+        + (f" and {args.output}.report.json" if is_forest else "")
+    )
     return 0
 
 
@@ -186,10 +235,36 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--bits", type=int, default=None, help="also quantize leaves and thresholds")
     p.add_argument(
-        "--verbose", type=int, default=None, help="progress of the search (default: on a terminal)"
+        "--verbose", type=int, default=1, help="0: silent; 1: progress bar on a terminal; 2: always"
     )
     p.add_argument("-o", "--output", required=True, help="where to write the compressed model")
     p.set_defaults(func=_compress)
+
+    p = sub.add_parser("distill", help="train a small student model to mimic a model file")
+    p.add_argument("model", help="teacher model file (XGBoost, LightGBM, Treelite, .tslim)")
+    p.add_argument("--data", required=True, help="real rows: .npz (X, y, qid), .npy or .csv")
+    p.add_argument("--target", default=None, help="label column of a CSV file")
+    p.add_argument(
+        "--student",
+        required=True,
+        help="LIB:key=val,... with LIB one of lightgbm, xgboost, sklearn-tree, sklearn-forest,"
+        " sklearn-gb, mlp (e.g. lightgbm:n_estimators=50,num_leaves=15)",
+    )
+    p.add_argument("--n-synthetic", type=int, default=None, help="generated rows (default auto)")
+    p.add_argument(
+        "--augment", default="munge", choices=["munge", "leaf-box", "jitter", "swap", "none"]
+    )
+    p.add_argument("--temperature", type=float, default=1.0, help="soft-target temperature")
+    p.add_argument("--alpha", type=float, default=0.0, help="weight of the true labels")
+    p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        help="student file: the student library's format (LightGBM text, XGBoost JSON), .tslim"
+        " for scikit-learn students or when the name ends in .tslim",
+    )
+    p.set_defaults(func=_distill)
     return parser
 
 

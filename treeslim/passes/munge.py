@@ -19,6 +19,7 @@ box, strictly on the side each split sends them, at the teacher's input precisio
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -178,8 +179,8 @@ def _neighbours(X: NDArray[np.float64], groups: _Groups | None) -> NDArray[np.in
     if m < 2:
         return np.zeros(m, dtype=np.intp)
     finite = np.where(np.isfinite(X), X, np.nan)
-    with np.errstate(invalid="ignore"), np.testing.suppress_warnings() as sup:
-        sup.filter(RuntimeWarning)
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
         mean = np.nan_to_num(np.nanmean(finite, axis=0))
         std = np.nan_to_num(np.nanstd(finite, axis=0))
     Z = np.nan_to_num((finite - mean) / np.where(std > 0, std, 1.0))
@@ -237,8 +238,8 @@ def _boxes(forest: Forest, X: NDArray[np.float64]) -> _Boxes:
     leaf_row = np.full(n, -1, dtype=np.intp)
     leaf_row[leaves] = np.arange(len(leaves))
     finite = np.where(np.isfinite(X), X, np.nan)
-    with np.testing.suppress_warnings() as sup:
-        sup.filter(RuntimeWarning)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
         data_lo = np.nan_to_num(np.nanmin(finite, axis=0))
         data_hi = np.nan_to_num(np.nanmax(finite, axis=0))
     return _Boxes(forest, leaf_row, edge, feat, lo, hi, data_lo, data_hi)
@@ -261,8 +262,8 @@ def make_sampler(
     if method == "munge":
         kw["neighbour"] = _neighbours(X, groups)
     if method == "jitter":
-        with np.testing.suppress_warnings() as sup:
-            sup.filter(RuntimeWarning)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
             kw["scale"] = np.nan_to_num(np.nanstd(np.where(np.isfinite(X), X, np.nan), axis=0))
     if method == "leaf-box":
         if forest is None:
