@@ -198,16 +198,19 @@ class SlimMLPClassifier(ClassifierMixin, _SlimMLPBase):
 
     def decision_function(self, X: ArrayLike) -> NDArray[np.float64]:
         """Margins of the compressed network, shape (n,) (binary) or (n, n_classes)."""
-        return self.mlp_.predict_margin(self._check_X(X))
+        Xc = self._check_X(X)
+        return self.mlp_.predict_margin(Xc)
 
     def predict_proba(self, X: ArrayLike) -> NDArray[np.float64]:
         """Class probabilities, shape (n_samples, n_classes)."""
-        p = self.mlp_.predict(self._check_X(X))
+        Xc = self._check_X(X)
+        p = self.mlp_.predict(Xc)
         return np.column_stack([1.0 - p, p]) if p.ndim == 1 else p
 
     def predict(self, X: ArrayLike) -> NDArray[Any]:
         """Predicted class labels."""
-        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+        proba = self.predict_proba(X)
+        return self.classes_[np.argmax(proba, axis=1)]
 
 
 class SlimMLPRegressor(RegressorMixin, _SlimMLPBase):
@@ -231,4 +234,5 @@ class SlimMLPRegressor(RegressorMixin, _SlimMLPBase):
 
     def predict(self, X: ArrayLike) -> NDArray[np.float64]:
         """Predicted values, shape (n,) for one target, (n, n_targets) otherwise."""
-        return self.mlp_.predict(self._check_X(X))
+        Xc = self._check_X(X)
+        return self.mlp_.predict(Xc)

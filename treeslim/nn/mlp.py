@@ -42,7 +42,7 @@ class InvalidMLPError(InvalidForestError):
 def _ro(a: Any, dtype: Any = None) -> Any:
     if a is None:
         return None
-    arr = np.array(a, dtype=dtype, copy=True)
+    arr = np.array(a, dtype=dtype, copy=True, order="C")  # one layout: bit-identical math
     arr.setflags(write=False)
     return arr
 
