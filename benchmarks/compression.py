@@ -17,7 +17,7 @@ import os
 import time
 
 import numpy as np
-from common import DATASETS, default_data_dir, load, split, train
+from common import DATASETS, default_data_dir, load, machine, split, train
 
 import treeslim
 from treeslim.compress import compress
@@ -62,7 +62,9 @@ def run(name: str, path: str, kind: str, quick: bool, max_loss: float) -> dict:
     train_s = time.perf_counter() - t0
     metric = default_metric(task)
     t0 = time.perf_counter()
-    slim = compress(teacher, Xf(ca), y[ca], qid=q(ca), max_loss=max_loss, random_state=0, n_jobs=2)
+    slim = compress(
+        teacher, Xf(ca), y[ca], qid=q(ca), max_loss=max_loss, random_state=0, n_jobs=2, verbose=0
+    )
     comp_s = time.perf_counter() - t0
     small = slim.forest_
     # equal size: the most leading trees whose node count does not exceed the compressed model's
@@ -101,11 +103,19 @@ def main() -> None:
     parser.add_argument("--data", default=default_data_dir())
     parser.add_argument("--quick", action="store_true", help="small models, 3 datasets, 2 teachers")
     parser.add_argument("--max-loss", type=float, default=0.005)
-    parser.add_argument("--out", default=None)
+    parser.add_argument("--out", default=None, help="markdown table, rewritten after every row")
+    parser.add_argument("--datasets", default=None, help="comma-separated subset of datasets")
+    parser.add_argument("--teachers", default=None, help="comma-separated: xgboost,lightgbm,rf")
     args = parser.parse_args()
     names = ["credit_default", "california_housing", "mq2008"] if args.quick else DATASETS
     kinds = ["xgboost", "lightgbm"] if args.quick else ["xgboost", "lightgbm", "rf"]
+    if args.datasets:
+        names = args.datasets.split(",")
+    if args.teachers:
+        kinds = args.teachers.split(",")
     lines = [
+        f"Machine: {machine()}; compress(n_jobs=2).",
+        "",
         f"max_loss={args.max_loss}; metric: AUC (binary), accuracy (multiclass), R^2 "
         "(regression), NDCG@10 (ranking); all on the test split.",
         "",
@@ -128,11 +138,10 @@ def main() -> None:
                 f" {r['k_equal_size']} | {r['compress_s']:.0f} |"
             )
             print(lines[-1], flush=True)
-    text = "\n".join(lines)
-    print(text)
-    if args.out:
-        with open(args.out, "w") as fh:
-            fh.write(text + "\n")
+            if args.out:
+                with open(args.out, "w") as fh:
+                    fh.write("\n".join(lines) + "\n")
+    print("\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -155,3 +155,56 @@ def test_paired_standard_error():
     assert 0.0 < se < 0.1
     qid = np.repeat(np.arange(20), 20)
     assert _paired_se("ranking", y, qid, "ndcg@10", p, noisy, 0) > 0.0
+
+
+def test_search_is_independent_of_n_jobs_and_finds_the_smallest():
+    """The bisection rounds are fixed, so 1 and 2 workers return the same model; every accepted
+    candidate is at least as large as the chosen one, and a failed probe is never chosen."""
+    from treeslim.compress import search
+
+    m, X = model("xgboost", "binary")
+    _, y, _ = data("binary")
+    teacher = treeslim.from_model(m)
+    a = search(teacher, X, y, max_loss=0.01, random_state=0, n_jobs=1, verbose=0)
+    b = search(teacher, X, y, max_loss=0.01, random_state=0, n_jobs=2, verbose=0)
+    np.testing.assert_array_equal(a.forest.leaf_value, b.forest.leaf_value)
+    assert [c["steps"] for c in a.candidates] == [c["steps"] for c in b.candidates]
+    accepted = [c for c in a.candidates if c["accepted"]]
+    assert a.forest.n_nodes == min(c["nodes"] for c in accepted) < teacher.n_nodes
+    assert any(not c["accepted"] for c in a.candidates)  # the search went below the budget
+    for c in accepted[1:]:
+        assert a.teacher_metric - c["score"] + c["loss_se"] <= 0.01 + 1e-12
+
+
+def test_bisection_probes():
+    from treeslim.compress import _bisection_probes
+
+    assert _bisection_probes(0, 13) == [4, 9]
+    assert _bisection_probes(-1, 13) == [4, 8]
+    assert _bisection_probes(4, 6) == [5]
+    assert _bisection_probes(4, 5) == []
+
+
+def test_progress_bar_only_on_a_terminal():
+    import io
+
+    from treeslim._progress import Progress
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    for stream, verbose, drawn in [
+        (io.StringIO(), 1, False),
+        (Tty(), 1, True),
+        (Tty(), 0, False),
+        (io.StringIO(), 2, True),
+    ]:
+        with Progress(2, "search", verbose=verbose, stream=stream) as bar:
+            bar.update(note="first")
+            bar.add(1)
+            bar.update(2, note="last")
+        text = stream.getvalue()
+        assert bool(text) is drawn
+        if drawn:
+            assert "search [" in text and "3/3" in text and "last" in text and text.endswith("\n")

@@ -21,7 +21,7 @@ from treeslim.passes.augment import generate_rows, iter_generated_rows
 from treeslim.passes.exact import collapse_identical_splits, exact_passes, fold_constant_trees
 from treeslim.passes.nodes import prune_nodes
 from treeslim.passes.refit import refit_leaves
-from treeslim.passes.select import select_trees
+from treeslim.passes.select import select_trees, selection_order
 
 HAVE_SKLEARN_FRONTEND = importlib.util.find_spec("treeslim.frontends.sklearn") is not None
 CASES = [
@@ -233,6 +233,30 @@ def test_select_beats_first_trees(method):
         chosen = select_trees(f, G, n_trees=k, method=method)
         assert chosen.n_trees == k
         assert teacher_error(chosen, f, H) < 0.5 * teacher_error(first, f, H)
+
+
+@pytest.mark.parametrize("method", ["greedy", "nnls"])
+@pytest.mark.parametrize(
+    ("lib", "task"), [("xgboost", "multiclass"), ("sklearn-forest", "multiclass")]
+)
+def test_selection_order_is_nested(lib, task, method):
+    """One order for the largest size gives the same forests as selecting each size afresh."""
+    f, X = forest_of(lib, task)
+    G = generate_rows(X, 2000, random_state=0)
+    order = selection_order(f, G, n_trees=6, method=method)
+    for k in (1, 3, 6):
+        a = select_trees(f, G, n_trees=k, method=method)
+        b = select_trees(f, G, n_trees=k, method=method, order=order)
+        np.testing.assert_array_equal(a.leaf_value, b.leaf_value)
+        np.testing.assert_array_equal(a.base_score, b.base_score)
+    # an order made for fewer trees is not trusted for more
+    short = selection_order(f, G, n_trees=2, method=method)
+    c = select_trees(f, G, n_trees=4, method=method, order=short)
+    np.testing.assert_array_equal(
+        c.leaf_value, select_trees(f, G, n_trees=4, method=method).leaf_value
+    )
+    with pytest.raises(ValueError, match="one sequence per output group"):
+        select_trees(f, G, n_trees=2, order=[[0]] * (len(order) + 1))
 
 
 def test_select_errors():

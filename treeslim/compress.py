@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from ._progress import Progress
 from .forest import Forest
 from .metrics import HIGHER_IS_BETTER, default_metric, evaluate
 
@@ -49,6 +50,7 @@ def _candidate(
     qid: Any,
     metric: str,
     random_state: int | None,
+    order: list[list[int]] | None = None,
 ) -> dict[str, Any] | None:
     from .passes.exact import exact_passes
     from .passes.nodes import prune_nodes
@@ -60,7 +62,12 @@ def _candidate(
     forest = teacher
     if n_trees < _per_output(teacher):
         forest = select_trees(
-            forest, X_fit, n_trees=n_trees, target_margin=target, random_state=random_state
+            forest,
+            X_fit,
+            n_trees=n_trees,
+            target_margin=target,
+            random_state=random_state,
+            order=order,
         )
         steps.append(f"select_trees(n_trees={n_trees})")
     if node_fraction is not None:
@@ -163,6 +170,27 @@ def _tree_grid(n: int) -> list[int]:
     return sorted(set(grid), reverse=True)
 
 
+_FRACTIONS = (0.75, 0.5, 0.25)  # node budgets tried inside the kept trees
+_PROBES = 2  # tree counts tried per bisection round: fixed, so the search never depends on n_jobs
+
+
+def _bisection_probes(lo: int, hi: int) -> list[int]:
+    """Grid indices to try next when ``lo`` is known to pass and ``hi`` to fail."""
+    return sorted({lo + max(1, round(j * (hi - lo) / (_PROBES + 1))) for j in range(1, _PROBES + 1)}
+                  - {hi})  # fmt: skip
+
+
+def _expected_nodes(teacher: Forest, order: list[list[int]], groups: list[Any], k: int) -> int:
+    """Nodes of the first ``k`` trees per group in selection order (before pruning)."""
+    sizes = np.diff(teacher.tree_offsets)
+    return int(
+        sum(
+            sizes[g].sum() if k >= len(g) else sizes[np.asarray(g)[o[:k]]].sum()
+            for g, o in zip(groups, order, strict=True)
+        )
+    )
+
+
 def search(
     teacher: Forest,
     X: ArrayLike,
@@ -174,22 +202,31 @@ def search(
     n_synthetic: int = 20_000,
     random_state: int | None = None,
     n_jobs: int | None = None,
-    verbose: int = 0,
+    verbose: int = 1,
     bits: int | None = None,
     holdout: float = 0.3,
 ) -> SearchResult:
     """Find the smallest forest within ``max_loss`` of ``teacher``'s metric on ``(X, y)``.
 
-    ``max_loss=0`` applies the exact passes only (identical predictions on every input). With
-    ``bits``, the chosen forest's leaves (k-means codebook refit toward the teacher) and thresholds
-    are then quantized to ``bits`` bits, kept if the metric stays within the budget.
+    ``max_loss=0`` applies the exact passes only (identical predictions on every input).
+    Otherwise the search runs in two stages. First, tree counts on a grid (all, then / 1.6 down
+    to 1 per output) are bisected, two per round, for the fewest trees that stay within budget
+    after selection and leaf refit (the greedy selection order is computed once and shared).
+    Then node pruning (to 3/4, 1/2, 1/4 of the nodes) is tried on that count and on larger
+    ones, but only where the pruned size would beat the best so far. A candidate is accepted
+    when its loss plus one bootstrap standard error of the paired difference fits ``max_loss``.
+    With ``bits``, the chosen forest's leaves (k-means codebook refit toward the teacher) and
+    thresholds are then quantized to ``bits`` bits, kept if the metric stays within the budget.
     ``holdout`` of the rows (whole queries for ranking; none below 200 rows) are kept out of tree
-    selection and leaf refit and judge the candidates.
+    selection and leaf refit and judge the candidates. Candidates of a round are evaluated in
+    parallel with joblib (``n_jobs``); the result does not depend on the joblib backend or
+    ``n_jobs``. ``verbose=1`` shows a progress bar on a terminal, ``0`` is silent.
     """
     from joblib import Parallel, delayed
 
     from .passes.augment import generate_rows
     from .passes.exact import exact_passes
+    from .passes.select import selection_order
 
     metric = metric or default_metric(teacher.task)
     if metric not in HIGHER_IS_BETTER:
@@ -207,68 +244,123 @@ def search(
     base = _score(teacher, Xa, y, qid, metric)
     exact = exact_passes(teacher)
     result = SearchResult(forest=exact, teacher_metric=base, metric=metric)
-    result.candidates.append(
-        {
-            "steps": ["exact_passes"],
-            "forest": exact,
-            "trees": exact.n_trees,
-            "nodes": exact.n_nodes,
-            "score": base,
-            "seconds": 0.0,
-        }
-    )
+    first = {"steps": ["exact_passes"], "forest": exact, "trees": exact.n_trees,
+             "nodes": exact.n_nodes, "score": base, "seconds": 0.0, "accepted": True}  # fmt: skip
+    result.candidates.append(first)
     if max_loss == 0:
         return result
+    bar = Progress(1, "treeslim search", verbose=verbose)
     Xf = Xall[fit_idx]
     extra = generate_rows(Xf, n_synthetic, random_state=random_state) if n_synthetic else None
     X_fit = Xf if extra is None else np.vstack([Xf, extra])
     target = teacher.predict_margin(X_fit)
-    plans: list[tuple[int, float | None]] = [(k, None) for k in _tree_grid(_per_output(teacher))]
-    plans += [(k, frac) for k, _ in plans[: max(1, len(plans) // 2)] for frac in (0.75, 0.5, 0.25)]
-    cands = Parallel(n_jobs=n_jobs, verbose=verbose)(
-        delayed(_candidate)(teacher, X_fit, target, k, frac, Xa, y, qid, metric, random_state)
-        for k, frac in plans
-    )
-    result.candidates.extend(c for c in cands if c is not None)
-    ok = [c for c in result.candidates if sign * (base - c["score"]) <= max_loss]
-    ok.sort(key=lambda c: (c["nodes"], -sign * c["score"]))
-    best = result.candidates[0]
+    grid = _tree_grid(_per_output(teacher))
+    groups = _groups(teacher)
+    order = selection_order(
+        teacher, X_fit, n_trees=grid[min(1, len(grid) - 1)], target_margin=target,
+        random_state=random_state,
+    )  # fmt: skip
+    bar.update(note="tree order")
     teacher_pred = teacher.predict(Xa)
-    for c in ok:  # smallest first; the first whose loss holds up under resampling wins
-        se = _paired_se(
-            teacher.task, y, qid, metric, teacher_pred, c["forest"].predict(Xa), random_state
-        )
-        c["loss_se"] = se
-        if sign * (base - c["score"]) + se <= max_loss:
-            best = c
+
+    def run(plans: list[tuple[int, float | None]]) -> list[dict[str, Any] | None]:
+        bar.add(len(plans))
+        out: list[dict[str, Any] | None] = [None] * len(plans)
+        jobs = (
+            delayed(_indexed)(i, teacher, X_fit, target, k, frac, Xa, y, qid, metric,
+                              random_state, order)
+            for i, (k, frac) in enumerate(plans)
+        )  # fmt: skip
+        for i, c in Parallel(n_jobs=n_jobs, return_as="generator_unordered")(jobs):
+            out[i] = c
+            if c is not None:
+                loss = sign * (base - c["score"])
+                c["accepted"] = False
+                if loss <= max_loss:
+                    se = _paired_se(teacher.task, y, qid, metric, teacher_pred,
+                                    c["forest"].predict(Xa), random_state)  # fmt: skip
+                    c["loss_se"] = se
+                    c["accepted"] = loss + se <= max_loss
+            bar.update(note=f"{plans[i][0]} trees" + (f" x{plans[i][1]}" if plans[i][1] else ""))
+        result.candidates.extend(c for c in out if c is not None)  # in plan order
+        return out
+
+    # Bisect the tree grid for every node budget at once, in rounds; in each, skip the tree
+    # counts whose expected size cannot beat the smallest accepted candidate so far.
+    budgets: tuple[float | None, ...] = (None, *_FRACTIONS)
+    lo = {f: (0 if f is None else -1) for f in budgets}  # largest grid index known to pass
+    hi = {f: len(grid) for f in budgets}  # smallest grid index known to fail
+    sizes = [_expected_nodes(teacher, order, groups, k) for k in grid]
+    while True:
+        best_nodes = min(c["nodes"] for c in result.candidates if c["accepted"])
+        plans: list[tuple[int, float | None]] = []
+        for f in budgets:
+            small = [i for i in range(hi[f]) if (f or 1.0) * sizes[i] < best_nodes]
+            lo[f] = max(lo[f], (small[0] if small else hi[f]) - 1)
+            if hi[f] - lo[f] > 1:
+                plans += [(i, f) for i in _bisection_probes(lo[f], hi[f])]
+        if not plans:
             break
+        done = run([(grid[i], f) for i, f in plans])
+        for (i, f), c in zip(plans, done, strict=True):
+            if c is not None and c["accepted"]:
+                lo[f] = max(lo[f], i)
+        for (i, f), c in zip(plans, done, strict=True):
+            if (c is None or not c["accepted"]) and i > lo[f]:
+                hi[f] = min(hi[f], i)
+    accepted = [c for c in result.candidates if c["accepted"]]
+    best = min(accepted, key=lambda c: (c["nodes"], -sign * c["score"]))
     result.forest = best["forest"]
     if bits is not None:
-        from .passes.quantize import quantize_leaves, quantize_thresholds
-
-        t0 = time.perf_counter()
-        m = min(len(X_fit), 20_000)
-        q = quantize_leaves(
-            result.forest, bits=bits, method="kmeans", X=X_fit[:m], y_margin=target[:m]
-        )
-        q = quantize_thresholds(q, Xa, bits=bits)
-        score = _score(q, Xa, y, qid, metric)
-        cand: dict[str, Any] = {
-            "steps": [
-                *best["steps"],
-                f"quantize_leaves(bits={bits})",
-                f"quantize_thresholds(bits={bits})",
-            ],
-            "forest": q,
-            "trees": q.n_trees,
-            "nodes": q.n_nodes,
-            "score": score,
-            "seconds": time.perf_counter() - t0,
-        }
-        result.candidates.append(cand)
-        if sign * (base - score) <= max_loss:
-            result.forest = q
+        bar.add(1)
+        _quantize_step(result, best, bits, X_fit, target, Xa, y, qid, metric, sign, base,
+                       max_loss)  # fmt: skip
+        bar.update(note=f"{bits}-bit quantization")
+    bar.close()
     return result
+
+
+def _groups(forest: Forest) -> list[NDArray[np.intp]]:
+    """Tree indices per output group, as :func:`~treeslim.passes.select_trees` forms them."""
+    if forest.leaf_width > 1:
+        return [np.arange(forest.n_trees)]
+    return [np.flatnonzero(forest.tree_class == c) for c in range(forest.n_outputs)]
+
+
+def _indexed(i: int, *args: Any) -> tuple[int, dict[str, Any] | None]:
+    return i, _candidate(*args)
+
+
+def _quantize_step(
+    result: SearchResult,
+    best: dict[str, Any],
+    bits: int,
+    X_fit: NDArray[np.float64],
+    target: NDArray[np.float64],
+    Xa: Any,
+    y: Any,
+    qid: Any,
+    metric: str,
+    sign: float,
+    base: float,
+    max_loss: float,
+) -> None:
+    from .passes.quantize import quantize_leaves, quantize_thresholds
+
+    t0 = time.perf_counter()
+    m = min(len(X_fit), 20_000)
+    q = quantize_leaves(result.forest, bits=bits, method="kmeans", X=X_fit[:m], y_margin=target[:m])
+    q = quantize_thresholds(q, Xa, bits=bits)
+    score = _score(q, Xa, y, qid, metric)
+    ok = sign * (base - score) <= max_loss
+    result.candidates.append({
+        "steps": [*best["steps"], f"quantize_leaves(bits={bits})",
+                  f"quantize_thresholds(bits={bits})"],
+        "forest": q, "trees": q.n_trees, "nodes": q.n_nodes, "score": score,
+        "seconds": time.perf_counter() - t0, "accepted": ok,
+    })  # fmt: skip
+    if ok:
+        result.forest = q
 
 
 def compress(

@@ -61,7 +61,7 @@ class _SlimBase(BaseEstimator):
         n_synthetic: int | str = "auto",
         random_state: int | None = None,
         n_jobs: int | None = None,
-        verbose: int = 0,
+        verbose: int = 1,
         bits: int | None = None,
     ) -> None:
         self.estimator = estimator
@@ -200,7 +200,8 @@ class SlimClassifier(ClassifierMixin, _SlimBase):
     random_state : int, optional
     n_jobs : int, optional
         Candidates evaluated in parallel (joblib).
-    verbose : int, default=0
+    verbose : int, default=1
+        0: silent; 1: a progress bar of the search on a terminal; 2: always.
     bits : int, optional
         Also quantize leaves and thresholds to this many bits when the budget allows (stored at
         that width by :func:`treeslim.save`).

@@ -17,7 +17,7 @@ from .exact import collapse_identical_splits, exact_passes, fold_constant_trees
 from .nodes import prune_nodes
 from .quantize import prune_unreachable, quantization_error, quantize_leaves, quantize_thresholds
 from .refit import refit_leaves
-from .select import select_trees
+from .select import select_trees, selection_order
 
 __all__ = [
     "collapse_identical_splits",
@@ -32,4 +32,5 @@ __all__ = [
     "quantize_thresholds",
     "refit_leaves",
     "select_trees",
+    "selection_order",
 ]

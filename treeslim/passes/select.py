@@ -10,6 +10,7 @@ passes share.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -19,7 +20,7 @@ from .._kernel import KernelForest
 from ..forest import Forest
 from .exact import record, tree_scale
 
-__all__ = ["select_trees"]
+__all__ = ["select_trees", "selection_order"]
 
 _METHODS = ("greedy", "nnls")
 
@@ -111,7 +112,8 @@ def _greedy(A: NDArray[np.float64], b: NDArray[np.float64], k: int) -> list[int]
 
 
 def _lasso_order(A: NDArray[np.float64], b: NDArray[np.float64], k: int) -> list[int]:
-    """The first ``k`` columns to become non-zero on the non-negative lasso path (LARS)."""
+    """The first ``k`` columns to become non-zero on the non-negative lasso path (LARS), in the
+    order they enter it."""
     from sklearn.linear_model import lars_path_gram
 
     gram = A.T @ A
@@ -120,11 +122,12 @@ def _lasso_order(A: NDArray[np.float64], b: NDArray[np.float64], k: int) -> list
         positive=True,
     )  # fmt: skip
     coefs = np.asarray(coefs).reshape(A.shape[1], -1)
-    counts = np.count_nonzero(coefs, axis=0)
-    reached = np.flatnonzero(counts >= k)
-    step = int(reached[0]) if len(reached) else coefs.shape[1] - 1
-    nz = np.flatnonzero(coefs[:, step])
-    return nz[np.argsort(-coefs[nz, step], kind="stable")][:k].tolist()
+    active = coefs != 0
+    entered = np.flatnonzero(active.any(axis=1))
+    # order of entry on the path (ties: larger coefficient first), so every k is a prefix
+    first = active[entered].argmax(axis=1)
+    at_entry = coefs[entered, first]
+    return entered[np.lexsort((-at_entry, first))][:k].tolist()
 
 
 def _weights(
@@ -140,6 +143,84 @@ def _weights(
     return np.asarray(1.0 + delta, dtype=np.float64)
 
 
+def _order(A: NDArray[np.float64], b: NDArray[np.float64], k: int, method: str) -> list[int]:
+    return _greedy(A, b, k) if method == "greedy" else _lasso_order(A, b, k)
+
+
+_System = tuple[list[int], NDArray[np.float64], NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]  # fmt: skip
+
+
+def _systems(
+    forest: Forest,
+    X: ArrayLike,
+    target_margin: ArrayLike | None,
+    method: str,
+    max_rows: int | None,
+    random_state: Any,
+) -> tuple[Forest, list[NDArray[np.intp]], list[_System]]:
+    """The summed forest, its output groups and, per group, the centred least-squares system
+    ``(outputs, A, b, A_mean, b_mean)``: one column of per-tree outputs per member tree."""
+    if method not in _METHODS:
+        raise ValueError(
+            f"The 'method' parameter of select_trees must be one of {_METHODS}. Got {method!r}"
+            " instead."
+        )
+    _, Xc, target = teacher_margin(forest, X, target_margin)
+    if max_rows is not None:
+        check_count(max_rows, "max_rows", "select_trees")
+        if Xc.shape[0] > max_rows:
+            rows = np.sort(np.random.default_rng(random_state).choice(len(Xc), max_rows, False))
+            Xc, target = Xc[rows], target[rows]
+    f = summed_form(forest)
+    leaves = KernelForest(f).leaves(Xc)
+    k = f.n_outputs
+    vector = f.leaf_width > 1
+    groups = [np.arange(f.n_trees)] if vector else [
+        np.flatnonzero(f.tree_class == c) for c in range(k)
+    ]  # fmt: skip
+    systems: list[_System] = []
+    for c, members in enumerate(groups):
+        outs = list(range(k)) if vector else [c]
+        # Rows stacked over the group's outputs; every output has its own intercept.
+        lv_cols = outs if vector else [0]
+        if not len(members):
+            t = target[:, outs]
+            systems.append((outs, np.zeros((t.size, 0)), t.ravel(), np.zeros((len(outs), 0)), t.mean(axis=0)))  # fmt: skip
+            continue
+        A = np.concatenate([f.leaf_value[leaves[:, members], o] for o in lv_cols])
+        b = np.concatenate([target[:, o] for o in outs])
+        A3 = A.reshape(len(outs), -1, len(members))  # a view: centred in place
+        A_mean = A3.mean(axis=1)  # (outs, members)
+        A3 -= A_mean[:, None]
+        b_mean = b.reshape(len(outs), -1).mean(axis=1)
+        b = (b.reshape(len(outs), -1) - b_mean[:, None]).ravel()
+        systems.append((outs, A, b, A_mean, b_mean))
+    return f, groups, systems
+
+
+def selection_order(
+    forest: Forest,
+    X: ArrayLike,
+    *,
+    n_trees: int,
+    target_margin: ArrayLike | None = None,
+    method: str = "greedy",
+    max_rows: int | None = 200_000,
+    random_state: int | np.random.Generator | None = None,
+) -> list[list[int]]:
+    """The order in which :func:`select_trees` picks trees, up to ``n_trees`` per output group.
+
+    Pass it as ``order=`` to :func:`select_trees` with the same arguments and any smaller
+    ``n_trees`` to skip the search; the result is the same as without it.
+    """
+    n_keep = check_count(n_trees, "n_trees", "selection_order")
+    _, groups, systems = _systems(forest, X, target_margin, method, max_rows, random_state)
+    return [
+        _order(A, b, n_keep, method) if len(members) else []
+        for members, (_, A, b, _, _) in zip(groups, systems, strict=True)
+    ]
+
+
 def select_trees(
     forest: Forest,
     X: ArrayLike,
@@ -149,6 +230,7 @@ def select_trees(
     method: str = "greedy",
     max_rows: int | None = 200_000,
     random_state: int | np.random.Generator | None = None,
+    order: Sequence[Sequence[int]] | None = None,
 ) -> Forest:
     """Keep ``n_trees`` trees (per class) re-weighted to approximate a target margin on ``X``.
 
@@ -175,6 +257,11 @@ def select_trees(
         Fit on a random subset of this many rows when ``X`` has more (bounds memory and time).
     random_state : int, numpy.random.Generator or None
         Seed of that subset.
+    order : sequence of sequences of int, optional
+        The selection order per output group, as :func:`selection_order` returns it for the
+        same forest, rows, target, method and ``n_trees`` at least this large; the first
+        ``n_trees`` of each are kept. Forward selection is nested, so one order serves every
+        smaller ``n_trees`` (this is how :func:`~treeslim.compress` tries many sizes cheaply).
 
     Returns
     -------
@@ -194,46 +281,24 @@ def select_trees(
     >>> bool(np.allclose(g.predict_margin(X), f.predict_margin(X)))
     True
     """
-    if method not in _METHODS:
-        raise ValueError(
-            f"The 'method' parameter of select_trees must be one of {_METHODS}. Got {method!r}"
-            " instead."
-        )
     n_keep = check_count(n_trees, "n_trees", "select_trees")
-    _, Xc, target = teacher_margin(forest, X, target_margin)
-    if max_rows is not None:
-        check_count(max_rows, "max_rows", "select_trees")
-        if Xc.shape[0] > max_rows:
-            rows = np.sort(np.random.default_rng(random_state).choice(len(Xc), max_rows, False))
-            Xc, target = Xc[rows], target[rows]
-    f = summed_form(forest)
-    leaves = KernelForest(f).leaves(Xc)
+    f, groups, systems = _systems(forest, X, target_margin, method, max_rows, random_state)
+    if order is not None and len(order) != len(groups):
+        raise ValueError(
+            f"order must hold one sequence per output group ({len(groups)}); got {len(order)}."
+        )
     k = f.n_outputs
-    vector = f.leaf_width > 1
-    groups = [np.arange(f.n_trees)] if vector else [
-        np.flatnonzero(f.tree_class == c) for c in range(k)
-    ]  # fmt: skip
     weights = np.zeros(f.n_trees)
     keep = np.zeros(f.n_trees, dtype=bool)
     base = np.zeros(k)
-    for c, members in enumerate(groups):
+    for c, (members, (outs, A, b, A_mean, b_mean)) in enumerate(zip(groups, systems, strict=True)):
         if not len(members):
-            base[c] = target[:, c].mean()
+            base[c] = b_mean[0]
             continue
-        outs = list(range(k)) if vector else [c]
-        # Rows stacked over the group's outputs; every output has its own intercept.
-        lv_cols = outs if vector else [0]
-        A = np.concatenate([f.leaf_value[leaves[:, members], o] for o in lv_cols])
-        b = np.concatenate([target[:, o] for o in outs])
-        A3 = A.reshape(len(outs), -1, len(members))  # a view: centred in place
-        A_mean = A3.mean(axis=1)  # (outs, members)
-        A3 -= A_mean[:, None]
-        b_mean = b.reshape(len(outs), -1).mean(axis=1)
-        b = (b.reshape(len(outs), -1) - b_mean[:, None]).ravel()
-        if method == "greedy":
-            cols = _greedy(A, b, n_keep)
-        else:
-            cols = _lasso_order(A, b, n_keep)
+        if order is not None:
+            cols = [int(i) for i in order[c][:n_keep]]
+        if order is None or len(cols) < min(n_keep, len(members)):
+            cols = _order(A, b, n_keep, method)  # no order, or one made for fewer trees
         if not cols:  # no tree varies on these rows: keep the first as a constant
             cols = [0]
         w = _weights(A, b, cols, positive=method == "nnls")
@@ -250,6 +315,6 @@ def select_trees(
     header["source"] = record(
         forest,
         {"name": "select_trees", "lossy": True, "method": method, "trees_before": forest.n_trees,
-         "trees_after": len(trees), "rows": int(Xc.shape[0])},
+         "trees_after": len(trees), "rows": int(systems[0][1].shape[0] // len(systems[0][0]))},
     )  # fmt: skip
     return Forest.from_trees(trees, **header)
