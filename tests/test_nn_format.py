@@ -70,10 +70,11 @@ def test_quantized_weights_are_stored_at_their_real_width(digits):
     f = forms(X, mlp)
     n_weights = sum(layer.n_in * layer.n_out for layer in mlp.layers)
     size = {k: len(dump_mlp_bytes(m)) for k, m in f.items()}
-    assert size["float64"] > 8 * n_weights
-    assert 4 * n_weights < size["float32"] < 4 * n_weights + 2000
-    assert 2 * n_weights < size["fp16"] < 2 * n_weights + 2000
-    assert n_weights < size["int8"] < n_weights + 2000
+    # deflate (applied when it helps) trims a little; the widths still set the size
+    assert 6 * n_weights < size["float64"] < 8 * n_weights + 2000
+    assert 3.5 * n_weights < size["float32"] < 4 * n_weights + 2000
+    assert 1.6 * n_weights < size["fp16"] < 2 * n_weights + 2000
+    assert 0.8 * n_weights < size["int8"] < n_weights + 2000
     assert size["float32"] / size["int8"] > 3  # scales, biases and header on 3.6k weights
     nnz = sum(len(layer.data) for layer in f["sparse-int8"].layers)
     mask_bytes = sum((layer.n_in * layer.n_out + 7) // 8 for layer in mlp.layers)

@@ -229,6 +229,7 @@ def test_distill_from_a_forest_and_with_hints(digits):
     hinted = distill_mlp(
         teacher,
         Xd,
+        standardize=False,
         hidden_layer_sizes=(16,),
         hint_weight=1.0,
         epochs=10,

@@ -2,16 +2,18 @@
 
 Layout (little-endian): the same 20-byte header as the forest format but the magic ``b"TSLNN"``
 (so :func:`treeslim.load` tells the two apart by content), format version (``u8``), flags
-(``u16``, none defined yet), payload length (``u64``) and ``zlib.crc32`` of the payload (``u32``).
-The payload is a ``u32`` length plus a compact JSON header (task, activation, classes, feature
+(``u16``: bit 0 = the payload is zlib-deflated, set when that makes it smaller), payload length
+(``u64``) and ``zlib.crc32`` of the stored payload (``u32``). The payload is a ``u32`` length
+plus a compact JSON header (task, activation, classes, feature
 names, source, and per layer its form, sizes and dtypes), then per layer the raw arrays:
 
 * dense: the weights in their dtype (float64 / float32 / float16 / int8), row-major;
 * sparse: the positions, as a bitmask over the (n_out, n_in) grid or as per-channel counts plus
   column indices in the narrowest unsigned width, whichever is smaller, then the values;
 * low-rank: ``u`` then ``v``;
-* int8 layers: one float32 scale per output channel; then the bias (float32 when that is exact,
-  else float64).
+* int8 layers: one scale per output channel; then the bias; both in the narrowest of float16 /
+  float32 / float64 that holds them exactly (:func:`~treeslim.nn.quantize_weights` rounds them to
+  float16 next to int8 / fp16 weights).
 
 Loading gives back the same arrays, so predictions are bit-identical. A corrupt, truncated or
 foreign file raises :class:`~treeslim.ModelFormatError`; sizes are checked against the bytes left
@@ -40,11 +42,18 @@ VERSION = 1
 _HEADER = struct.Struct("<5sBHQI")
 _DTYPES = {"float64": "<f8", "float32": "<f4", "float16": "<f2", "int8": "i1"}
 _MAX_DIM = 1 << 24
+_FLOATS = ("float16", "float32", "float64")
+_DEFLATED = 1  # flag: the JSON header and the arrays after it are zlib-deflated
 
 
-def _f32_exact(a: NDArray[Any]) -> bool:
+def _narrowest(a: NDArray[Any]) -> str:
+    """The narrowest float dtype that holds every value of ``a`` exactly."""
     a = np.asarray(a, dtype=np.float64)
-    return bool(np.array_equal(a.astype(np.float32).astype(np.float64), a))
+    with np.errstate(over="ignore"):
+        for name in ("float16", "float32"):
+            if np.array_equal(a.astype(name).astype(np.float64), a):
+                return name
+    return "float64"
 
 
 def _index_width(n: int) -> str:
@@ -88,13 +97,11 @@ def _layer_blocks(layer: Layer) -> tuple[dict[str, Any], list[bytes]]:
             blocks.append(ind.astype(idx_w).tobytes())
         blocks.append(np.asarray(layer.data).astype(dt).tobytes())
     if layer.scale is not None:
-        if not _f32_exact(layer.scale):
-            raise ModelFormatError(
-                "int8 scales must be float32 values (quantize_weights makes them so)."
-            )
-        blocks.append(np.asarray(layer.scale).astype("<f4").tobytes())
-    meta["act_scale"] = layer.act_scale
-    meta["bias"] = "float32" if _f32_exact(layer.bias) else "float64"
+        meta["scale"] = _narrowest(layer.scale)
+        blocks.append(np.asarray(layer.scale).astype(_DTYPES[meta["scale"]]).tobytes())
+    if layer.act_scale is not None:
+        meta["act_scale"] = layer.act_scale
+    meta["bias"] = _narrowest(layer.bias)
     blocks.append(layer.bias.astype(_DTYPES[meta["bias"]]).tobytes())
     return meta, blocks
 
@@ -126,8 +133,10 @@ def dump_mlp_bytes(mlp: MLP) -> bytes:
         "layers": metas,
     }
     text = json.dumps(header, separators=(",", ":"), default=_plain).encode()
-    payload = struct.pack("<I", len(text)) + text + b"".join(blocks)
-    return _HEADER.pack(MAGIC, VERSION, 0, len(payload), zlib.crc32(payload)) + payload
+    body = struct.pack("<I", len(text)) + text + b"".join(blocks)
+    packed = zlib.compress(body, 9)
+    flags, payload = (_DEFLATED, packed) if len(packed) < len(body) else (0, body)
+    return _HEADER.pack(MAGIC, VERSION, flags, len(payload), zlib.crc32(payload)) + payload
 
 
 def save_mlp(mlp: MLP, path: str | os.PathLike[str]) -> None:
@@ -200,12 +209,15 @@ def _read_layer(c: _Cursor, meta: Any, i: int) -> Layer:
         fields["n_in"] = n_in
         fields["data"] = c.array(nnz, dt, f"{where} values")
     if prec == "int8":
-        fields["scale"] = c.array(n_out, "<f4", f"{where} scales").astype(np.float64)
+        if meta.get("scale") not in _FLOATS:
+            raise ModelFormatError(f"{where}: unknown scale dtype {meta.get('scale')!r}.")
+        scale = c.array(n_out, _DTYPES[meta["scale"]], f"{where} scales")
+        fields["scale"] = scale.astype(np.float64)
     act = meta.get("act_scale")
     if act is not None and not isinstance(act, (int, float)):
         raise ModelFormatError(f"{where}: act_scale must be a number.")
     fields["act_scale"] = act
-    if meta.get("bias") not in ("float32", "float64"):
+    if meta.get("bias") not in _FLOATS:
         raise ModelFormatError(f"{where}: unknown bias dtype {meta.get('bias')!r}.")
     bias = c.array(n_out, _DTYPES[meta["bias"]], f"{where} bias").astype(np.float64)
     return Layer(bias, **fields)
@@ -216,13 +228,21 @@ def load_mlp_bytes(data: bytes, name: str = "<bytes>") -> MLP:
     if len(data) < _HEADER.size or not data.startswith(MAGIC):
         raise ModelFormatError(f"{name}: not an MLP .tslim file (no {MAGIC!r} magic / too short).")
     _, version, flags, length, crc = _HEADER.unpack_from(data)
-    if version != VERSION or flags:
+    if version != VERSION or flags & ~_DEFLATED:
         raise ModelFormatError(f"{name}: format version {version} / flags {flags} unknown.")
     payload = data[_HEADER.size :]
     if len(payload) != length:
         raise ModelFormatError(f"{name}: payload is {len(payload)} bytes, header says {length}.")
     if zlib.crc32(payload) != crc:
         raise ModelFormatError(f"{name}: checksum mismatch (corrupt file).")
+    if flags & _DEFLATED:
+        inflater = zlib.decompressobj()
+        try:  # bounded: deflate expands at most ~1032x
+            payload = inflater.decompress(payload, 1032 * len(payload) + 1024)
+        except zlib.error as exc:
+            raise ModelFormatError(f"{name}: corrupt deflated payload ({exc}).") from None
+        if not inflater.eof or inflater.unused_data or inflater.unconsumed_tail:
+            raise ModelFormatError(f"{name}: corrupt deflated payload (bad length).")
     try:
         c = _Cursor(payload)
         (size,) = struct.unpack("<I", c.take(4, "header length"))

@@ -29,7 +29,7 @@ from .train import fine_tune
 __all__ = ["METHODS", "MLPSearchResult", "compress", "search_mlp"]
 
 METHODS = ("float", "int8", "qat", "prune", "neurons", "lowrank")
-SPARSITIES = (0.5, 0.7, 0.8, 0.85, 0.9, 0.95)
+SPARSITIES = (0.5, 0.65, 0.75, 0.8, 0.85, 0.9, 0.93, 0.95)
 NEURON_FRACTIONS = (0.25, 0.5, 0.75)
 ENERGIES = (0.95, 0.9, 0.8, 0.7)
 
@@ -69,12 +69,15 @@ def search_mlp(
     metric: str | None = None,
     methods: Sequence[str] | None = None,
     validation_fraction: float = 0.25,
+    validation_data: tuple[ArrayLike, ArrayLike] | None = None,
     fine_tune_epochs: int = 10,
     random_state: int | None = None,
     verbose: int = 0,
 ) -> MLPSearchResult:
     """Judge compressed candidates of ``teacher`` on held-out calibration rows; keep the smallest
-    within ``max_loss``. Parameters as :func:`compress`."""
+    within ``max_loss``. Parameters as :func:`compress`; with ``validation_data=(X_val, y_val)``
+    candidates are judged on those rows (e.g. rows the teacher never saw) and all of ``(X, y)``
+    feeds calibration and fine-tuning."""
     methods = tuple(METHODS if methods is None else methods)
     unknown = sorted(set(methods) - set(METHODS))
     if unknown:
@@ -93,13 +96,18 @@ def search_mlp(
     rng = np.random.default_rng(random_state)
     n = len(Xa)
     n_val = round(validation_fraction * n)
-    if n_val < 10 or n - n_val < 10:  # too few rows to split: judge on what was seen
-        fit_idx = val_idx = np.arange(n)
+    if validation_data is not None:
+        Xf, yf = Xa, ya
+        Xv = np.asarray(validation_data[0], dtype=np.float64)
+        yv = _codes(teacher, validation_data[1])
     else:
-        perm = rng.permutation(n)
-        val_idx, fit_idx = np.sort(perm[:n_val]), np.sort(perm[n_val:])
-    Xf, yf, Xv = Xa[fit_idx], ya[fit_idx], Xa[val_idx]
-    yv = _codes(teacher, ya[val_idx])
+        if n_val < 10 or n - n_val < 10:  # too few rows to split: judge on what was seen
+            fit_idx = val_idx = np.arange(n)
+        else:
+            perm = rng.permutation(n)
+            val_idx, fit_idx = np.sort(perm[:n_val]), np.sort(perm[n_val:])
+        Xf, yf, Xv = Xa[fit_idx], ya[fit_idx], Xa[val_idx]
+        yv = _codes(teacher, ya[val_idx])
     sign = 1.0 if HIGHER_IS_BETTER[metric] else -1.0
 
     def score(m: MLP) -> float:

@@ -187,8 +187,17 @@ def _int8(values: NDArray[np.float64], scale: NDArray[np.float64]) -> NDArray[np
 
 def _scales(w: NDArray[np.float64], per_channel: bool) -> NDArray[np.float64]:
     amax = np.abs(w).max(axis=0) if per_channel else np.full(w.shape[1], np.abs(w).max())
-    scale = np.where(amax > 0, amax / 127.0, 1.0).astype(np.float32)  # stored as float32
-    return np.maximum(scale, np.finfo(np.float32).tiny).astype(np.float64)
+    scale = np.where(amax > 0, amax / 127.0, 1.0)
+    if scale.min() >= np.finfo(np.float16).tiny and scale.max() <= 1e4:  # fp16 normal range
+        return scale.astype(np.float16).astype(np.float64)  # stored in 2 bytes, exactly
+    return np.maximum(scale.astype(np.float32), np.finfo(np.float32).tiny).astype(np.float64)
+
+
+def _narrow_bias(bias: NDArray[np.float64], bits: int) -> NDArray[np.float64]:
+    """Biases of compressed layers: float16 next to int8 / fp16 weights, else float32."""
+    if bits <= 16 and np.abs(bias).max() < 6e4:
+        return bias.astype(np.float16).astype(np.float64)
+    return bias.astype(np.float32).astype(np.float64)
 
 
 def quantize_weights(
@@ -234,6 +243,8 @@ def quantize_weights(
     >>> q = quantize_weights(mlp, bits=8)
     >>> q.layers[0].weight.tolist(), q.layers[0].scale.round(5).tolist()
     ([[127, -64], [64, 127]], [0.00394, 0.01575])
+    >>> q.layers[0].scale.tolist() == q.layers[0].scale.astype(np.float16).tolist()  # 2 bytes each
+    True
     """
     if bits not in (8, 16, 32) or isinstance(bits, bool):
         raise ValueError(f"The 'bits' parameter must be 8, 16 or 32. Got {bits!r}.")
@@ -264,7 +275,7 @@ def quantize_weights(
         bias = np.array(layer.bias, dtype=np.float64)
         if inputs is not None and bias_correction:
             bias = bias + inputs[i].mean(axis=0) @ (w - wq)
-        bias = bias.astype(np.float32).astype(np.float64)  # compressed layers: float32 biases
+        bias = _narrow_bias(bias, bits)
         act = None
         if activations and bits == 8 and inputs is not None:
             amax = float(np.abs(inputs[i]).max())

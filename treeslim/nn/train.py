@@ -18,7 +18,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from .mlp import MLP, Layer, link
-from .passes import _passes, quantize_weights, sparse_layer
+from .passes import _passes, _scales, quantize_weights, sparse_layer
 
 __all__ = ["distill_mlp", "fine_tune", "qat_fine_tune"]
 
@@ -48,8 +48,7 @@ def _eff(p: dict[str, Any]) -> Arr:
     """The weights the forward pass uses (fake-quantized for int8 / fp16 layers)."""
     w: Arr = p["W"]
     if p["quant"] == "int8":
-        amax = np.abs(w).max(axis=0) if p["per_channel"] else np.full(w.shape[1], np.abs(w).max())
-        s = np.where(amax > 0, amax / 127.0, 1.0)
+        s = _scales(w, p["per_channel"])
         return np.clip(np.rint(w / s), -127, 127) * s
     if p["quant"] == "float16":
         return w.astype(np.float16).astype(np.float64)
@@ -436,8 +435,9 @@ def distill_mlp(
     if hint_weight > 0 and hidden is None:
         raise ValueError("hint_weight > 0 needs an MLP teacher with at least one hidden layer.")
     rng = np.random.default_rng(random_state)
-    mu, sd = (Xa.mean(axis=0), Xa.std(axis=0)) if standardize else (0.0, 1.0)
-    sd = np.where(np.asarray(sd) > 0, sd, 1.0)
+    d = Xa.shape[1]
+    mu, sd = (Xa.mean(axis=0), Xa.std(axis=0)) if standardize else (np.zeros(d), np.ones(d))
+    sd = np.where(sd > 0, sd, 1.0)
     Z = (Xa - mu) / sd
     dims = [Xa.shape[1], *sizes, margins.shape[1]]
     layers = []
@@ -469,6 +469,6 @@ def distill_mlp(
     )
     first = net[0]
     first["b"] = first["b"] - (mu / sd) @ first["W"]
-    first["W"] = first["W"] / np.asarray(sd).reshape(-1, 1)
+    first["W"] = first["W"] / sd.reshape(-1, 1)
     note = f"distill_mlp(hidden={tuple(sizes)}, T={temperature:g}, hint={hint_weight:g})"
     return _to_mlp(net, student.replace(source={"library": "treeslim", "passes": []}), Xa, note)
