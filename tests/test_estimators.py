@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import joblib
 import numpy as np
 import pytest
@@ -140,6 +142,10 @@ def test_compress_with_bits_and_cli(tmp_path, capsys):
     assert small.source["library"] == "lightgbm"
     assert small.n_nodes <= treeslim.from_model(m).n_nodes
     assert (tmp_path / "small.txt.report.json").exists()
+    front = json.loads((tmp_path / "small.txt.pareto.json").read_text())["entries"]
+    assert front and all(e["pareto"] for e in front)
+    assert any(e["chosen"] for e in front) or not any(e.get("chosen") for e in slim.report_.entries)
+    assert (tmp_path / "small.txt.pareto.png").read_bytes()[:4] == b"\x89PNG"
     assert "wrote" in capsys.readouterr().out
 
 
@@ -208,3 +214,27 @@ def test_progress_bar_only_on_a_terminal():
         assert bool(text) is drawn
         if drawn:
             assert "search [" in text and "3/3" in text and "last" in text and text.endswith("\n")
+
+
+def test_pareto_front_of_the_search():
+    from treeslim.pareto import pareto_mask
+
+    m, X = model("xgboost", "binary")
+    _, y, _ = data("binary")
+    slim = compress(m, X, y, max_loss=0.01, random_state=0, verbose=0)
+    cands = slim.search_.candidates
+    assert all(c["p50_us"] > 0 for c in cands)
+    front = slim.search_.front
+    assert front == sorted(front, key=lambda c: c["nodes"]) and len(front) >= 1
+    pts = np.array([[c["nodes"], c["p50_us"], -c["score"]] for c in cands])
+    for c, p in zip(cands, pts):
+        dominated = ((pts <= p).all(axis=1) & (pts < p).any(axis=1)).any()
+        assert c["pareto"] is (not dominated)
+    assert sum(c["chosen"] for c in cands) == 1
+    fig = slim.report_.plot()
+    assert fig.axes[0].get_legend() is not None
+    assert pareto_mask([[1, 1], [1, 1]]).tolist() == [True, True]  # ties do not dominate
+    with pytest.raises(ValueError, match="2-D"):
+        pareto_mask([1, 2, 3])
+    with pytest.raises(ValueError, match="no entries"):
+        treeslim.Report().plot()

@@ -125,6 +125,7 @@ def _bench(args: argparse.Namespace) -> int:
 def _compress(args: argparse.Namespace) -> int:
     from .compress import compress
     from .frontends import load
+    from .report import Report
 
     forest = load(args.model)
     X, y, qid = read_data(args.data, args.target)
@@ -145,7 +146,18 @@ def _compress(args: argparse.Namespace) -> int:
     slim.export(args.output)
     slim.report_.to_json(args.output + ".report.json")
     print(slim.report_.to_text())
-    print(f"wrote {args.output} ({lib or 'treelite'} format) and {args.output}.report.json")
+    wrote = [f"{args.output} ({lib or 'treelite'} format)", f"{args.output}.report.json"]
+    front = Report([e for e in slim.report_.entries if e.get("pareto")])
+    front.to_json(args.output + ".pareto.json")
+    wrote.append(f"{args.output}.pareto.json")
+    try:
+        import matplotlib.pyplot as plt
+
+        plt.close(slim.report_.plot(path=args.output + ".pareto.png"))
+        wrote.append(f"{args.output}.pareto.png")
+    except ImportError:
+        print("no Pareto plot: matplotlib is not installed (pip install 'treeslim[plot]')")
+    print("wrote " + ", ".join(wrote))
     return 0
 
 

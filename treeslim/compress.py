@@ -21,6 +21,7 @@ from numpy.typing import ArrayLike, NDArray
 from ._progress import Progress
 from .forest import Forest
 from .metrics import HIGHER_IS_BETTER, default_metric, evaluate
+from .pareto import annotate_front
 
 __all__ = ["SearchResult", "compress", "search"]
 
@@ -33,6 +34,11 @@ class SearchResult:
     teacher_metric: float
     metric: str
     candidates: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def front(self) -> list[dict[str, Any]]:
+        """The candidates on the Pareto front of (nodes, single-row p50, metric), by size."""
+        return sorted((c for c in self.candidates if c.get("pareto")), key=lambda c: c["nodes"])
 
 
 def _score(forest: Forest, X: Any, y: Any, qid: Any, metric: str) -> float:
@@ -248,6 +254,8 @@ def search(
              "nodes": exact.n_nodes, "score": base, "seconds": 0.0, "accepted": True}  # fmt: skip
     result.candidates.append(first)
     if max_loss == 0:
+        first["chosen"] = True
+        annotate_front(result.candidates, Xa, higher_is_better=sign > 0)
         return result
     bar = Progress(1, "treeslim search", verbose=verbose)
     Xf = Xall[fit_idx]
@@ -316,6 +324,9 @@ def search(
         _quantize_step(result, best, bits, X_fit, target, Xa, y, qid, metric, sign, base,
                        max_loss)  # fmt: skip
         bar.update(note=f"{bits}-bit quantization")
+    for c in result.candidates:
+        c["chosen"] = c["forest"] is result.forest
+    annotate_front(result.candidates, Xa, higher_is_better=sign > 0)
     bar.close()
     return result
 

@@ -142,6 +142,10 @@ class _SlimBase(BaseEstimator):
                 "nodes": c["nodes"],
                 result.metric: c["score"],
                 "seconds": c["seconds"],
+                "p50_us": c["p50_us"],
+                "accepted": c["accepted"],
+                "pareto": c["pareto"],
+                "chosen": c["chosen"],
             }
             for c in result.candidates
         ]

@@ -155,7 +155,12 @@ class Report:
         return f"Report({len(self.entries)} entries)"
 
     def plot(self, *, metric: str | None = None, path: str | None = None) -> Any:
-        """Size (nodes) and single-row latency against quality, one point per entry."""
+        """Quality against size (nodes) and against single-row latency, one point per entry.
+
+        Search candidates (entries with a ``pareto`` flag) are drawn small and grey, those on the
+        Pareto front joined by a line, the chosen one as a star; other entries (the original
+        and compressed models) are labelled points. Written to ``path`` (PNG, SVG, ...) if given.
+        """
         try:
             import matplotlib
 
@@ -168,23 +173,44 @@ class Report:
             raise MissingDependencyError(
                 "Report.plot needs matplotlib: pip install 'treeslim[plot]'"
             ) from exc
+        if not self.entries:
+            raise ValueError("Report.plot: the report has no entries.")
         metric = metric or default_metric(self.entries[0]["task"])
         fig, axes = plt.subplots(1, 2, figsize=(10, 4))
         for ax, key, label in (
             (axes[0], "nodes", "nodes"),
             (axes[1], "p50_us", "p50 latency (us)"),
         ):
-            pts = [(e[key], e[metric], e["name"]) for e in self.entries if key in e and metric in e]
-            if pts:
-                ax.scatter([p[0] for p in pts], [p[1] for p in pts])
-                for x, y, name in pts:
-                    ax.annotate(str(name), (x, y), fontsize=8)
+            es = [e for e in self.entries if key in e and metric in e]
+            cands = [e for e in es if "pareto" in e]
+            if cands:
+                ax.scatter([e[key] for e in cands], [e[metric] for e in cands], s=12,
+                           color="0.7", label="candidates")  # fmt: skip
+                front = sorted((e for e in cands if e["pareto"]), key=lambda e: e[key])
+                ax.plot([e[key] for e in front], [e[metric] for e in front], "o-", ms=4,
+                        color="tab:blue", label="Pareto front")  # fmt: skip
+                chosen = [e for e in cands if e.get("chosen")]
+                ax.scatter([e[key] for e in chosen], [e[metric] for e in chosen], marker="*",
+                           s=160, color="tab:red", zorder=3, label="chosen")  # fmt: skip
+            for e in es:
+                if "pareto" not in e:
+                    ax.scatter([e[key]], [e[metric]], color="black", zorder=3)
+                    ax.annotate(str(e.get("name", "")), (e[key], e[metric]), fontsize=8)
             ax.set_xscale("log")
             ax.set_xlabel(label)
             ax.set_ylabel(metric)
+            if cands:
+                ax.legend(fontsize=8)
         fig.tight_layout()
         if path is not None:
-            fig.savefig(path, dpi=120)
+            import io
+
+            from ._io import write_atomic
+
+            buf = io.BytesIO()
+            fmt = str(path).rsplit(".", 1)[-1] if "." in str(path) else "png"
+            fig.savefig(buf, format=fmt, dpi=120)
+            write_atomic(path, buf.getvalue())
         return fig
 
 
