@@ -19,6 +19,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from ._progress import Progress
+from .chunked import is_dask, predict_chunked, sample_rows
 from .forest import Forest
 from .metrics import HIGHER_IS_BETTER, default_metric, evaluate
 from .pareto import annotate_front
@@ -383,6 +384,7 @@ def compress(
     max_loss: float = 0.005,
     metric: str | None = None,
     random_state: int | None = None,
+    max_rows: int = 200_000,
     **kwargs: Any,
 ) -> Any:
     """Compress a fitted model on calibration data; return a fitted ``Slim*`` estimator.
@@ -401,6 +403,13 @@ def compress(
         R^2 for regression, NDCG@10 for ranking unless ``metric`` says otherwise).
     metric : str, optional
     random_state : int, optional
+    max_rows : int, default=200000
+        Calibration sets with more rows (and every ``dask.array`` / ``dask.dataframe``) are
+        sampled down to about this many rows for the search (:func:`treeslim.chunked.sample_rows`,
+        chunk by chunk on the cluster for dask); the original and the compressed model are then
+        scored on all rows, chunk by chunk, as the report's ``(all rows)`` entries.
+    **kwargs
+        Parameters of the ``Slim*`` estimator (``n_jobs``, ``verbose``, ``bits``, ...).
 
     Returns
     -------
@@ -422,6 +431,7 @@ def compress(
             max_loss=max_loss,
             metric=metric,
             random_state=random_state,
+            max_rows=max_rows,
             **kwargs,
         )
         return Pipeline([*model.steps[:-1], (model.steps[-1][0], slim)])
@@ -433,6 +443,32 @@ def compress(
         "ranking": SlimRanker,
     }[forest.task]
     est = cls(frozen(model), max_loss=max_loss, metric=metric, random_state=random_state, **kwargs)
+    big = is_dask(X) or is_dask(y) or len(X) > max_rows  # type: ignore[arg-type]
+    Xs, ys, qs, n = X, y, qid, 0
+    if big:
+        Xs, ys, qs, n = sample_rows(X, y, qid, max_rows=max_rows, random_state=random_state)
     if forest.task == "ranking":
-        return est.fit(X, y, qid=qid)
-    return est.fit(X, y)
+        est.fit(Xs, ys, qid=qs)
+    else:
+        est.fit(Xs, ys)
+    if big and n > len(np.asarray(Xs)):
+        _report_all_rows(est, X, y, qid, n)
+    return est
+
+
+def _report_all_rows(est: Any, X: Any, y: Any, qid: Any, n: int) -> None:
+    """Add the original's and the compressed model's metrics on every row to ``est.report_``."""
+    from .report import Report
+
+    yv = np.asarray(y.compute() if is_dask(y) else y)
+    qv = None if qid is None else np.asarray(qid.compute() if is_dask(qid) else qid)
+    if hasattr(est, "classes_"):
+        yv = np.searchsorted(est.classes_, yv)
+    entries = []
+    for name, forest in (("original", est.teacher_), ("compressed", est.forest_)):
+        pred = predict_chunked(forest, X)
+        entry = {"name": f"{name} (all {n:,} rows)", "task": forest.task, "rows": n,
+                 "trees": forest.n_trees, "nodes": forest.n_nodes}  # fmt: skip
+        entry.update(evaluate(forest.task, yv, pred, qid=qv))
+        entries.append(entry)
+    est.report_ = est.report_ + Report(entries)
