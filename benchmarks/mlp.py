@@ -114,7 +114,7 @@ def run(name: str, data_dir: str, quick: bool, log) -> tuple[str, list[dict]]:
         measure_single_row(sk_one, Xt[:n_calls], n_calls=n_calls)[0],
         measure_batch(net.predict, Xt, min_time=0.05 if quick else 0.2),
     )
-    epochs = 3 if quick else 10
+    epochs = 3 if quick else 20
     Xf, yf = Xc[: len(tr)], yc[: len(tr)]
     Xv, yv = Xc[len(tr) :], yc[len(tr) :]  # the calibration rows: the teacher never saw them
     kw = {"max_loss": 0.01, "fine_tune_epochs": epochs, "random_state": 0}
@@ -147,8 +147,8 @@ def run(name: str, data_dir: str, quick: bool, log) -> tuple[str, list[dict]]:
         ("neuron prune + fine-tune", lambda: searched(["neurons"], ("neurons 0.25", lambda: tuned(prune_neurons(base, Xf, fraction=0.25))))),
         ("low-rank + fine-tune", lambda: searched(["lowrank"], ("lowrank 0.95", lambda: tuned(low_rank(base, energy=0.95))))),
         ("prune + int8", lambda: searched(["prune", "int8", "qat"], ("prune 0.5 > int8", lambda: quantize_weights(first_prune[1](), Xf, bits=8)), want=("prune", "int8"))),
-        ("distilled MLP(32) + int8", lambda: ("", quantize_weights(distill_mlp(
-            base, Xf, yf, hidden_layer_sizes=(32,), alpha=0.3, epochs=3 * epochs, random_state=0,
+        ("distilled MLP(64) + int8", lambda: ("", quantize_weights(distill_mlp(
+            base, Xf, yf, hidden_layer_sizes=(64,), alpha=0.3, epochs=3 * epochs, random_state=0,
             standardize=False), Xf, bits=8))),
         ("compress (all methods)", lambda: searched(None, ("float32", lambda: f32))),
     ]  # fmt: skip
@@ -212,7 +212,9 @@ def targets(results) -> list[str]:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="subsampled rows, 3 fine-tune epochs")
+    ap.add_argument(
+        "--quick", action="store_true", help="subsampled rows, 3 fine-tune epochs (else 20)"
+    )
     ap.add_argument("--data", default=default_data_dir())
     ap.add_argument("--datasets", nargs="*", default=DATASETS)
     ap.add_argument("--out", default=None)

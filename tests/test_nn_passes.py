@@ -87,6 +87,11 @@ def test_int8_activation_path_accumulates_in_int32(digits):
     np.testing.assert_allclose(
         q.predict(Z), reference(q, Z, quantize_inputs=True), rtol=1e-9, atol=1e-12
     )
+    sparse = quantize_weights(prune_weights(mlp, sparsity=0.7), X, bits=8, activations=True)
+    assert all(layer.kind == "sparse" and layer.act_scale for layer in sparse.layers)
+    np.testing.assert_allclose(
+        sparse.predict(Z), reference(sparse, Z, quantize_inputs=True), rtol=1e-9, atol=1e-12
+    )
     # the int path really rounds the inputs: it differs from the weights-only path
     weights_only = quantize_weights(mlp, X, bits=8)
     assert not np.array_equal(q.predict(Z), weights_only.predict(Z))
@@ -259,6 +264,10 @@ def test_distill_from_a_forest_and_with_hints(digits):
         (lambda m, X, y: prune_neurons(m, fraction=[0.5]), "one value per hidden layer"),
         (lambda m, X, y: quantize_weights(m, bits=4), "'bits' parameter must be 8, 16 or 32"),
         (lambda m, X, y: quantize_weights(m, activations=True), "activations=True needs"),
+        (
+            lambda m, X, y: quantize_weights(m, X, activations=True, act_percentile=0),
+            r"'act_percentile' parameter must be in \(0, 100\]",
+        ),
         (
             lambda m, X, y: low_rank(m, energy=0.0),
             r"'energy' parameter must be a float in \(0, 1\]",

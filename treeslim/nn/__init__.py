@@ -9,11 +9,12 @@ back; the IR's own numpy predictor runs the compressed layers as they are stored
 from __future__ import annotations
 
 from .compress import MLPSearchResult, compress, search_mlp
+from .distill import distill_mlp
 from .estimators import SlimMLPClassifier, SlimMLPRegressor
 from .frontends import from_sklearn, to_sklearn
 from .mlp import MLP, InvalidMLPError, Layer, validate_mlp
 from .passes import low_rank, prune_neurons, prune_weights, quantize_weights
-from .train import distill_mlp, fine_tune, qat_fine_tune
+from .train import fine_tune, qat_fine_tune
 
 __all__ = [
     "MLP",

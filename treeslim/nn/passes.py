@@ -208,6 +208,7 @@ def quantize_weights(
     per_channel: bool = True,
     activations: bool = False,
     bias_correction: bool = True,
+    act_percentile: float = 99.99,
     layers: Sequence[int] | None = None,
 ) -> MLP:
     """Post-training weight quantization: int8 (symmetric, per output channel), fp16 or float32.
@@ -218,7 +219,7 @@ def quantize_weights(
     X : array-like of shape (n_samples, n_features), optional
         Calibration rows: with them the expected error each layer's rounding adds to its outputs
         is removed from its bias (``bias_correction``), and ``activations=True`` can calibrate
-        the int8 input scale of every layer (max |input| / 127).
+        the int8 input scale of every layer (``act_percentile`` of |input| / 127).
     bits : {8, 16, 32}, default=8
         int8 with float scales, IEEE half or single precision. Sparse layers keep their pattern;
         low-rank factors are cast for 16 / 32 and left as they are for 8.
@@ -226,6 +227,9 @@ def quantize_weights(
         One scale per output channel (else one per layer) for int8.
     activations : bool, default=False
         Quantize every int8 layer's input to int8 too, so it runs with int32 accumulation.
+    act_percentile : float, default=99.99
+        The input scale covers this percentile of |input| on ``X`` (larger values saturate at
+        +-127): a few outliers then cost little resolution. 100 takes the maximum.
     bias_correction : bool, default=True
         Only used with ``X``.
     layers : sequence of int, optional
@@ -248,6 +252,10 @@ def quantize_weights(
     """
     if bits not in (8, 16, 32) or isinstance(bits, bool):
         raise ValueError(f"The 'bits' parameter must be 8, 16 or 32. Got {bits!r}.")
+    if not 0 < act_percentile <= 100:
+        raise ValueError(
+            f"The 'act_percentile' parameter must be in (0, 100]. Got {act_percentile!r}."
+        )
     if activations and X is None:
         raise ValueError("activations=True needs calibration rows X to set the int8 input scales.")
     inputs = mlp.forward(X)[:-1] if X is not None else None
@@ -278,7 +286,7 @@ def quantize_weights(
         bias = _narrow_bias(bias, bits)
         act = None
         if activations and bits == 8 and inputs is not None:
-            amax = float(np.abs(inputs[i]).max())
+            amax = float(np.percentile(np.abs(inputs[i]), act_percentile))
             act = amax / 127.0 if amax > 0 else 1.0
         if bits == 8:
             if layer.kind == "sparse":

@@ -1,5 +1,5 @@
-"""Training passes: fine-tuning that keeps each layer's compressed form, quantization-aware
-fine-tuning, and distillation of any teacher into a small MLP.
+"""Training passes: fine-tuning that keeps each layer's compressed form and quantization-aware
+fine-tuning (distillation into a small MLP, :mod:`treeslim.nn.distill`, uses the same trainer).
 
 One small numpy trainer (mini-batch Adam, backpropagation written out) serves all three. A layer is
 trained in the form it is stored in: a sparse layer's pruned entries stay exactly zero (gradient
@@ -10,8 +10,6 @@ gradient passes straight through to a float copy) and are quantized again at the
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -20,7 +18,7 @@ from numpy.typing import ArrayLike, NDArray
 from .mlp import MLP, Layer, link
 from .passes import _passes, _scales, quantize_weights, sparse_layer
 
-__all__ = ["distill_mlp", "fine_tune", "qat_fine_tune"]
+__all__ = ["fine_tune", "qat_fine_tune"]
 
 Arr = NDArray[np.float64]
 
@@ -239,38 +237,6 @@ def _targets(mlp: MLP, y: ArrayLike) -> Arr:
     return np.eye(len(classes))[codes]
 
 
-def teacher_margins(teacher: Any, X: Arr) -> tuple[str, Arr, Any, Arr | None]:
-    """(task, margins of shape (n, k), class labels or None, last hidden layer or None)."""
-    from .frontends import from_sklearn
-
-    try:
-        mlp = from_sklearn(teacher)
-    except Exception:  # not an MLP: any model treeslim or scikit-learn can score
-        mlp = None
-    if mlp is not None:
-        outs = mlp.forward(X)
-        return mlp.task, outs[-1], mlp.classes, outs[-2] if len(mlp.layers) > 1 else None
-    if hasattr(teacher, "predict_proba"):
-        p = np.asarray(teacher.predict_proba(X), dtype=np.float64)
-        classes = getattr(teacher, "classes_", None)
-        task = "binary" if p.shape[1] == 2 else "multiclass"
-    else:
-        from ..frontends import from_model
-
-        forest = from_model(teacher)
-        p = np.asarray(forest.predict(X), dtype=np.float64)
-        task = "regression" if forest.task in ("regression", "ranking") else forest.task
-        classes = None
-        if task == "regression":
-            return task, p.reshape(len(p), -1), None, None
-        if p.ndim == 1:
-            p = np.column_stack([1 - p, p])
-    p = np.clip(p, 1e-7, 1 - 1e-7)
-    if task == "binary":
-        return task, np.log(p[:, 1:] / p[:, :1]), classes, None
-    return task, np.log(p), classes, None
-
-
 def _check_train(X: ArrayLike, epochs: int, batch_size: int, learning_rate: float) -> Arr:
     Xa = np.asarray(X, dtype=np.float64)
     if Xa.ndim != 2 or len(Xa) == 0:
@@ -338,6 +304,8 @@ def fine_tune(
     hard = _targets(mlp, y) if y is not None else None
     soft = None
     if teacher is not None:
+        from .distill import teacher_margins
+
         _, margins, _, _ = teacher_margins(teacher, Xa)
         soft = _soft(mlp.task, margins, temperature)
     a = alpha if alpha is not None else (1.0 if soft is None else 0.0 if hard is None else 0.5)
@@ -385,90 +353,3 @@ def qat_fine_tune(
     """
     q = quantize_weights(mlp, X, bits=bits, per_channel=per_channel, activations=activations)
     return fine_tune(q, X, y, **kwargs)
-
-
-def distill_mlp(
-    teacher: Any,
-    X: ArrayLike,
-    y: ArrayLike | None = None,
-    *,
-    hidden_layer_sizes: Sequence[int] = (32,),
-    activation: str = "relu",
-    temperature: float = 2.0,
-    alpha: float = 0.0,
-    hint_weight: float = 0.0,
-    epochs: int = 50,
-    learning_rate: float = 5e-3,
-    batch_size: int = 128,
-    l2: float = 1e-4,
-    standardize: bool = True,
-    random_state: int | None = None,
-) -> MLP:
-    """Train a small MLP to mimic any teacher (an MLP, a tree ensemble, any fitted model).
-
-    The student learns the teacher's soft targets at ``temperature`` (its margins for regression),
-    mixed with the hard labels ``y`` by ``alpha``. With ``hint_weight > 0`` and an MLP teacher,
-    the student's last hidden layer is also pulled toward the teacher's through a learned linear
-    projection. With ``standardize`` the student trains on standardized inputs and the scaling is
-    folded into its first layer, so it takes ``X`` as it comes.
-
-    Examples
-    --------
-    >>> from sklearn.datasets import load_breast_cancer
-    >>> from sklearn.ensemble import RandomForestClassifier
-    >>> from treeslim.nn import distill_mlp
-    >>> X, y = load_breast_cancer(return_X_y=True)
-    >>> rf = RandomForestClassifier(n_estimators=20, random_state=0).fit(X, y)
-    >>> student = distill_mlp(rf, X, hidden_layer_sizes=(8,), epochs=20, random_state=0)
-    >>> bool(((student.predict(X) > 0.5) == rf.predict(X)).mean() > 0.9)
-    True
-    """
-    from .mlp import HIDDEN_ACTIVATIONS
-
-    Xa = _check_train(X, epochs, batch_size, learning_rate)
-    if activation not in HIDDEN_ACTIVATIONS:
-        raise ValueError(f"activation must be one of {HIDDEN_ACTIVATIONS}; got {activation!r}.")
-    sizes = [int(h) for h in hidden_layer_sizes]
-    if not sizes or min(sizes) < 1:
-        raise ValueError(f"hidden_layer_sizes must be positive ints; got {hidden_layer_sizes!r}.")
-    task, margins, classes, hidden = teacher_margins(teacher, Xa)
-    if hint_weight > 0 and hidden is None:
-        raise ValueError("hint_weight > 0 needs an MLP teacher with at least one hidden layer.")
-    rng = np.random.default_rng(random_state)
-    d = Xa.shape[1]
-    mu, sd = (Xa.mean(axis=0), Xa.std(axis=0)) if standardize else (np.zeros(d), np.ones(d))
-    sd = np.where(sd > 0, sd, 1.0)
-    Z = (Xa - mu) / sd
-    dims = [Xa.shape[1], *sizes, margins.shape[1]]
-    layers = []
-    for n_in, n_out in itertools.pairwise(dims):
-        bound = np.sqrt(6.0 / (n_in + n_out))
-        layers.append(
-            Layer(
-                rng.uniform(-bound, bound, n_out), weight=rng.uniform(-bound, bound, (n_in, n_out))
-            )
-        )
-    student = MLP(tuple(layers), activation=activation, task=task, classes=classes)
-    hard = _targets(student, y) if y is not None else None
-    net = _net(student)
-    _train(
-        net,
-        Z,
-        task,
-        activation,
-        hard=hard,
-        soft=_soft(task, margins, temperature),
-        temperature=temperature,
-        alpha=alpha if hard is not None else 0.0,
-        epochs=epochs,
-        learning_rate=learning_rate,
-        batch_size=batch_size,
-        l2=l2,
-        rng=rng,
-        hint=(hidden, hint_weight) if hint_weight > 0 and hidden is not None else None,
-    )
-    first = net[0]
-    first["b"] = first["b"] - (mu / sd) @ first["W"]
-    first["W"] = first["W"] / sd.reshape(-1, 1)
-    note = f"distill_mlp(hidden={tuple(sizes)}, T={temperature:g}, hint={hint_weight:g})"
-    return _to_mlp(net, student.replace(source={"library": "treeslim", "passes": []}), Xa, note)
