@@ -192,3 +192,17 @@ def test_ir_arrays_are_read_only(digits):
     )
     with pytest.raises(ValueError, match="read-only"):
         mlp.layers[0].weight[0, 0] = 1.0
+
+
+def test_pickled_ir_predicts_the_same_and_stays_read_only(digits):
+    import pickle
+
+    X, y = digits
+    mlp = from_sklearn(
+        fit(MLPClassifier(hidden_layer_sizes=(4,), max_iter=5, random_state=0), X, y)
+    )
+    mlp.predict(X[:3])  # fills the per-layer cache, which must pickle too
+    back = pickle.loads(pickle.dumps(mlp))
+    np.testing.assert_array_equal(back.predict(X), mlp.predict(X))
+    with pytest.raises(ValueError, match="read-only"):
+        back.layers[0].weight[0, 0] = 1.0

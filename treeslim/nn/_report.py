@@ -22,11 +22,12 @@ __all__ = ["mlp_report", "shape_text"]
 
 
 def shape_text(mlp: MLP) -> str:
-    """Layer widths with each layer's form, e.g. ``64-128s8-10``: s sparse, r low-rank, 8 int8."""
+    """Layer widths with each layer's form, e.g. ``64-128s:i8-10:f16``: ``s`` sparse, ``r`` low
+    rank; ``:i8`` int8, ``:f16`` / ``:f32`` float16 / float32 (nothing for float64)."""
     parts = [str(mlp.num_feature)]
     for layer in mlp.layers:
         tag = {"sparse": "s", "lowrank": "r", "dense": ""}[layer.kind]
-        tag += {"int8": "8", "float16": "h", "float32": "f"}.get(layer.precision, "")
+        tag += {"int8": ":i8", "float16": ":f16", "float32": ":f32"}.get(layer.precision, "")
         parts.append(f"{layer.n_out}{tag}")
     return "-".join(parts)
 

@@ -80,6 +80,13 @@ class Layer:
         if self.act_scale is not None:
             set_(self, "act_scale", float(self.act_scale))
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Unpickling keeps the arrays read-only (and drops no field)."""
+        for value in state.values():
+            if isinstance(value, np.ndarray):
+                value.setflags(write=False)
+        self.__dict__.update(state)
+
     @property
     def kind(self) -> str:
         """``"dense"``, ``"sparse"`` or ``"lowrank"``."""
