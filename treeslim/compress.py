@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from ._judge import holdout as split_holdout
+from ._judge import paired_se
 from ._progress import Progress
 from .chunked import is_dask, predict_chunked, sample_rows
 from .forest import Forest
@@ -95,68 +97,6 @@ def _candidate(
         "score": _score(forest, X, y, qid, metric),
         "seconds": time.perf_counter() - t0,
     }
-
-
-def _holdout(
-    n: int, qid: Any, fraction: float, random_state: int | None
-) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
-    """(fit rows, judge rows): a random ``fraction`` of rows (whole queries) to judge on."""
-    every = np.arange(n)
-    if not 0 <= fraction < 1:
-        raise ValueError(f"holdout must be in [0, 1); got {fraction}.")
-    if fraction == 0 or n < 200:
-        return every, every
-    rng = np.random.default_rng(random_state)
-    if qid is None:
-        judge = rng.random(n) < fraction
-    else:
-        q = np.asarray(qid)
-        ids = np.unique(q)
-        judge = np.isin(q, ids[rng.random(len(ids)) < fraction])
-    if judge.all() or not judge.any():
-        return every, every
-    return every[~judge], every[judge]
-
-
-def _paired_se(
-    task: str,
-    y: Any,
-    qid: Any,
-    metric: str,
-    ref: NDArray[np.float64],
-    pred: NDArray[np.float64],
-    random_state: int | None,
-    n_boot: int = 30,
-) -> float:
-    """Bootstrap standard error of the metric difference between two models on the same rows.
-
-    Picking the smallest of many candidates on a finite judge set favours the ones whose loss
-    happens to look small there; requiring loss + one standard error within the budget guards
-    against that. Rows are resampled (whole queries for ranking).
-    """
-    if np.array_equal(ref, pred):
-        return 0.0
-    rng = np.random.default_rng(random_state)
-    n = len(y)
-    if qid is not None:
-        q = np.asarray(qid)
-        groups = [np.flatnonzero(q == g) for g in np.unique(q)]
-    diffs = []
-    for _ in range(n_boot):
-        if qid is None:
-            idx = rng.integers(0, n, n)
-            qb = None
-        else:
-            pick = rng.integers(0, len(groups), len(groups))
-            idx = np.concatenate([groups[g] for g in pick])
-            qb = np.repeat(np.arange(len(pick)), [len(groups[g]) for g in pick])
-        yb = y[idx]
-        if task == "binary" and len(np.unique(yb)) < 2:
-            continue
-        a = evaluate(task, yb, ref[idx], qid=qb)[metric]
-        c = evaluate(task, yb, pred[idx], qid=qb)[metric]
-        diffs.append(a - c)
-    return float(np.std(diffs)) if len(diffs) > 1 else 0.0
 
 
 def _per_output(forest: Forest) -> int:
@@ -243,7 +183,7 @@ def search(
     sign = 1.0 if HIGHER_IS_BETTER[metric] else -1.0
     Xall = np.asarray(X, dtype=np.float64)
     yall = np.asarray(y)
-    fit_idx, val_idx = _holdout(len(Xall), qid, holdout, random_state)
+    fit_idx, val_idx = split_holdout(len(Xall), qid, holdout, random_state)
     # candidates are fitted on one part and judged on the other, so the budget is not judged on
     # the rows the leaves were refitted on
     Xa, y = Xall[val_idx], yall[val_idx]
@@ -286,7 +226,7 @@ def search(
                 loss = sign * (base - c["score"])
                 c["accepted"] = False
                 if loss <= max_loss:
-                    se = _paired_se(teacher.task, y, qid, metric, teacher_pred,
+                    se = paired_se(teacher.task, y, qid, metric, teacher_pred,
                                     c["forest"].predict(Xa), random_state)  # fmt: skip
                     c["loss_se"] = se
                     c["accepted"] = loss + se <= max_loss
