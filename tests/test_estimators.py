@@ -223,10 +223,10 @@ def test_pareto_front_of_the_search():
     _, y, _ = data("binary")
     slim = compress(m, X, y, max_loss=0.01, random_state=0, verbose=0)
     cands = slim.search_.candidates
-    assert all(c["p50_us"] > 0 for c in cands)
+    assert all(c["row_us"] > 0 for c in cands)
     front = slim.search_.front
     assert front == sorted(front, key=lambda c: c["nodes"]) and len(front) >= 1
-    pts = np.array([[c["nodes"], c["p50_us"], -c["score"]] for c in cands])
+    pts = np.array([[c["nodes"], c["row_us"], -c["score"]] for c in cands])
     for c, p in zip(cands, pts):
         dominated = ((pts <= p).all(axis=1) & (pts < p).any(axis=1)).any()
         assert c["pareto"] is (not dominated)

@@ -140,3 +140,18 @@ def test_corrupt_files_raise_model_format_error(digits):
             m.predict(X[:2])  # whatever loads is a valid, usable MLP
             outcomes["ok"] += 1
     assert outcomes["error"] > 250
+
+
+def test_cli_inspects_an_mlp_file_and_refuses_tree_commands(digits, tmp_path, capsys):
+    import json
+
+    from treeslim.cli import main
+
+    _, mlp = digits
+    path = tmp_path / "net.tslim"
+    treeslim.save(mlp, path)
+    assert main(["inspect", str(path)]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["kind"] == "mlp" and info["params"] > 0
+    assert main(["compile", str(path), "-o", str(tmp_path / "x.so")]) == 2
+    assert "holds a MLP, not a tree ensemble" in capsys.readouterr().err

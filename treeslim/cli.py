@@ -18,11 +18,33 @@ import numpy as np
 __all__ = ["main"]
 
 
+def _load_forest(path: str, command: str) -> Any:
+    """The Forest in ``path``, or a clear error when the file holds something else (an MLP)."""
+    from ._errors import UnsupportedModelError
+    from .forest import Forest
+    from .frontends import load
+
+    model = load(path)
+    if not isinstance(model, Forest):
+        raise UnsupportedModelError(
+            f"{path} holds a {type(model).__name__}, not a tree ensemble; `treeslim {command}`"
+            " works on tree ensembles (compress networks with treeslim.nn.compress in Python)."
+        )
+    return model
+
+
 def _inspect(args: argparse.Namespace) -> int:
     from .frontends import load
     from .sizes import format_sizes
 
     forest = load(args.model)
+    if type(forest).__name__ == "MLP":
+        from .nn._report import shape_text
+
+        print(json.dumps({"file": args.model, "file_bytes": os.path.getsize(args.model),
+                          "kind": "mlp", "task": forest.task, "shape": shape_text(forest),
+                          "params": forest.n_params}, indent=2))  # fmt: skip
+        return 0
     depths = np.bincount(forest.tree_depths)
     info: dict[str, Any] = {
         "file": args.model,
@@ -89,9 +111,8 @@ def _is_number(text: str) -> bool:
 
 def _compile(args: argparse.Namespace) -> int:
     from .compiler import compile as compile_forest
-    from .frontends import load
 
-    forest = load(args.model)
+    forest = _load_forest(args.model, "compile")
     compiled = compile_forest(forest, args.output, nthread=args.nthread, cache=not args.no_cache)
     size = os.path.getsize(args.output)
     print(
@@ -103,10 +124,9 @@ def _compile(args: argparse.Namespace) -> int:
 
 def _bench(args: argparse.Namespace) -> int:
     from .compiler import compile as compile_forest
-    from .frontends import load
     from .report import report
 
-    forest = load(args.model)
+    forest = _load_forest(args.model, "bench")
     X, y, qid = read_data(args.data, args.target)
     compiled = compile_forest(forest, nthread=args.nthread)
     rep = report(
@@ -124,10 +144,9 @@ def _bench(args: argparse.Namespace) -> int:
 
 def _compress(args: argparse.Namespace) -> int:
     from .compress import compress
-    from .frontends import load
     from .report import Report
 
-    forest = load(args.model)
+    forest = _load_forest(args.model, "compress")
     X, y, qid = read_data(args.data, args.target)
     if y is None:
         raise ValueError(f"{args.data}: compress needs labels (y in the .npz, or --target).")
@@ -164,10 +183,9 @@ def _compress(args: argparse.Namespace) -> int:
 def _distill(args: argparse.Namespace) -> int:
     from ._students import parse_student
     from .distill import distill
-    from .frontends import load
     from .report import report
 
-    teacher = load(args.model)
+    teacher = _load_forest(args.model, "distill")
     X, y, qid = read_data(args.data, args.target)
     if args.alpha > 0 and y is None:
         raise ValueError(f"{args.data}: --alpha > 0 needs labels (y in the .npz, or --target).")

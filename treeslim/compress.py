@@ -39,6 +39,11 @@ class SearchResult:
     candidates: list[dict[str, Any]] = field(default_factory=list)
 
     @property
+    def chosen(self) -> dict[str, Any]:
+        """The candidate whose forest was returned (its ``steps``, ``nodes``, ``score``, ...)."""
+        return next(c for c in self.candidates if c["forest"] is self.forest)
+
+    @property
     def front(self) -> list[dict[str, Any]]:
         """The candidates on the Pareto front of (nodes, single-row p50, metric), by size."""
         return sorted((c for c in self.candidates if c.get("pareto")), key=lambda c: c["nodes"])

@@ -97,6 +97,7 @@ class _SlimBase(BaseEstimator):
     ) -> None:
         from .compress import search
         from .frontends import from_model
+        from .pareto import time_per_row
         from .report import Report, report
 
         if not isinstance(self.max_loss, (int, float)) or self.max_loss < 0:
@@ -142,7 +143,7 @@ class _SlimBase(BaseEstimator):
                 "nodes": c["nodes"],
                 result.metric: c["score"],
                 "seconds": c["seconds"],
-                "p50_us": c["p50_us"],
+                "row_us": c["row_us"],
                 "accepted": c["accepted"],
                 "pareto": c["pareto"],
                 "chosen": c["chosen"],
@@ -151,11 +152,12 @@ class _SlimBase(BaseEstimator):
         ]
         latency = "kernel" if len(X) >= 2 else None
         quick: dict[str, Any] = {"latency": latency, "n_calls": 200, "batch_seconds": 0.01}
-        self.report_ = (
-            report(teacher, X, y, qid=qid, name="original", **quick)
-            + report(result.forest, X, y, qid=qid, reference=teacher, name="compressed", **quick)
-            + Report(steps)
+        ends = report(teacher, X, y, qid=qid, name="original", **quick) + report(
+            result.forest, X, y, qid=qid, reference=teacher, name="compressed", **quick
         )
+        for entry, forest in zip(ends.entries, (teacher, result.forest), strict=True):
+            entry["row_us"] = time_per_row(forest, X[:256])
+        self.report_ = ends + Report(steps)
 
     def _check_X(self, X: ArrayLike) -> NDArray[np.float64]:
         check_is_fitted(self, "forest_")

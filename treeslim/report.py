@@ -3,6 +3,7 @@
 A Report is a list of entries, one per model or compression step, each a flat mapping:
 ``trees, nodes, leaves, max_depth``, ``bytes_<format>`` for every format that can hold the model,
 ``p50_us, p99_us`` (single-row latency over >= 1000 calls after warm-up, a different row each call),
+``row_us`` (kernel time per row on one thread, see :mod:`treeslim.pareto`),
 ``rows_per_s`` (batch) with ``nthread``, the task's metrics, and ``agreement`` /
 ``max_abs_delta_margin`` against a reference. Reports add up (``r1 + r2``) and render as text,
 a dict, a pandas DataFrame or a plot.
@@ -43,6 +44,7 @@ _TEXT_COLUMNS = [
     ("p50_us", "p50 us", "{:.1f}"),
     ("p99_us", "p99 us", "{:.1f}"),
     ("rows_per_s", "rows/s", "{:,.0f}"),
+    ("row_us", "row us", "{:.2f}"),
     ("auc", "AUC", "{:.4f}"),
     ("accuracy", "acc", "{:.4f}"),
     ("logloss", "logloss", "{:.4f}"),
@@ -179,7 +181,7 @@ class Report:
         fig, axes = plt.subplots(1, 2, figsize=(10, 4))
         for ax, key, label in (
             (axes[0], "nodes", "nodes"),
-            (axes[1], "p50_us", "p50 latency (us)"),
+            (axes[1], "row_us", "kernel time per row (us)"),
         ):
             es = [e for e in self.entries if key in e and metric in e]
             cands = [e for e in es if "pareto" in e]
