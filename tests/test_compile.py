@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 
 import numpy as np
@@ -101,6 +102,16 @@ def test_cache_path_and_tl2cgen_compatibility(compiled_cache, tmp_path):
 
     clone = pickle.loads(pickle.dumps(compiled))
     assert_close(clone.predict(X), forest.predict(X), prob=True)
+
+
+def test_build_progress_bar(compiled_cache, capsys):
+    forest = treeslim.from_model(model("lightgbm", "regression")[0])
+    treeslim.compile(forest, cache=False, verbose=0)
+    assert capsys.readouterr().err == ""  # silent (and not a terminal under pytest anyway)
+    treeslim.compile(forest, cache=False, verbose=2, parallel_comp=3)
+    err = capsys.readouterr().err
+    assert "treeslim compile [" in err and "linked" in err and err.endswith("\n")
+    assert re.search(r" (\d+)/\1 ", err)  # every step done
 
 
 def test_missing_compiler_and_failed_build(compiled_cache, monkeypatch, tmp_path):

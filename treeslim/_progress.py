@@ -8,6 +8,7 @@ asked to always draw (``verbose>=2``); ``verbose=0`` is silent. No dependency: t
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from typing import IO, Any
 
@@ -38,6 +39,7 @@ class Progress:
         self._start = time.perf_counter()
         self._last = 0.0
         self._note = ""
+        self._lock = threading.Lock()  # compile updates from its build threads
 
     def __enter__(self) -> Progress:
         self._draw(force=True)
@@ -53,10 +55,11 @@ class Progress:
 
     def update(self, n: int = 1, *, note: str | None = None) -> None:
         """``n`` more steps done; ``note`` replaces the text after the counter."""
-        self.done += int(n)
-        if note is not None:
-            self._note = note
-        self._draw(force=self.done >= self.total)
+        with self._lock:
+            self.done += int(n)
+            if note is not None:
+                self._note = note
+            self._draw(force=self.done >= self.total)
 
     def _draw(self, force: bool = False) -> None:
         if not self.enabled:

@@ -263,17 +263,23 @@ def _exact_threshold_table(path: Path, forest: Forest) -> None:
     path.write_text(src[: m.start()] + table + src[m.end() :])
 
 
-def _build(
-    forest: Forest, target: Path, *, nthread: int, parallel_comp: int, verbose: bool
-) -> None:
+def _build(forest: Forest, target: Path, *, nthread: int, parallel_comp: int, verbose: int) -> None:
+    from ._progress import Progress
+
     cc = find_compiler()
-    with tempfile.TemporaryDirectory(prefix="treeslim-build-") as tmp:
+    with (
+        tempfile.TemporaryDirectory(prefix="treeslim-build-") as tmp,
+        Progress(2, "treeslim compile", verbose=int(verbose)) as bar,
+    ):
         build = Path(tmp)
-        sources = _generate(forest, build, parallel_comp, verbose)
+        sources = _generate(forest, build, parallel_comp, verbose >= 2)
+        bar.add(len(sources))
+        bar.update(note="C generated")
 
         def compile_one(src: Path) -> Path:
             obj = src.with_suffix(".o")
             run_compiler([cc, *_CFLAGS, "-c", str(src), "-o", str(obj)], f"{src.name}")
+            bar.update(note=src.name)
             return obj
 
         with ThreadPoolExecutor(max_workers=max(1, nthread)) as pool:
@@ -282,12 +288,11 @@ def _build(
         run_compiler(
             [cc, "-shared", "-o", str(out), *map(str, objects), "-lm"], "the model library"
         )
+        bar.update(note="linked")
         fd, tmp_target = tempfile.mkstemp(suffix=".so", dir=target.parent)
         os.close(fd)
         shutil.copyfile(out, tmp_target)
         os.replace(tmp_target, target)
-        if verbose:
-            print(f"treeslim: compiled {len(sources)} sources into {target}")
 
 
 def compile(
@@ -297,7 +302,7 @@ def compile(
     nthread: int | None = None,
     parallel_comp: int | None = None,
     cache: bool = True,
-    verbose: bool = False,
+    verbose: int = 1,
 ) -> CompiledForest:
     """Compile ``forest`` into a shared library and load it.
 
@@ -316,7 +321,9 @@ def compile(
         comparisons against per-feature threshold tables, which treeslim makes exact).
     cache : bool, default=True
         Reuse a library built before for the same model and options.
-    verbose : bool, default=False
+    verbose : int, default=1
+        0: silent; 1: a progress bar of the build on a terminal; 2: always, with TL2cgen's own
+        messages.
 
     Returns
     -------
