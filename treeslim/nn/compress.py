@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
+from .._progress import Progress
 from ..metrics import HIGHER_IS_BETTER, default_metric, evaluate
 from ._format import dump_mlp_bytes
 from .mlp import MLP
@@ -72,7 +73,7 @@ def search_mlp(
     validation_data: tuple[ArrayLike, ArrayLike] | None = None,
     fine_tune_epochs: int = 10,
     random_state: int | None = None,
-    verbose: int = 0,
+    verbose: int = 1,
 ) -> MLPSearchResult:
     """Judge compressed candidates of ``teacher`` on held-out calibration rows; keep the smallest
     within ``max_loss``. Parameters as :func:`compress`; with ``validation_data=(X_val, y_val)``
@@ -115,6 +116,7 @@ def search_mlp(
         return float(value) if np.isfinite(value) else -np.inf * sign
 
     baseline = score(teacher)
+    bar = Progress(0, "treeslim.nn search", verbose=verbose)
     seed = None if random_state is None else int(random_state)
     result = MLPSearchResult(teacher, "original", metric, baseline)
     best_bytes = len(dump_mlp_bytes(teacher))
@@ -125,6 +127,7 @@ def search_mlp(
 
     def judge(name: str, build: Callable[[], MLP]) -> MLP | None:
         nonlocal best_bytes
+        bar.add(1)
         t0 = time.perf_counter()
         m = build()
         value = score(m)
@@ -142,8 +145,7 @@ def search_mlp(
                 "seconds": time.perf_counter() - t0,
             }
         )
-        if verbose:
-            print(f"[treeslim.nn] {name}: {metric}={value:.4f} loss={loss:+.4f} {size:,d} B")
+        bar.update(note=f"{name}: {metric}={value:.4f} {size:,d} B")
         if ok and size < best_bytes:
             best_bytes = size
             result.mlp, result.name = m, name
@@ -188,6 +190,7 @@ def search_mlp(
                 continue
             if judge(f"lowrank {e:g}", partial(tune, factored)) is None:
                 break
+    bar.close()
     return result
 
 
@@ -202,7 +205,7 @@ def compress(
     validation_fraction: float = 0.25,
     fine_tune_epochs: int = 10,
     random_state: int | None = None,
-    verbose: int = 0,
+    verbose: int = 1,
 ) -> Any:
     """Compress a fitted MLP as far as ``max_loss`` allows; return a fitted estimator.
 
@@ -220,7 +223,9 @@ def compress(
         AUC (binary), accuracy (multiclass), R^2 (regression) unless given.
     methods : sequence of str, optional
         Subset of ``("float", "int8", "qat", "prune", "neurons", "lowrank")`` (default: all).
-    validation_fraction, fine_tune_epochs, random_state, verbose
+    validation_fraction, fine_tune_epochs, random_state
+    verbose : int, default=1
+        0: silent; 1: a progress bar of the search on a terminal; 2: always.
 
     Returns
     -------

@@ -48,7 +48,7 @@ class _SlimMLPBase(BaseEstimator):
         validation_fraction: float = 0.25,
         fine_tune_epochs: int = 10,
         random_state: int | None = None,
-        verbose: int = 0,
+        verbose: int = 1,
     ) -> None:
         self.estimator = estimator
         self.max_loss = max_loss
@@ -160,7 +160,8 @@ class SlimMLPClassifier(ClassifierMixin, _SlimMLPBase):
         Share of ``(X, y)`` held out to judge candidates.
     fine_tune_epochs : int, default=10
     random_state : int, optional
-    verbose : int, default=0
+    verbose : int, default=1
+        0: silent; 1: a progress bar of the search on a terminal; 2: always.
 
     Examples
     --------
