@@ -238,3 +238,23 @@ def test_pareto_front_of_the_search():
         pareto_mask([1, 2, 3])
     with pytest.raises(ValueError, match="no entries"):
         treeslim.Report().plot()
+
+
+def test_search_tries_distilled_students_where_they_can_win():
+    from sklearn.ensemble import RandomForestRegressor
+
+    from treeslim.compress import search
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(1500, 4))
+    y = X[:, 0] + 0.5 * X[:, 1] + 0.05 * rng.normal(size=1500)
+    rf = RandomForestRegressor(n_estimators=30, min_samples_leaf=2, random_state=0).fit(X, y)
+    teacher = treeslim.from_model(rf)
+    kw = dict(max_loss=0.02, random_state=0, n_synthetic=1000, verbose=0)
+    res = search(teacher, X, y, **kw)
+    students = [c for c in res.candidates if c["steps"][0].startswith("distill(")]
+    assert students  # the pruned forests are still large: small students are worth a try
+    assert all(c["forest"].n_trees <= 100 and c["forest"].max_depth <= 6 for c in students)
+    assert res.forest.n_nodes == min(c["nodes"] for c in res.candidates if c["accepted"])
+    off = search(teacher, X, y, distill=False, **kw)
+    assert not any(c["steps"][0].startswith("distill(") for c in off.candidates)

@@ -65,7 +65,12 @@ def _candidate(
     metric: str,
     random_state: int | None,
     order: list[list[int]] | None = None,
+    depth: int | None = None,
 ) -> dict[str, Any] | None:
+    """One candidate: ``n_trees`` selected trees, nodes pruned to ``node_fraction``, leaves
+    refit; or, with ``depth``, a student of ``n_trees`` trees of that depth distilled from the
+    teacher's margins on the same rows."""
+    from .distill import distill_candidate
     from .passes.exact import exact_passes
     from .passes.nodes import prune_nodes
     from .passes.refit import refit_leaves
@@ -74,7 +79,12 @@ def _candidate(
     t0 = time.perf_counter()
     steps = []
     forest = teacher
-    if n_trees < _per_output(teacher):
+    if depth is not None:
+        forest = distill_candidate(
+            teacher, X_fit, target, n_trees=n_trees, depth=depth, random_state=random_state
+        )
+        steps.append(f"distill(n_trees={n_trees}, depth={depth})")
+    elif n_trees < _per_output(teacher):
         forest = select_trees(
             forest,
             X_fit,
@@ -89,7 +99,7 @@ def _candidate(
             return None  # every tree keeps its root: this budget cannot be met
         forest = prune_nodes(forest, X_fit, target_margin=target, fraction=node_fraction)
         steps.append(f"prune_nodes(fraction={node_fraction})")
-    if steps:
+    if steps and depth is None:
         forest = refit_leaves(forest, X_fit, target_margin=target)
         steps.append("refit_leaves(target=teacher)")
     forest = exact_passes(forest)
@@ -123,6 +133,9 @@ def _tree_grid(n: int) -> list[int]:
 
 
 _FRACTIONS = (0.75, 0.5, 0.25)  # node budgets tried inside the kept trees
+_STUDENT_TREES = (10, 30, 100)  # distilled students: trees per output ...
+_STUDENT_DEPTHS = (3, 4, 6)  # ... and their depth
+Plan = tuple[int, "float | None", "int | None"]  # (n_trees, node_fraction, student depth)
 _PROBES = 2  # tree counts tried per bisection round: fixed, so the search never depends on n_jobs
 
 
@@ -157,6 +170,7 @@ def search(
     verbose: int = 1,
     bits: int | None = None,
     holdout: float = 0.3,
+    distill: bool = True,
 ) -> SearchResult:
     """Find the smallest forest within ``max_loss`` of ``teacher``'s metric on ``(X, y)``.
 
@@ -167,6 +181,9 @@ def search(
     Then node pruning (to 3/4, 1/2, 1/4 of the nodes) is tried on that count and on larger
     ones, but only where the pruned size would beat the best so far. A candidate is accepted
     when its loss plus one bootstrap standard error of the paired difference fits ``max_loss``.
+    With ``distill``, boosted students (10, 30, 100 trees per output of depth 3, 4, 6, in the
+    teacher's library) are then trained on the teacher's margins over the same rows
+    (:func:`treeslim.distill.distill_candidate`), those that could be smaller than the best so far.
     With ``bits``, the chosen forest's leaves (k-means codebook refit toward the teacher) and
     thresholds are then quantized to ``bits`` bits, kept if the metric stays within the budget.
     ``holdout`` of the rows (whole queries for ranking; none below 200 rows) are kept out of tree
@@ -217,13 +234,14 @@ def search(
     bar.update(note="tree order")
     teacher_pred = teacher.predict(Xa)
 
-    def run(plans: list[tuple[int, float | None]]) -> list[dict[str, Any] | None]:
+    def run(plans: list[Plan]) -> list[dict[str, Any] | None]:
+        """Evaluate ``(n_trees, node_fraction, student_depth)`` plans in parallel."""
         bar.add(len(plans))
         out: list[dict[str, Any] | None] = [None] * len(plans)
         jobs = (
             delayed(_indexed)(i, teacher, X_fit, target, k, frac, Xa, y, qid, metric,
-                              random_state, order)
-            for i, (k, frac) in enumerate(plans)
+                              random_state, order, depth)
+            for i, (k, frac, depth) in enumerate(plans)
         )  # fmt: skip
         for i, c in Parallel(n_jobs=n_jobs, return_as="generator_unordered")(jobs):
             out[i] = c
@@ -235,7 +253,9 @@ def search(
                                     c["forest"].predict(Xa), random_state)  # fmt: skip
                     c["loss_se"] = se
                     c["accepted"] = loss + se <= max_loss
-            bar.update(note=f"{plans[i][0]} trees" + (f" x{plans[i][1]}" if plans[i][1] else ""))
+            k, frac, depth = plans[i]
+            bar.update(note=f"{k} trees" + (f" x{frac}" if frac else "")
+                       + (f" depth {depth} (distilled)" if depth else ""))  # fmt: skip
         result.candidates.extend(c for c in out if c is not None)  # in plan order
         return out
 
@@ -255,13 +275,24 @@ def search(
                 plans += [(i, f) for i in _bisection_probes(lo[f], hi[f])]
         if not plans:
             break
-        done = run([(grid[i], f) for i, f in plans])
+        done = run([(grid[i], f, None) for i, f in plans])
         for (i, f), c in zip(plans, done, strict=True):
             if c is not None and c["accepted"]:
                 lo[f] = max(lo[f], i)
         for (i, f), c in zip(plans, done, strict=True):
             if (c is None or not c["accepted"]) and i > lo[f]:
                 hi[f] = min(hi[f], i)
+    if distill:
+        # students distilled from the teacher's margins, where they could beat the best so far
+        best_nodes = min(c["nodes"] for c in result.candidates if c["accepted"])
+        width = teacher.n_outputs if teacher.leaf_width == 1 else 1
+        students: list[Plan] = [
+            (n, None, d)
+            for d in _STUDENT_DEPTHS
+            for n in _STUDENT_TREES
+            if d <= teacher.max_depth and width * n * (2 ** (d + 1) - 1) < best_nodes
+        ]
+        run(students)
     accepted = [c for c in result.candidates if c["accepted"]]
     best = min(accepted, key=lambda c: (c["nodes"], -sign * c["score"]))
     result.forest = best["forest"]

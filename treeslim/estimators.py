@@ -63,6 +63,7 @@ class _SlimBase(BaseEstimator):
         n_jobs: int | None = None,
         verbose: int = 1,
         bits: int | None = None,
+        distill: bool = True,
     ) -> None:
         self.estimator = estimator
         self.max_loss = max_loss
@@ -72,6 +73,7 @@ class _SlimBase(BaseEstimator):
         self.n_jobs = n_jobs
         self.verbose = verbose
         self.bits = bits
+        self.distill = distill
 
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
@@ -130,6 +132,7 @@ class _SlimBase(BaseEstimator):
             n_jobs=self.n_jobs,
             verbose=self.verbose,
             bits=self.bits,
+            distill=self.distill,
         )
         self.model_ = model
         self.teacher_ = teacher
@@ -208,6 +211,9 @@ class SlimClassifier(ClassifierMixin, _SlimBase):
         Candidates evaluated in parallel (joblib).
     verbose : int, default=1
         0: silent; 1: a progress bar of the search on a terminal; 2: always.
+    distill : bool, default=True
+        Also try small boosted students distilled from the model's margins (see
+        :func:`treeslim.compress.search`); the smallest candidate within budget wins either way.
     bits : int, optional
         Also quantize leaves and thresholds to this many bits when the budget allows (stored at
         that width by :func:`treeslim.save`).
