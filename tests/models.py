@@ -104,3 +104,14 @@ def model(lib, task):
     if lib == "lightgbm":
         return lightgbm_model(task)
     return sklearn_model(task, lib.split("-")[1])
+
+
+def fit_quietly(est, X, y):
+    """``est.fit(X, y)`` without ConvergenceWarning (small networks trained briefly on purpose)."""
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return est.fit(X, y)

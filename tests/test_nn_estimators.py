@@ -8,6 +8,7 @@ import warnings
 import joblib
 import numpy as np
 import pytest
+from models import fit_quietly as fit
 from sklearn.datasets import load_diabetes, load_digits
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.neural_network import MLPClassifier, MLPRegressor
@@ -17,12 +18,6 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import treeslim
 from treeslim.nn import MLP, SlimMLPClassifier, SlimMLPRegressor, compress, from_sklearn
-
-
-def fit(est, X, y):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        return est.fit(X, y)
 
 
 @pytest.fixture(scope="module")

@@ -2,24 +2,16 @@
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pytest
+from models import fit_quietly as fit
 from sklearn.datasets import load_digits
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.neural_network import MLPClassifier, MLPRegressor
 
 from treeslim import UnsupportedModelError
 from treeslim.nn import MLP, InvalidMLPError, Layer, from_sklearn, to_sklearn
 
 ACTIVATIONS = ["relu", "tanh", "logistic", "identity"]
-
-
-def fit(est, X, y):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        return est.fit(X, y)
 
 
 @pytest.fixture(scope="module")

@@ -3,12 +3,10 @@ fine-tuning, structured pruning that really shrinks, low rank only where it save
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pytest
+from models import fit_quietly as fit
 from sklearn.datasets import load_breast_cancer, load_digits
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.neural_network import MLPClassifier, MLPRegressor
 
 from treeslim.nn import (
@@ -24,12 +22,6 @@ from treeslim.nn import (
     quantize_weights,
 )
 from treeslim.nn.mlp import link
-
-
-def fit(est, X, y):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        return est.fit(X, y)
 
 
 @pytest.fixture(scope="module")
