@@ -5,9 +5,12 @@ records what it did in ``source["passes"]`` of the forest it returns.
 
 - exact (identical predictions on every input): ``prune_unreachable``,
   ``collapse_identical_splits``, ``fold_constant_trees``, ``exact_passes``;
-- budgeted, on calibration data: ``select_trees``, ``refit_leaves``, ``prune_nodes``;
+- budgeted, on calibration data: ``select_trees`` (``selection_order`` shares one greedy order
+  between sizes), ``refit_leaves``, ``prune_nodes``;
 - quantization: ``quantize_thresholds``, ``quantize_leaves`` (``quantization_error`` reports);
-- calibration data: ``generate_rows`` / ``iter_generated_rows``.
+- calibration data: ``generate_rows`` / ``iter_generated_rows``: feature swaps, bootstrap,
+  MUNGE (nearest-neighbour swaps plus noise), jitter, or sampling inside a forest's leaf boxes
+  (``method=``), in fixed blocks so chunked and one-shot generation agree.
 """
 
 from __future__ import annotations
