@@ -127,25 +127,31 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="1e5 and 1e6 rows only")
     parser.add_argument("--out", default=None)
     parser.add_argument("--max-rows", type=int, default=100_000)
+    parser.add_argument("--part", choices=["timing", "memory", "both"], default="both")
     parser.add_argument("--memory-run", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_run is not None:
         print(json.dumps(memory_run(args.memory_run, args.max_rows)))
         return
     lines = [f"Machine: {machine()}.", "", "Teacher: XGBoost 200 trees, depth 6, 20 features.", ""]
-    lines += ["| backend | workers | compress s | speed-up | nodes | same model |",
-              "|---|---:|---:|---:|---:|---|"]  # fmt: skip
-    runs = timing_runs(20_000 if args.quick else 50_000)
+    runs = timing_runs(20_000 if args.quick else 50_000) if args.part != "memory" else []
+    if runs:
+        lines += ["| backend | workers | compress s | speed-up | nodes | same model |",
+                  "|---|---:|---:|---:|---:|---|"]  # fmt: skip
     base = {r["backend"]: r["seconds"] for r in runs if r["workers"] == 1}
     for r in runs:
         lines.append(f"| {r['backend']} | {r['workers']} | {r['seconds']:.1f} |"
                      f" {base[r['backend']] / r['seconds']:.2f}x | {r['nodes']:,} |"
                      f" {r['same_model']} |")  # fmt: skip
-    lines += ["", f"Dask-array calibration sets (chunks of {CHUNK:,} rows, 2 workers, the search"
-              f" samples {args.max_rows:,} rows):", "",
-              "| rows | compress s | client peak RSS MB | worker peak RSS MB | nodes | AUC original"
-              " | AUC compressed (all rows) |", "|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+    if args.part != "timing":
+        lines += ["", f"Dask-array calibration sets (chunks of {CHUNK:,} rows, 2 workers, the search"
+                  f" samples {args.max_rows:,} rows):", "",
+                  "| rows | compress s | client peak RSS MB | worker peak RSS MB | nodes |"
+                  " AUC original | AUC compressed (all rows) |",
+                  "|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
     sizes = [100_000, 1_000_000] if args.quick else [100_000, 1_000_000, 5_000_000]
+    if args.part == "timing":
+        sizes = []
     for n in sizes:
         here = os.path.abspath(__file__)
         proc = subprocess.run([sys.executable, here, "--memory-run", str(n), "--max-rows",
