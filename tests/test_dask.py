@@ -77,3 +77,27 @@ def test_compress_dask_array_equals_numpy(dask_client):
     assert set(full) == {f"original (all {len(X):,} rows)", f"compressed (all {len(X):,} rows)"}
     auc = treeslim.metrics.evaluate("binary", y, remote.forest_.predict(X))["auc"]
     assert full[f"compressed (all {len(X):,} rows)"]["auc"] == pytest.approx(auc, abs=1e-12)
+
+
+@pytest.mark.parametrize("task", ["binary", "multiclass", "regression"])
+def test_evaluate_chunked_matches_evaluate(dask_client, task):
+    from treeslim.chunked import evaluate_chunked
+    from treeslim.metrics import evaluate
+
+    m, X = model("xgboost", task)
+    _, y, _ = data(task)
+    f = treeslim.from_model(m)
+    want = evaluate(task, y, f.predict(X))
+    for got in (
+        evaluate_chunked(f, X, y, chunk_rows=77),
+        evaluate_chunked(f, da.from_array(X, chunks=(97, 2)), da.from_array(y, chunks=50)),
+    ):
+        assert set(got) == set(want)
+        for k in want:
+            assert got[k] == pytest.approx(want[k], abs=1e-4 if k == "auc" else 1e-9), k
+    labels = np.array(["no", "yes"]) if task == "binary" else None
+    if labels is not None:  # string labels mapped through classes
+        got = evaluate_chunked(f, X, labels[y], classes=labels)
+        assert got["accuracy"] == pytest.approx(want["accuracy"])
+    with pytest.raises(ValueError, match="whole queries"):
+        evaluate_chunked(treeslim.from_model(model("xgboost", "ranking")[0]), X, y)

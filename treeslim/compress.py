@@ -21,7 +21,7 @@ from numpy.typing import ArrayLike, NDArray
 from ._judge import holdout as split_holdout
 from ._judge import paired_se
 from ._progress import Progress
-from .chunked import is_dask, predict_chunked, sample_rows
+from .chunked import evaluate_chunked, is_dask, predict_chunked, sample_rows
 from .forest import Forest
 from .metrics import HIGHER_IS_BETTER, default_metric, evaluate
 from .pareto import annotate_front
@@ -436,15 +436,15 @@ def _report_all_rows(est: Any, X: Any, y: Any, qid: Any, n: int) -> None:
     """Add the original's and the compressed model's metrics on every row to ``est.report_``."""
     from .report import Report
 
-    yv = np.asarray(y.compute() if is_dask(y) else y)
-    qv = None if qid is None else np.asarray(qid.compute() if is_dask(qid) else qid)
-    if hasattr(est, "classes_"):
-        yv = np.searchsorted(est.classes_, yv)
     entries = []
     for name, forest in (("original", est.teacher_), ("compressed", est.forest_)):
-        pred = predict_chunked(forest, X)
         entry = {"name": f"{name} (all {n:,} rows)", "task": forest.task, "rows": n,
                  "trees": forest.n_trees, "nodes": forest.n_nodes}  # fmt: skip
-        entry.update(evaluate(forest.task, yv, pred, qid=qv))
+        if forest.task == "ranking":  # NDCG needs whole queries: one score per row comes back
+            yv = np.asarray(y.compute() if is_dask(y) else y)
+            qv = np.asarray(qid.compute() if is_dask(qid) else qid)
+            entry.update(evaluate(forest.task, yv, predict_chunked(forest, X), qid=qv))
+        else:  # sums per chunk: client memory does not grow with the rows
+            entry.update(evaluate_chunked(forest, X, y, classes=getattr(est, "classes_", None)))
         entries.append(entry)
     est.report_ = est.report_ + Report(entries)
