@@ -190,11 +190,16 @@ def test_distill_mlp_student_folds_scaler_and_temperature():
 
 def test_distill_candidate_for_compress():
     for lib in ("lightgbm", "xgboost", "sklearn-hgb"):
-        for task in ("binary", "multiclass"):
+        for task in ("binary", "multiclass", "ranking"):
+            if task == "ranking" and lib == "sklearn-hgb":
+                continue  # scikit-learn has no ranker
             _, f, X, _, _ = _teacher(task, lib)
             s = distill_candidate(f, X, f.predict_margin(X), n_trees=4, depth=3, random_state=0)
             assert s.n_trees == 4 * f.n_outputs and s.max_depth <= 3
             assert s.task == f.task and s.postprocessor == f.postprocessor
+            if task == "ranking":  # scores fitted as they are, not centred per query
+                r = np.corrcoef(s.predict_margin(X), f.predict_margin(X))[0, 1]
+                assert r > 0.5
     with pytest.raises(ValueError, match="The 'depth' parameter of distill_candidate"):
         distill_candidate(f, X, f.predict_margin(X), n_trees=4, depth=0)
     with pytest.raises(ValueError, match="The 'library' parameter of distill_candidate"):

@@ -350,9 +350,11 @@ def distill_candidate(
             "The 'library' parameter of distill_candidate must be 'lightgbm', 'xgboost' or"
             f" 'sklearn'. Got {library!r} instead."
         )
-    soft = SoftTargets(teacher, 1.0, 0.0, None, None, margin)
+    # compress scores whole rows, not queries: a ranking teacher's scores are fitted as they are
+    one_query = np.zeros(len(Xf)) if teacher.task == "ranking" else None
+    soft = SoftTargets(teacher, 1.0, 0.0, None, one_query, margin)
     if soft.kind == "ranking":
-        soft.kind = "linear"  # compress scores whole rows: no query centring needed
+        soft.kind = "linear"
     U = soft.targets(margin)
     forest: Forest = fit_student(teacher, student, Xf, U, temperature=1.0, seed=seed).model
     return forest
