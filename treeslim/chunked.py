@@ -113,11 +113,26 @@ def sample_rows(
     return Xa[keep], np.asarray(y)[keep], None if qid is None else np.asarray(qid)[keep], n
 
 
-def _predict_block(block: NDArray[Any], forest: Any) -> NDArray[np.float64]:
+_LAST_KERNEL: tuple[Any, Any] = (None, None)  # (forest, its kernel), replaced as one tuple
+
+
+def _kernel_of(forest: Any) -> Any:
+    """The kernel of ``forest``, built once for consecutive chunks of the same forest (safe across
+    threads: the cache is one tuple, read and replaced whole)."""
+    global _LAST_KERNEL
     from ._kernel import KernelForest
+
+    cached, kernel = _LAST_KERNEL
+    if cached is not forest:
+        kernel = KernelForest(forest)
+        _LAST_KERNEL = (forest, kernel)
+    return kernel
+
+
+def _predict_block(block: NDArray[Any], forest: Any) -> NDArray[np.float64]:
     from ._predict import apply_postprocessor
 
-    margin = KernelForest(forest).margin(block, 1)
+    margin = _kernel_of(forest).margin(block, 1)
     if margin.shape[1] == 1:
         margin = margin[:, 0]  # one output: shape (n,), as Forest.predict_margin gives it
     return np.asarray(apply_postprocessor(forest, margin), dtype=np.float64)

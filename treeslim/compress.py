@@ -195,7 +195,7 @@ def search(
 
     from .passes.augment import generate_rows
     from .passes.exact import exact_passes
-    from .passes.select import selection_order
+    from .passes.select import output_groups, selection_order
 
     metric = metric or default_metric(teacher.task)
     if metric not in HIGHER_IS_BETTER:
@@ -226,7 +226,7 @@ def search(
     X_fit = Xf if extra is None else np.vstack([Xf, extra])
     target = teacher.predict_margin(X_fit)
     grid = _tree_grid(_per_output(teacher))
-    groups = _groups(teacher)
+    groups = output_groups(teacher)
     order = selection_order(
         teacher, X_fit, n_trees=grid[min(1, len(grid) - 1)], target_margin=target,
         random_state=random_state,
@@ -306,13 +306,6 @@ def search(
     annotate_front(result.candidates, Xa, higher_is_better=sign > 0)
     bar.close()
     return result
-
-
-def _groups(forest: Forest) -> list[NDArray[np.intp]]:
-    """Tree indices per output group, as :func:`~treeslim.passes.select_trees` forms them."""
-    if forest.leaf_width > 1:
-        return [np.arange(forest.n_trees)]
-    return [np.flatnonzero(forest.tree_class == c) for c in range(forest.n_outputs)]
 
 
 def _indexed(i: int, *args: Any) -> tuple[int, dict[str, Any] | None]:

@@ -150,6 +150,14 @@ def _order(A: NDArray[np.float64], b: NDArray[np.float64], k: int, method: str) 
 _System = tuple[list[int], NDArray[np.float64], NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]  # fmt: skip
 
 
+def output_groups(forest: Forest) -> list[NDArray[np.intp]]:
+    """Tree indices per output group: every tree when leaves hold class vectors, else the trees
+    of each class (selection keeps ``n_trees`` per group)."""
+    if forest.leaf_width > 1:
+        return [np.arange(forest.n_trees)]
+    return [np.flatnonzero(forest.tree_class == c) for c in range(forest.n_outputs)]
+
+
 def _systems(
     forest: Forest,
     X: ArrayLike,
@@ -175,9 +183,7 @@ def _systems(
     leaves = KernelForest(f).leaves(Xc)
     k = f.n_outputs
     vector = f.leaf_width > 1
-    groups = [np.arange(f.n_trees)] if vector else [
-        np.flatnonzero(f.tree_class == c) for c in range(k)
-    ]  # fmt: skip
+    groups = output_groups(f)
     systems: list[_System] = []
     for c, members in enumerate(groups):
         outs = list(range(k)) if vector else [c]
