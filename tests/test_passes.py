@@ -299,6 +299,43 @@ def test_refit_task_loss_lowers_the_loss(lib, task):
     assert teacher_error(teach, f, X) < teacher_error(start, f, X)
 
 
+def test_refit_block_solver_matches_a_dense_solve():
+    """The lockstep conjugate gradients solve every column's own weighted system."""
+    from scipy import sparse
+
+    from treeslim.passes.refit import _solve
+
+    rng = np.random.default_rng(0)
+    M = sparse.random(300, 40, density=0.2, random_state=0, format="csr")
+    H = rng.uniform(0.1, 2.0, size=(300, 3))
+    rhs = rng.normal(size=(40, 3))
+    rhs[:, 2] = 0.0  # a column that is solved from the start
+    X = _solve(M, H, rhs, 0.5, 500)
+    D = M.toarray()
+    for j in range(3):
+        want = np.linalg.solve(D.T @ (H[:, j, None] * D) + 0.5 * np.eye(40), rhs[:, j])
+        np.testing.assert_allclose(X[:, j], want, rtol=1e-5, atol=1e-9)
+
+
+@pytest.mark.parametrize(
+    ("lib", "task"), [("xgboost", "multiclass"), ("lightgbm", "multiclass"), ("lightgbm", "binary")]
+)
+def test_refit_cross_entropy_toward_teacher(lib, task):
+    """Cross-entropy to the teacher's probabilities brings them closer than the selection."""
+    f, X = forest_of(lib, task)
+    start = select_trees(f, X, n_trees=2)
+    fit = refit_leaves(start, X, target_margin=f.predict_margin(X), teacher_loss="cross_entropy")
+    assert fit.source["passes"][-1]["fit"] == "teacher_cross_entropy"
+
+    def kl(g):
+        p, q = f.predict(X), np.clip(g.predict(X), 1e-12, 1.0)
+        if p.ndim == 1:
+            p, q = np.stack([1 - p, p], axis=1), np.stack([1 - q, q], axis=1)
+        return float(np.sum(p * (np.log(np.clip(p, 1e-12, 1.0)) - np.log(q))))
+
+    assert kl(fit) < 0.9 * kl(start)
+
+
 def task_loss(forest, X, y, qid):
     """The loss refit_leaves minimises for the task (1 - NDCG@10 for ranking)."""
     from treeslim.metrics import ndcg_at_k
@@ -332,6 +369,11 @@ def test_refit_errors():
         refit_leaves(f, X, y, task_loss=True, sample_weight=np.zeros(len(y)))
     with pytest.raises(ValueError, match="no task loss for task='binary' with postprocessor="):
         refit_leaves(f.replace(postprocessor="exponential"), X, y, task_loss=True)
+    with pytest.raises(ValueError, match="'teacher_loss' parameter of refit_leaves"):
+        refit_leaves(f, X, target_margin=f.predict_margin(X), teacher_loss="kl")
+    reg, Xg = forest_of("xgboost", "regression")
+    with pytest.raises(ValueError, match="needs a classifier with a softmax or sigmoid link"):
+        refit_leaves(reg, Xg, target_margin=reg.predict_margin(Xg), teacher_loss="cross_entropy")
     r, Xr = forest_of("xgboost", "ranking")
     with pytest.raises(ValueError, match="needs qid"):
         refit_leaves(r, Xr, models.data("ranking")[1], task_loss=True)

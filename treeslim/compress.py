@@ -20,6 +20,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from ._judge import holdout as split_holdout
 from ._judge import paired_se
+from ._kernel import KernelForest
 from ._progress import Progress
 from .chunked import evaluate_chunked, is_dask, predict_chunked, sample_rows
 from .forest import Forest
@@ -224,7 +225,7 @@ def search(
     Xf = Xall[fit_idx]
     extra = generate_rows(Xf, n_synthetic, random_state=random_state) if n_synthetic else None
     X_fit = Xf if extra is None else np.vstack([Xf, extra])
-    target = teacher.predict_margin(X_fit)
+    target = KernelForest(teacher).margin(X_fit)
     grid = _tree_grid(_per_output(teacher))
     groups = output_groups(teacher)
     order = selection_order(

@@ -88,12 +88,20 @@ def _ranking_loss(y: NDArray[np.float64], qid: ArrayLike, w: NDArray[np.float64]
 
 
 def _task_loss(
-    forest: Forest, y: NDArray[np.float64], w: NDArray[np.float64], qid: ArrayLike | None
+    forest: Forest,
+    y: NDArray[np.float64],
+    w: NDArray[np.float64],
+    qid: ArrayLike | None,
+    soft: NDArray[np.float64] | None = None,
 ) -> LossAt:
-    """The task's loss in margin space, as a function of the margins it is taken at."""
+    """The task's loss in margin space, as a function of the margins it is taken at; ``soft``
+    (n, n_outputs) replaces the one-hot labels by a teacher's probabilities."""
     task, post, a = forest.task, forest.postprocessor, forest.sigmoid_alpha
     k = forest.n_outputs
-    onehot = np.eye(k)[y.astype(np.intp)] if task == "multiclass" else y[:, None]
+    if soft is not None:
+        onehot = soft
+    else:
+        onehot = np.eye(k)[y.astype(np.intp)] if task == "multiclass" else y[:, None]
     wc = w[:, None]
     if task == "ranking":
         if qid is None:
@@ -137,6 +145,21 @@ def _task_loss(
     return lambda margin: found
 
 
+def _teacher_proba(forest: Forest, t: NDArray[np.float64]) -> NDArray[np.float64]:
+    """The probabilities a classifier's link gives to margins ``t`` (n, n_outputs)."""
+    post = forest.postprocessor
+    if forest.task == "multiclass" and post in ("softmax", "argmax"):
+        z = t - t.max(axis=1, keepdims=True)
+        e = np.exp(z)
+        return np.asarray(e / e.sum(axis=1, keepdims=True))
+    if forest.task in ("binary", "multiclass") and post == "sigmoid":
+        return _sigmoid(forest.sigmoid_alpha * t)
+    raise ValueError(
+        f"teacher_loss='cross_entropy' needs a classifier with a softmax or sigmoid link; this"
+        f" forest has task={forest.task!r}, postprocessor={post!r}. Use teacher_loss='squared'."
+    )
+
+
 def _squared(target: NDArray[np.float64], w: NDArray[np.float64]) -> Loss:
     wc = w[:, None]
 
@@ -147,10 +170,15 @@ def _squared(target: NDArray[np.float64], w: NDArray[np.float64]) -> Loss:
     return squared
 
 
-def _designs(forest: Forest, leaves: NDArray[np.int64]) -> list[tuple[Any, NDArray[np.intp], int]]:
-    """Per output: (sparse design (n, L), global node ids of its L leaves, leaf_value column).
+Design = tuple[Any, NDArray[np.intp], list[int]]
 
-    An output without trees gets an empty design (L = 0).
+
+def _designs(forest: Forest, leaves: NDArray[np.int64]) -> list[Design]:
+    """Per group of outputs sharing trees: (sparse design (n, L), global node ids of its L
+    leaves, the outputs it serves, which are also its leaf_value columns for vector leaves).
+
+    Vector leaves give one design for every output; one output per tree gives one per class.
+    A class without trees gets an empty design (L = 0).
     """
     from scipy import sparse
 
@@ -159,32 +187,53 @@ def _designs(forest: Forest, leaves: NDArray[np.int64]) -> list[tuple[Any, NDArr
 
     def design(members: NDArray[np.intp]) -> tuple[Any, NDArray[np.intp]]:
         sub = leaves[:, members]
-        ids = np.unique(sub)
-        cols = np.searchsorted(ids, sub).astype(np.int32).ravel()
+        reached = np.zeros(forest.n_nodes, dtype=bool)
+        reached[sub] = True
+        ids = np.flatnonzero(reached)  # sorted, as np.unique(sub) but without sorting
+        cols = (np.cumsum(reached, dtype=np.int32) - 1)[sub].ravel()
         data = np.broadcast_to(scale[members], sub.shape).ravel()
         indptr = np.arange(n + 1, dtype=np.int64) * len(members)
         return sparse.csr_matrix((data, cols, indptr), shape=(n, len(ids))), ids
 
     if forest.leaf_width > 1:
-        M, ids = design(np.arange(forest.n_trees))
-        return [(M, ids, o) for o in range(forest.n_outputs)]
-    return [(*design(np.flatnonzero(forest.tree_class == c)), 0) for c in range(forest.n_outputs)]
+        return [(*design(np.arange(forest.n_trees)), list(range(forest.n_outputs)))]
+    return [(*design(np.flatnonzero(forest.tree_class == c)), [c]) for c in range(forest.n_outputs)]
 
 
 def _solve(
-    M: Any, h: NDArray[np.float64], rhs: NDArray[np.float64], l2: float, maxiter: int
-) -> Any:
-    """``(M.T diag(h) M + l2 I) x = rhs`` by preconditioned conjugate gradients."""
-    from scipy.sparse.linalg import LinearOperator, cg
+    M: Any, H: NDArray[np.float64], rhs: NDArray[np.float64], l2: float, maxiter: int
+) -> NDArray[np.float64]:
+    """Column ``j`` of ``X`` solves ``(M.T diag(H[:, j]) M + l2 I) x = rhs[:, j]``.
 
+    Conjugate gradients with a Jacobi preconditioner, all columns in lockstep, so the design is
+    read once per iteration for every output; a column stops when its residual falls to 1e-7
+    of its right-hand side.
+    """
     MT = M.T.tocsr()
-    diag = np.asarray(M.multiply(M).T @ h).ravel() + l2
+    diag = np.asarray(M.multiply(M).T @ H) + l2
     inv = 1.0 / np.maximum(diag, 1e-12 * max(float(diag.max(initial=0.0)), 1e-300))
-    L = M.shape[1]
-    A = LinearOperator((L, L), matvec=lambda x: MT @ (h * (M @ x)) + l2 * x, dtype=np.float64)
-    P = LinearOperator((L, L), matvec=lambda x: inv * x, dtype=np.float64)
-    x, _ = cg(A, rhs, rtol=1e-7, maxiter=maxiter, M=P)
-    return np.asarray(x)
+    X = np.zeros_like(rhs)
+    R = rhs.copy()
+    Z = inv * R
+    P = Z.copy()
+    rz = np.einsum("ij,ij->j", R, Z)
+    stop = 1e-7 * np.linalg.norm(rhs, axis=0)
+    for _ in range(maxiter):
+        active = np.linalg.norm(R, axis=0) > stop
+        if not active.any():
+            break
+        AP = MT @ (H * (M @ P)) + l2 * P
+        pap = np.einsum("ij,ij->j", P, AP)
+        ok = active & (pap > 0)
+        alpha = np.where(ok, rz / np.where(ok, pap, 1.0), 0.0)
+        X += alpha * P
+        R -= alpha * AP
+        Z = inv * R
+        rz_new = np.einsum("ij,ij->j", R, Z)
+        ok = active & (rz > 0)
+        P = Z + np.where(ok, rz_new / np.where(ok, rz, 1.0), 0.0) * P
+        rz = rz_new
+    return X
 
 
 def refit_leaves(
@@ -199,6 +248,7 @@ def refit_leaves(
     sample_weight: ArrayLike | None = None,
     max_newton: int = 8,
     max_cg: int = 100,
+    teacher_loss: str = "squared",
 ) -> Forest:
     """Re-estimate all leaf values jointly on ``X``; the trees' structure stays as it is.
 
@@ -233,6 +283,10 @@ def refit_leaves(
         Newton steps on a task loss (one suffices for squared error).
     max_cg : int, default=100
         Conjugate gradient iterations per linear system.
+    teacher_loss : {"squared", "cross_entropy"}, default="squared"
+        How leaves fit ``target_margin``: squared error on the margins, or (classifiers with a
+        softmax or sigmoid link) Newton steps on the cross-entropy to the teacher's
+        probabilities, which spends no effort on the margins of classes a row is far from.
 
     Returns
     -------
@@ -271,7 +325,15 @@ def refit_leaves(
         raise ValueError(f"sample_weight must hold {n} finite non-negative weights, not all 0.")
     w = w * (n / w.sum())
     loss_at: LossAt
-    if target_margin is not None:
+    if teacher_loss not in ("squared", "cross_entropy"):
+        raise ValueError(
+            "The 'teacher_loss' parameter of refit_leaves must be 'squared' or 'cross_entropy'."
+            f" Got {teacher_loss!r} instead."
+        )
+    if target_margin is not None and teacher_loss == "cross_entropy":
+        loss_at = _task_loss(forest, np.zeros(n), w, None,
+                             soft=_teacher_proba(forest, check_target(forest, target_margin, n)))  # fmt: skip
+    elif target_margin is not None:
         squared = _squared(check_target(forest, target_margin, n), w)
         loss_at, n_newton = (lambda margin: squared), 1
     elif y is not None:
@@ -296,12 +358,13 @@ def refit_leaves(
         value += 0.5 * l2 * float(np.sum((v - v0) ** 2))
         step = np.zeros_like(v)
         dm = np.zeros_like(margin)
-        for o, (M, ids, col) in enumerate(designs):
+        for M, ids, outs in designs:
             if not len(ids):
                 continue
-            rhs = -(M.T @ g[:, o]) - l2 * (v[ids, col] - v0[ids, col])
-            step[ids, col] = _solve(M, np.asarray(h[:, o], dtype=np.float64), rhs, l2, n_cg)
-            dm[:, o] = M @ step[ids, col]
+            cols = np.ix_(ids, np.asarray(outs if forest.leaf_width > 1 else [0], dtype=np.intp))
+            rhs = -(M.T @ g[:, outs]) - l2 * (v[cols] - v0[cols])
+            step[cols] = _solve(M, np.asarray(h[:, outs], dtype=np.float64), rhs, l2, n_cg)
+            dm[:, outs] = M @ step[cols]
         eta = 1.0
         for _ in range(30):  # step halving until the objective does not rise
             new_v = v + eta * step
@@ -316,7 +379,9 @@ def refit_leaves(
             break
     leaf = forest.split_index < 0
     v = np.where(leaf[:, None], v, 0.0)
-    mode = "teacher" if target_margin is not None else ("task_loss" if task_loss else "labels")
+    mode = "task_loss" if task_loss else "labels"
+    if target_margin is not None:
+        mode = "teacher" if teacher_loss == "squared" else "teacher_cross_entropy"
     return forest.replace(
         leaf_value=v,
         source=record(forest, {"name": "refit_leaves", "lossy": True, "fit": mode, "l2": l2,

@@ -10,6 +10,7 @@ passes share.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -78,35 +79,42 @@ def _greedy(A: NDArray[np.float64], b: NDArray[np.float64], k: int) -> list[int]
     """Orthogonal least squares: the ``k`` columns of centred ``A`` that best fit centred ``b``.
 
     Each step adds the column whose residual (after projecting out the chosen ones) explains the
-    most of the current residual; both are kept up to date with one ``A.T @ q`` per step.
+    most of the current residual. The work happens in column space, on the Gram matrix
+    ``G = A.T A`` (one BLAS-3 product): the ``m``-th orthonormal direction is ``q_m = A u_m``,
+    so ``A.T q_m = G u_m`` and ``b . q_m = (A.T b) . u_m``; Gram-Schmidt runs twice on ``u``.
     """
-    norms = np.einsum("ij,ij->j", A, A)
+    G = A.T @ A
+    corr0 = A.T @ b
+    corr = corr0.copy()  # A.T @ (current residual)
+    norms = np.diag(G).copy()  # squared norms of the columns' parts orthogonal to the chosen
     floor = 1e-10 * max(float(norms.max(initial=0.0)), 1e-300)
-    corr = A.T @ b
-    r = b.copy()
-    basis: list[NDArray[np.float64]] = []
+    p = A.shape[1]
+    k = min(k, p)
+    U = np.zeros((k, p))  # q_m = A @ U[m]
+    C = np.zeros((k, p))  # A.T @ q_m
     chosen: list[int] = []
-    for _ in range(min(k, A.shape[1])):
+    while len(chosen) < k:
         score = np.where(norms > floor, corr**2 / np.maximum(norms, floor), -1.0)
         score[chosen] = -1.0
         j = int(np.argmax(score))
         if score[j] < 0:
             break  # every remaining column is (numerically) spanned by the chosen ones
-        q = A[:, j].copy()
+        m = len(chosen)
+        u = np.zeros(p)
+        u[j] = 1.0
         for _ in range(2):  # Gram-Schmidt twice: stays orthogonal in floating point
-            for u in basis:
-                q -= (u @ q) * u
-        nq = float(np.linalg.norm(q))
-        if nq**2 <= floor:
+            u -= (C[:m] @ u) @ U[:m]
+        c = G @ u
+        nq2 = float(u @ c)
+        if nq2 <= floor:
             norms[j] = 0.0
             continue
-        q /= nq
-        c = A.T @ q
+        nq = math.sqrt(nq2)
+        u /= nq
+        c /= nq
         norms -= c**2
-        rq = float(r @ q)
-        r -= rq * q
-        corr -= rq * c
-        basis.append(q)
+        corr -= float(corr0 @ u) * c
+        U[m], C[m] = u, c
         chosen.append(j)
     return chosen
 
@@ -150,6 +158,11 @@ def _order(A: NDArray[np.float64], b: NDArray[np.float64], k: int, method: str) 
 _System = tuple[list[int], NDArray[np.float64], NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]  # fmt: skip
 
 
+def take_trees(forest: Forest, trees: NDArray[np.intp]) -> Forest:
+    """The forest of trees ``trees`` (indices, in that order) of ``forest``, same header."""
+    return Forest.from_trees([forest.tree(int(t)) for t in trees], **forest.header())
+
+
 def output_groups(forest: Forest) -> list[NDArray[np.intp]]:
     """Tree indices per output group: every tree when leaves hold class vectors, else the trees
     of each class (selection keeps ``n_trees`` per group)."""
@@ -165,9 +178,14 @@ def _systems(
     method: str,
     max_rows: int | None,
     random_state: Any,
+    keep: Sequence[Sequence[int]] | None = None,
 ) -> tuple[Forest, list[NDArray[np.intp]], list[_System]]:
     """The summed forest, its output groups and, per group, the centred least-squares system
-    ``(outputs, A, b, A_mean, b_mean)``: one column of per-tree outputs per member tree."""
+    ``(outputs, A, b, A_mean, b_mean)``: one column of per-tree outputs per member tree.
+
+    With ``keep`` (positions within each group), the groups shrink to those members, in that
+    order, and only their trees are evaluated on the rows.
+    """
     if method not in _METHODS:
         raise ValueError(
             f"The 'method' parameter of select_trees must be one of {_METHODS}. Got {method!r}"
@@ -180,10 +198,17 @@ def _systems(
             rows = np.sort(np.random.default_rng(random_state).choice(len(Xc), max_rows, False))
             Xc, target = Xc[rows], target[rows]
     f = summed_form(forest)
-    leaves = KernelForest(f).leaves(Xc)
+    groups = output_groups(f)
+    used = np.arange(f.n_trees)
+    if keep is not None:
+        groups = [g[np.asarray(list(p), dtype=np.intp)] for g, p in zip(groups, keep, strict=True)]
+        used = np.unique(np.concatenate(groups))
+    sub = f if len(used) == f.n_trees else take_trees(f, used)
+    column = np.empty(f.n_trees, dtype=np.intp)
+    column[used] = np.arange(len(used))
+    leaves = KernelForest(sub).leaves(Xc)
     k = f.n_outputs
     vector = f.leaf_width > 1
-    groups = output_groups(f)
     systems: list[_System] = []
     for c, members in enumerate(groups):
         outs = list(range(k)) if vector else [c]
@@ -193,7 +218,7 @@ def _systems(
             t = target[:, outs]
             systems.append((outs, np.zeros((t.size, 0)), t.ravel(), np.zeros((len(outs), 0)), t.mean(axis=0)))  # fmt: skip
             continue
-        A = np.concatenate([f.leaf_value[leaves[:, members], o] for o in lv_cols])
+        A = np.concatenate([sub.leaf_value[leaves[:, column[members]], o] for o in lv_cols])
         b = np.concatenate([target[:, o] for o in outs])
         A3 = A.reshape(len(outs), -1, len(members))  # a view: centred in place
         A_mean = A3.mean(axis=1)  # (outs, members)
@@ -288,11 +313,21 @@ def select_trees(
     True
     """
     n_keep = check_count(n_trees, "n_trees", "select_trees")
-    f, groups, systems = _systems(forest, X, target_margin, method, max_rows, random_state)
-    if order is not None and len(order) != len(groups):
+    n_groups = len(output_groups(forest))
+    if order is not None and len(order) != n_groups:
         raise ValueError(
-            f"order must hold one sequence per output group ({len(groups)}); got {len(order)}."
+            f"order must hold one sequence per output group ({n_groups}); got {len(order)}."
         )
+    prefix = None
+    sizes = [len(g) for g in output_groups(forest)]
+    if order is not None and all(
+        len(o) >= min(n_keep, m) for o, m in zip(order, sizes, strict=True)
+    ):
+        # the order covers n_keep: only the trees it keeps need evaluating
+        prefix = [
+            [int(i) for i in o[:n_keep]] or [0][:m] for o, m in zip(order, sizes, strict=True)
+        ]
+    f, groups, systems = _systems(forest, X, target_margin, method, max_rows, random_state, prefix)
     k = f.n_outputs
     weights = np.zeros(f.n_trees)
     keep = np.zeros(f.n_trees, dtype=bool)
@@ -301,10 +336,10 @@ def select_trees(
         if not len(members):
             base[c] = b_mean[0]
             continue
-        if order is not None:
-            cols = [int(i) for i in order[c][:n_keep]]
-        if order is None or len(cols) < min(n_keep, len(members)):
-            cols = _order(A, b, n_keep, method)  # no order, or one made for fewer trees
+        if prefix is not None:  # members are already the kept trees, in selection order
+            cols = list(range(len(members)))
+        else:  # no order, or one made for fewer trees
+            cols = _order(A, b, n_keep, method)
         if not cols:  # no tree varies on these rows: keep the first as a constant
             cols = [0]
         w = _weights(A, b, cols, positive=method == "nnls")
