@@ -67,13 +67,20 @@ def run(name: str, path: str, kind: str, quick: bool, max_loss: float) -> dict:
     )
     comp_s = time.perf_counter() - t0
     small = slim.forest_
+    print(f"# {name} {kind}: {teacher.n_nodes:,} -> {small.n_nodes:,} nodes in {comp_s:.0f} s",
+          flush=True)  # fmt: skip
     # equal size: the most leading trees whose node count does not exceed the compressed model's
     sizes = np.cumsum(np.diff(teacher.tree_offsets))
     k = max(1, int(np.searchsorted(sizes, small.n_nodes, side="right")))
-    # from scratch: k trees, learning rate scaled up by teacher trees / k (capped at 0.5);
-    # with the teacher's own rate it would just be the first k trees again
-    scale = teacher.n_trees / k if kind != "rf" else 1.0
-    scratch = treeslim.from_model(train(kind, task, Xf(tr), y[tr], q(tr), k, depth, lr_scale=scale))
+    # from scratch: k trees (k / classes boosting rounds when every class has its own trees),
+    # learning rate scaled up by teacher rounds / rounds (capped at 0.5); with the teacher's own
+    # rate it would just be the first k trees again
+    per = teacher.n_outputs if teacher.leaf_width == 1 else 1
+    rounds = max(1, k // per)
+    scale = teacher.n_trees / per / rounds if kind != "rf" else 1.0
+    scratch = treeslim.from_model(
+        train(kind, task, Xf(tr), y[tr], q(tr), rounds, depth, lr_scale=scale)
+    )
     row = {
         "dataset": name,
         "teacher": kind,

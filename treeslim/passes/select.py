@@ -313,13 +313,12 @@ def select_trees(
     True
     """
     n_keep = check_count(n_trees, "n_trees", "select_trees")
-    n_groups = len(output_groups(forest))
-    if order is not None and len(order) != n_groups:
+    sizes = [len(g) for g in output_groups(forest)]
+    if order is not None and len(order) != len(sizes):
         raise ValueError(
-            f"order must hold one sequence per output group ({n_groups}); got {len(order)}."
+            f"order must hold one sequence per output group ({len(sizes)}); got {len(order)}."
         )
     prefix = None
-    sizes = [len(g) for g in output_groups(forest)]
     if order is not None and all(
         len(o) >= min(n_keep, m) for o, m in zip(order, sizes, strict=True)
     ):
