@@ -371,6 +371,8 @@ def test_refit_errors():
         refit_leaves(f.replace(postprocessor="exponential"), X, y, task_loss=True)
     with pytest.raises(ValueError, match="'teacher_loss' parameter of refit_leaves"):
         refit_leaves(f, X, target_margin=f.predict_margin(X), teacher_loss="kl")
+    with pytest.raises(ValueError, match="applies to a teacher's target_margin"):
+        refit_leaves(f, X, y, task_loss=True, teacher_loss="cross_entropy")
     reg, Xg = forest_of("xgboost", "regression")
     with pytest.raises(ValueError, match="needs a classifier with a softmax or sigmoid link"):
         refit_leaves(reg, Xg, target_margin=reg.predict_margin(Xg), teacher_loss="cross_entropy")

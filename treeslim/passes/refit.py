@@ -330,6 +330,11 @@ def refit_leaves(
             "The 'teacher_loss' parameter of refit_leaves must be 'squared' or 'cross_entropy'."
             f" Got {teacher_loss!r} instead."
         )
+    if teacher_loss != "squared" and target_margin is None:
+        raise ValueError(
+            f"teacher_loss={teacher_loss!r} applies to a teacher's target_margin; with labels y"
+            " use task_loss=True."
+        )
     if target_margin is not None and teacher_loss == "cross_entropy":
         loss_at = _task_loss(forest, np.zeros(n), w, None,
                              soft=_teacher_proba(forest, check_target(forest, target_margin, n)))  # fmt: skip
