@@ -10,6 +10,7 @@ calibration data; the learned state is ``forest_`` (the compressed Forest), ``te
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -118,8 +119,8 @@ class _SlimBase(BaseEstimator):
                 f"X has {X.shape[1]} features, but the inner model expects {teacher.num_feature}."
             )
         n_syn = self.n_synthetic
-        if n_syn == "auto":
-            n_syn = int(min(20_000, 10 * len(X)))
+        if n_syn == "auto":  # every generated row costs once per output in each candidate
+            n_syn = round(min(20_000, 10 * len(X)) / math.sqrt(teacher.n_outputs))
         result = search(
             teacher,
             X,
@@ -205,7 +206,8 @@ class SlimClassifier(ClassifierMixin, _SlimBase):
     metric : str, optional
         ``"auc"`` for binary and ``"accuracy"`` for multiclass by default.
     n_synthetic : int or "auto", default="auto"
-        Generated rows added to the calibration rows for leaf refit (10 per row, at most 20,000).
+        Generated rows added to the calibration rows for leaf refit (10 per row, at most 20,000,
+        divided by the square root of the number of outputs: 26 classes get 1/5.1 of that).
     random_state : int, optional
     n_jobs : int, optional
         Candidates evaluated in parallel (joblib).
