@@ -20,9 +20,8 @@ import numpy as np
 from common import DATASETS, default_data_dir, load, machine, split, train
 
 import treeslim
-from treeslim.compress import compress
-from treeslim.metrics import default_metric, evaluate
-from treeslim.sizes import format_sizes
+from treeslim import compress
+from treeslim.measure import default_metric, evaluate, format_sizes
 
 
 def first_k(forest, k: int, random_state=None):

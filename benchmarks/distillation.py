@@ -26,7 +26,7 @@ import numpy as np
 from common import DATASETS, default_data_dir, load, machine, split, train
 
 import treeslim
-from treeslim.metrics import default_metric, evaluate
+from treeslim.measure import default_metric, evaluate
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 

@@ -19,7 +19,7 @@ import numpy as np
 from common import machine
 
 import treeslim
-from treeslim.report import measure_batch, measure_single_row
+from treeslim.measure import measure_batch, measure_single_row
 
 
 def train(lib: str, n_trees: int, depth: int, X: np.ndarray, y: np.ndarray):

@@ -26,7 +26,14 @@ import warnings
 import numpy as np
 from common import default_data_dir, load, machine, split
 
-from treeslim.metrics import HIGHER_IS_BETTER, default_metric, evaluate, fidelity
+from treeslim.measure import (
+    HIGHER_IS_BETTER,
+    default_metric,
+    evaluate,
+    fidelity,
+    measure_batch,
+    measure_single_row,
+)
 from treeslim.nn import (
     distill_mlp,
     fine_tune,
@@ -40,7 +47,6 @@ from treeslim.nn import (
 )
 from treeslim.nn._format import dump_mlp_bytes
 from treeslim.nn._report import shape_text
-from treeslim.report import measure_batch, measure_single_row
 
 DATASETS = ["digits", "letter", "adult", "california_housing"]
 

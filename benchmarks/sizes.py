@@ -3,7 +3,7 @@
 For every dataset in the data directory (see ../shared/data/README.md; the files are read in place,
 never copied) an XGBoost model (500 trees, depth 6) and a LightGBM model (500 trees, 63 leaves) are
 trained (2 threads unless ``--jobs``). For each: the bytes as XGBoost JSON and UBJSON, LightGBM
-model text and a Treelite checkpoint (measured as :func:`treeslim.sizes.format_sizes` does;
+model text and a Treelite checkpoint (measured as :func:`treeslim.measure.format_sizes` does;
 without a treeslim Treelite backend the checkpoint comes from Treelite's frontend on the native
 model), ``.tslim`` lossless and with 8-bit leaves (``quantize_leaves(bits=8, method="kmeans")``,
 codebook refit on up to 5,000 training rows), each also gzip'ed (level 9); and the test metric of
@@ -25,10 +25,9 @@ from common import DATASETS, default_data_dir, load_split, train
 
 import treeslim
 from treeslim import TreeSlimError
-from treeslim.metrics import default_metric, evaluate
-from treeslim.passes import quantization_error, quantize_leaves
-from treeslim.sizes import serialize
-from treeslim.tslim import dump_tslim_bytes
+from treeslim.formats import dump_tslim_bytes
+from treeslim.measure import default_metric, evaluate, quantization_error, serialize
+from treeslim.passes import quantize_leaves
 
 QUICK = ["adult", "california_housing"]
 CALIBRATION_ROWS = 5000  # training rows the 8-bit codebook is refit on ...

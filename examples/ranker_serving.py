@@ -18,7 +18,7 @@ import lightgbm as lgb
 import numpy as np
 
 import treeslim
-from treeslim.metrics import ndcg_at_k
+from treeslim.measure import ndcg_at_k
 
 
 def make_queries(n_queries: int, seed: int):

@@ -7,8 +7,8 @@ import pytest
 from models import data, model
 
 import treeslim
-from treeslim.forest import Forest, TreeArrays
-from treeslim.passes.augment import generate_rows, iter_generated_rows, sampler
+from treeslim.data import generate_rows, iter_generated_rows, sampler
+from treeslim.ir import Forest, TreeArrays
 
 METHODS = ["munge", "jitter", "leaf-box", "swap"]
 

@@ -11,10 +11,10 @@ from models import ALL, model
 from oracle import as_f32, assert_close, oracle_rows
 
 import treeslim
-from treeslim._kernel import KernelForest
-from treeslim._predict import leaf_nodes
-from treeslim._thresholds import float32_thresholds
-from treeslim.compiler import CompiledForest, CompilerError
+from treeslim._utils import float32_thresholds
+from treeslim.backends.tl2cgen import CompiledForest
+from treeslim.ir import leaf_nodes
+from treeslim.runtime import CompilerError, KernelForest
 
 
 @pytest.fixture(scope="module")

@@ -11,8 +11,10 @@ import pytest
 from models import data, model
 
 import treeslim
-from treeslim.chunked import is_dask, predict_chunked, sample_rows
-from treeslim.compress import compress, search
+from treeslim import compress
+from treeslim._utils import is_dask
+from treeslim.data import predict_chunked, sample_rows
+from treeslim.search import search
 
 
 def test_search_on_the_dask_backend_matches_local(dask_client):
@@ -75,14 +77,13 @@ def test_compress_dask_array_equals_numpy(dask_client):
     np.testing.assert_array_equal(remote.forest_.leaf_value, local.forest_.leaf_value)
     full = {e["name"]: e for e in remote.report_.entries if "rows" in e}
     assert set(full) == {f"original (all {len(X):,} rows)", f"compressed (all {len(X):,} rows)"}
-    auc = treeslim.metrics.evaluate("binary", y, remote.forest_.predict(X))["auc"]
+    auc = treeslim.measure.evaluate("binary", y, remote.forest_.predict(X))["auc"]
     assert full[f"compressed (all {len(X):,} rows)"]["auc"] == pytest.approx(auc, abs=1e-12)
 
 
 @pytest.mark.parametrize("task", ["binary", "multiclass", "regression"])
 def test_evaluate_chunked_matches_evaluate(dask_client, task):
-    from treeslim.chunked import evaluate_chunked
-    from treeslim.metrics import evaluate
+    from treeslim.measure import evaluate, evaluate_chunked
 
     m, X = model("xgboost", task)
     _, y, _ = data(task)

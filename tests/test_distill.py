@@ -10,9 +10,14 @@ from oracle import assert_close
 
 import treeslim
 from treeslim import UnsupportedModelError
-from treeslim._soft import SoftTargets
-from treeslim._students import fit_student, parse_student
-from treeslim.distill import distill, distill_candidate, training_set
+from treeslim.distillation import (
+    SoftTargets,
+    distill,
+    distill_candidate,
+    fit_student,
+    parse_student,
+    training_set,
+)
 
 TASKS = ["binary", "multiclass", "regression", "ranking"]
 

@@ -15,9 +15,9 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import treeslim
-from treeslim.compress import compress
+from treeslim import compress
 from treeslim.estimators import SlimClassifier, SlimRanker, SlimRegressor
-from treeslim.metrics import evaluate
+from treeslim.measure import evaluate
 
 
 @parametrize_with_checks(
@@ -150,7 +150,7 @@ def test_compress_with_bits_and_cli(tmp_path, capsys):
 
 
 def test_paired_standard_error():
-    from treeslim._judge import paired_se as _paired_se
+    from treeslim.search._judge import paired_se as _paired_se
 
     rng = np.random.default_rng(0)
     y = rng.integers(0, 2, 400)
@@ -166,7 +166,7 @@ def test_paired_standard_error():
 def test_search_is_independent_of_n_jobs_and_finds_the_smallest():
     """The bisection rounds are fixed, so 1 and 2 workers return the same model; every accepted
     candidate is at least as large as the chosen one, and a failed probe is never chosen."""
-    from treeslim.compress import search
+    from treeslim.search import search
 
     m, X = model("xgboost", "binary")
     _, y, _ = data("binary")
@@ -183,7 +183,7 @@ def test_search_is_independent_of_n_jobs_and_finds_the_smallest():
 
 
 def test_bisection_probes():
-    from treeslim.compress import _bisection_probes
+    from treeslim.search._search import _bisection_probes
 
     assert _bisection_probes(0, 13) == [4, 9]
     assert _bisection_probes(-1, 13) == [4, 8]
@@ -194,7 +194,7 @@ def test_bisection_probes():
 def test_progress_bar_only_on_a_terminal():
     import io
 
-    from treeslim._progress import Progress
+    from treeslim._utils import Progress
 
     class Tty(io.StringIO):
         def isatty(self):
@@ -217,7 +217,7 @@ def test_progress_bar_only_on_a_terminal():
 
 
 def test_pareto_front_of_the_search():
-    from treeslim.pareto import pareto_mask
+    from treeslim.search import pareto_mask
 
     m, X = model("xgboost", "binary")
     _, y, _ = data("binary")
@@ -243,7 +243,7 @@ def test_pareto_front_of_the_search():
 def test_search_tries_distilled_students_where_they_can_win():
     from sklearn.ensemble import RandomForestRegressor
 
-    from treeslim.compress import search
+    from treeslim.search import search
 
     rng = np.random.default_rng(0)
     X = rng.normal(size=(1500, 4))

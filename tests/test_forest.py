@@ -10,7 +10,7 @@ import pytest
 import treeslim
 from treeslim import Forest, InvalidForestError
 from treeslim.cli import main
-from treeslim.forest import TreeArrays
+from treeslim.ir import TreeArrays
 
 
 def stump(feature=0, threshold=0.5, left=-1.0, right=1.0, default_left=True, tree_class=0):

@@ -17,14 +17,10 @@ from oracle import SPECIALS, assert_close, oracle_rows, rows
 
 import treeslim
 from treeslim import Forest, ModelFormatError, TreeSlimError, UnsupportedModelError
-from treeslim.backends.lightgbm import forest_to_lightgbm_text, to_lightgbm
-from treeslim.forest import TreeArrays
-from treeslim.frontends.lightgbm import (
-    ZERO_THRESHOLD,
-    forest_from_lightgbm,
-    forest_from_lightgbm_text,
-)
-from treeslim.frontends.xgboost import forest_from_xgboost
+from treeslim.backends import forest_to_lightgbm_text, to_lightgbm
+from treeslim.formats import ZERO_THRESHOLD
+from treeslim.frontends import forest_from_lightgbm, forest_from_lightgbm_text, forest_from_xgboost
+from treeslim.ir import TreeArrays
 
 RNG = np.random.default_rng(0)
 X = RNG.normal(size=(300, 4))

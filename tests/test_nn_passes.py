@@ -21,7 +21,7 @@ from treeslim.nn import (
     qat_fine_tune,
     quantize_weights,
 )
-from treeslim.nn.mlp import link
+from treeslim.nn._mlp import link
 
 
 @pytest.fixture(scope="module")

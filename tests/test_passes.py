@@ -16,14 +16,19 @@ from oracle import assert_close, oracle_rows, rows
 
 import treeslim
 from treeslim import Forest
-from treeslim.forest import TreeArrays
-from treeslim.passes.augment import generate_rows, iter_generated_rows
-from treeslim.passes.exact import collapse_identical_splits, exact_passes, fold_constant_trees
-from treeslim.passes.nodes import prune_nodes
-from treeslim.passes.refit import refit_leaves
-from treeslim.passes.select import select_trees, selection_order
+from treeslim.data import generate_rows, iter_generated_rows
+from treeslim.ir import TreeArrays
+from treeslim.passes import (
+    collapse_identical_splits,
+    exact_passes,
+    fold_constant_trees,
+    prune_nodes,
+    refit_leaves,
+    select_trees,
+    selection_order,
+)
 
-HAVE_SKLEARN_FRONTEND = importlib.util.find_spec("treeslim.frontends.sklearn") is not None
+HAVE_SKLEARN_FRONTEND = importlib.util.find_spec("treeslim.frontends._sklearn") is not None
 CASES = [
     pytest.param(lib, task, marks=pytest.mark.skipif(
         lib.startswith("sklearn") and not HAVE_SKLEARN_FRONTEND, reason="no sklearn frontend"))
@@ -303,7 +308,7 @@ def test_refit_block_solver_matches_a_dense_solve():
     """The lockstep conjugate gradients solve every column's own weighted system."""
     from scipy import sparse
 
-    from treeslim.passes.refit import _solve
+    from treeslim.passes._refit import _solve
 
     rng = np.random.default_rng(0)
     M = sparse.random(300, 40, density=0.2, random_state=0, format="csr")
@@ -338,7 +343,7 @@ def test_refit_cross_entropy_toward_teacher(lib, task):
 
 def task_loss(forest, X, y, qid):
     """The loss refit_leaves minimises for the task (1 - NDCG@10 for ranking)."""
-    from treeslim.metrics import ndcg_at_k
+    from treeslim.measure import ndcg_at_k
 
     m = forest.predict_margin(X)
     if forest.task == "ranking":

@@ -13,17 +13,13 @@ from oracle import oracle_rows, rows
 
 import treeslim
 from treeslim import Forest
-from treeslim.forest import TreeArrays
-from treeslim.passes import (
-    prune_unreachable,
-    quantization_error,
-    quantize_leaves,
-    quantize_thresholds,
-)
-from treeslim.passes.quantize import _float32_equivalent, _snap
-from treeslim.tslim import dump_tslim_bytes
+from treeslim.formats import dump_tslim_bytes
+from treeslim.ir import TreeArrays
+from treeslim.measure import quantization_error
+from treeslim.passes import prune_unreachable, quantize_leaves, quantize_thresholds
+from treeslim.passes._quantize import _float32_equivalent, _snap
 
-HAVE_SKLEARN_FRONTEND = importlib.util.find_spec("treeslim.frontends.sklearn") is not None
+HAVE_SKLEARN_FRONTEND = importlib.util.find_spec("treeslim.frontends._sklearn") is not None
 BOOSTED = [(lib, task) for lib, task in models.ALL if lib in ("xgboost", "lightgbm")]
 
 

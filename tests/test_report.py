@@ -10,7 +10,7 @@ from models import data, model
 
 import treeslim
 from treeslim.cli import main
-from treeslim.metrics import evaluate, fidelity, ndcg_at_k
+from treeslim.measure import evaluate, fidelity, ndcg_at_k
 
 
 def test_ndcg_by_hand():
@@ -59,7 +59,7 @@ def test_report_every_task(task):
     assert e["bytes_xgboost_json"] > e["bytes_xgboost_ubj"] > 0
     assert 0 < e["p50_us"] <= e["p99_us"] and e["rows_per_s"] > 0
     assert e["agreement"] == 1.0 and e["max_abs_delta_margin"] == 0.0
-    metric = treeslim.metrics.default_metric(task)
+    metric = treeslim.measure.default_metric(task)
     assert 0 < e[metric] <= 1
     json.loads(rep.to_json())
     assert "xgb" in rep.to_text() and "p50 us" in rep.to_text()

@@ -20,7 +20,7 @@ from sklearn import dummy, ensemble, linear_model, tree
 
 import treeslim
 from treeslim import UnsupportedModelError
-from treeslim.frontends.sklearn import forest_from_sklearn
+from treeslim.frontends import forest_from_sklearn
 
 # sklearn's finiteness check sums rows of +-3e38 entries and warns about the inf - inf it meets
 pytestmark = pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")

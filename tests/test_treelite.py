@@ -19,9 +19,9 @@ from treelite.model_builder import Metadata, ModelBuilder, PostProcessorFunc, Tr
 
 import treeslim
 from treeslim import ModelFormatError, UnsupportedModelError
-from treeslim.backends.treelite import to_treelite
-from treeslim.frontends.sklearn import forest_from_sklearn
-from treeslim.frontends.treelite import (
+from treeslim.backends import to_treelite
+from treeslim.frontends import (
+    forest_from_sklearn,
     forest_from_treelite,
     forest_from_treelite_checkpoint,
     looks_like_treelite_checkpoint,

@@ -15,22 +15,15 @@ from hypothesis import strategies as st
 from oracle import oracle_rows, rows
 
 import treeslim
-import treeslim.sizes
 from treeslim import Forest, ModelFormatError, TreeSlimError
+from treeslim.formats import HEADER as _HEADER
+from treeslim.formats import dump_tslim_bytes, load_tslim_bytes, save_tslim
+from treeslim.formats._bits import BitReader as _Reader
+from treeslim.formats._bits import BitWriter as _Writer
+from treeslim.formats._tslim import _read_leaves, _read_structure, _read_thresholds
 from treeslim.passes import quantize_leaves
-from treeslim.tslim import (
-    _HEADER,
-    _read_leaves,
-    _read_structure,
-    _read_thresholds,
-    _Reader,
-    _Writer,
-    dump_tslim_bytes,
-    load_tslim_bytes,
-    save_tslim,
-)
 
-HAVE_SKLEARN_FRONTEND = importlib.util.find_spec("treeslim.frontends.sklearn") is not None
+HAVE_SKLEARN_FRONTEND = importlib.util.find_spec("treeslim.frontends._sklearn") is not None
 MODELS = [
     pytest.param(lib, task, marks=pytest.mark.skipif(
         lib.startswith("sklearn") and not HAVE_SKLEARN_FRONTEND, reason="no sklearn frontend"))
@@ -164,7 +157,7 @@ def test_vector_leaves_and_single_leaf_trees():
 def test_quantized_forests_are_smaller_and_lossless_tslim_beats_json():
     forest, _ = forest_of("xgboost", "binary")
     lossless = len(dump_tslim_bytes(forest))
-    sizes = treeslim.sizes.format_sizes(forest)
+    sizes = treeslim.measure.format_sizes(forest)
     assert lossless * 4 < sizes["xgboost_json"]
     q = quantize_leaves(forest, bits=4)
     assert len(dump_tslim_bytes(q)) < lossless - forest.n_leaves  # at least 1 byte per leaf

@@ -11,7 +11,7 @@ from hypothesis import given
 from oracle import as_f32, assert_close, oracle_rows, rows
 
 import treeslim
-from treeslim.frontends.xgboost import forest_from_xgboost
+from treeslim.frontends import forest_from_xgboost
 
 xgb = pytest.importorskip("xgboost")
 
@@ -204,7 +204,7 @@ def test_ubjson_fuzz_never_crashes():
         for pos in rng.integers(0, len(data), size=3):
             data[pos] = rng.integers(0, 256)
         try:
-            treeslim.frontends.xgboost.forest_from_xgboost_bytes(bytes(data))
+            treeslim.frontends.forest_from_xgboost_bytes(bytes(data))
         except treeslim.TreeSlimError:
             pass
 

@@ -7,35 +7,35 @@ export it back to the library its serving stack loads (:func:`to_xgboost`, :func
 
 from __future__ import annotations
 
-from . import nn
-from ._errors import (
+from treeslim import nn
+from treeslim._api import compile, compress, load, save
+from treeslim.backends import to_lightgbm, to_treelite, to_xgboost
+from treeslim.backends.tl2cgen import CompiledForest
+from treeslim.distillation import distill
+from treeslim.errors import (
     InvalidForestError,
     MissingDependencyError,
     ModelFormatError,
     TreeSlimError,
     UnsupportedModelError,
 )
-from .backends import to_lightgbm, to_treelite, to_xgboost
-from .compiler import CompiledForest, CompilerError, compile
-from .compress import compress
-from .distill import distill
-from .estimators import SlimClassifier, SlimRanker, SlimRegressor
-from .forest import Forest, validate
-from .frontends import from_model, load
-from .passes import (
+from treeslim.estimators import SlimClassifier, SlimRanker, SlimRegressor
+from treeslim.formats import dump_tslim_bytes, load_tslim_bytes
+from treeslim.frontends import from_model
+from treeslim.ir import Forest, validate
+from treeslim.measure import Report, quantization_error, report
+from treeslim.passes import (
     exact_passes,
     prune_nodes,
     prune_unreachable,
-    quantization_error,
     quantize_leaves,
     quantize_thresholds,
     refit_leaves,
     select_trees,
 )
-from .report import Report, report
-from .tslim import dump_tslim_bytes, load_tslim_bytes, save_tslim
+from treeslim.runtime import CompilerError
 
-save = save_tslim  #: ``treeslim.save(forest, path)``: the compact ``.tslim`` format
+save_tslim = save  #: the name ``treeslim.save`` had first
 
 __version__ = "0.1.0"
 

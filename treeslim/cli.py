@@ -15,15 +15,21 @@ from typing import Any
 
 import numpy as np
 
+from treeslim._api import compile as compile_forest
+from treeslim._api import compress, load
+from treeslim.backends import to_lightgbm, to_xgboost
+from treeslim.distillation import distill, parse_student
+from treeslim.errors import TreeSlimError, UnsupportedModelError
+from treeslim.formats import save_tslim
+from treeslim.ir import Forest
+from treeslim.measure import Report, format_sizes, report
+from treeslim.nn import MLP, shape_text
+
 __all__ = ["main"]
 
 
 def _load_forest(path: str, command: str) -> Any:
     """The Forest in ``path``, or a clear error when the file holds something else (an MLP)."""
-    from ._errors import UnsupportedModelError
-    from .forest import Forest
-    from .frontends import load
-
     model = load(path)
     if not isinstance(model, Forest):
         raise UnsupportedModelError(
@@ -34,13 +40,8 @@ def _load_forest(path: str, command: str) -> Any:
 
 
 def _inspect(args: argparse.Namespace) -> int:
-    from .frontends import load
-    from .sizes import format_sizes
-
     forest = load(args.model)
-    if type(forest).__name__ == "MLP":
-        from .nn._report import shape_text
-
+    if isinstance(forest, MLP):
         print(json.dumps({"file": args.model, "file_bytes": os.path.getsize(args.model),
                           "kind": "mlp", "task": forest.task, "shape": shape_text(forest),
                           "params": forest.n_params}, indent=2))  # fmt: skip
@@ -110,8 +111,6 @@ def _is_number(text: str) -> bool:
 
 
 def _compile(args: argparse.Namespace) -> int:
-    from .compiler import compile as compile_forest
-
     forest = _load_forest(args.model, "compile")
     compiled = compile_forest(forest, args.output, nthread=args.nthread, cache=not args.no_cache)
     size = os.path.getsize(args.output)
@@ -123,9 +122,6 @@ def _compile(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from .compiler import compile as compile_forest
-    from .report import report
-
     forest = _load_forest(args.model, "bench")
     X, y, qid = read_data(args.data, args.target)
     compiled = compile_forest(forest, nthread=args.nthread)
@@ -143,9 +139,6 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def _compress(args: argparse.Namespace) -> int:
-    from .compress import compress
-    from .report import Report
-
     forest = _load_forest(args.model, "compress")
     X, y, qid = read_data(args.data, args.target)
     if y is None:
@@ -181,10 +174,6 @@ def _compress(args: argparse.Namespace) -> int:
 
 
 def _distill(args: argparse.Namespace) -> int:
-    from ._students import parse_student
-    from .distill import distill
-    from .report import report
-
     teacher = _load_forest(args.model, "distill")
     X, y, qid = read_data(args.data, args.target)
     if args.alpha > 0 and y is None:
@@ -203,7 +192,6 @@ def _distill(args: argparse.Namespace) -> int:
         qid=qid,
         random_state=args.seed,
     )
-    from .tslim import save_tslim
 
     lib = student.source.get("library")
     is_forest = hasattr(student, "n_nodes")
@@ -211,8 +199,6 @@ def _distill(args: argparse.Namespace) -> int:
         save_tslim(student, args.output)  # atomic
         fmt = ".tslim"
     else:
-        from .backends import to_lightgbm, to_xgboost
-
         (to_lightgbm if lib == "lightgbm" else to_xgboost)(student, args.output)  # atomic
         fmt = lib
     size = (f"{student.n_trees} trees, {student.n_nodes} nodes" if is_forest
@@ -300,8 +286,6 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line with ``argv`` (default: ``sys.argv[1:]``); return the exit code."""
-    from ._errors import TreeSlimError
-
     args = _parser().parse_args(argv)
     try:
         code: int = args.func(args)

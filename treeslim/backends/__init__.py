@@ -1,43 +1,21 @@
-"""Backends: from a :class:`~treeslim.Forest` back to the formats serving stacks load.
+"""Backends: from a :class:`~treeslim.Forest` back to the formats serving stacks load, and to
+compiled code.
 
-Each optional library is imported inside the function that needs it.
+``to_xgboost`` / ``to_lightgbm`` / ``to_treelite`` give native models that predict what the
+Forest predicts; :mod:`treeslim.backends.tl2cgen` compiles a Forest to a shared library. Each
+optional library is imported inside the function that needs it.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from treeslim.backends._lightgbm import forest_to_lightgbm_text, to_lightgbm
+from treeslim.backends._treelite import to_treelite
+from treeslim.backends._xgboost import forest_to_xgboost_json, to_xgboost
 
-if TYPE_CHECKING:
-    from ..forest import Forest
-
-__all__ = ["to_lightgbm", "to_treelite", "to_xgboost"]
-
-
-def to_xgboost(forest: Forest, path: Any = None) -> Any:
-    """An ``xgboost.Booster`` predicting what ``forest`` predicts (saved as JSON when ``path`` is set).
-
-    See :func:`treeslim.backends.xgboost.to_xgboost`.
-    """
-    from .xgboost import to_xgboost as impl
-
-    return impl(forest, path)
-
-
-def to_lightgbm(forest: Forest, path: Any = None) -> Any:
-    """A ``lightgbm.Booster`` predicting what ``forest`` predicts (model text written to ``path``).
-
-    See :func:`treeslim.backends.lightgbm.to_lightgbm`.
-    """
-    from .lightgbm import to_lightgbm as impl
-
-    return impl(forest, path)
-
-
-def to_treelite(forest: Forest) -> Any:
-    """A ``treelite.Model`` predicting what ``forest`` predicts.
-
-    See :func:`treeslim.backends.treelite.to_treelite`.
-    """
-    from .treelite import to_treelite as impl
-
-    return impl(forest)
+__all__ = [
+    "forest_to_lightgbm_text",
+    "forest_to_xgboost_json",
+    "to_lightgbm",
+    "to_treelite",
+    "to_xgboost",
+]

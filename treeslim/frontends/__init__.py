@@ -1,69 +1,70 @@
 """Frontends: turn a fitted model object or a native model file into a :class:`~treeslim.Forest`.
 
 ``from_model`` dispatches on the object's type through a table keyed by
-``"<top-level package>_<ClassName>"``, so no optional library is imported just to recognise a type.
-``load`` recognises a file by its content, never by unpickling it.
+``"<top-level package>_<ClassName>"`` (walking the MRO), so no optional library is imported just to
+recognise a type. ``from_bytes`` recognises a model file by its content, never by unpickling it.
 """
 
 from __future__ import annotations
 
-import importlib
-import os
 from collections.abc import Callable
 from typing import Any
 
-from .._errors import ModelFormatError, UnsupportedModelError
-from ..forest import Forest
+from treeslim._utils import unwrap
+from treeslim.errors import ModelFormatError, UnsupportedModelError
+from treeslim.formats import load_tslim_bytes
+from treeslim.frontends._lightgbm import forest_from_lightgbm, forest_from_lightgbm_text
+from treeslim.frontends._sklearn import forest_from_sklearn, sklearn_tree_arrays
+from treeslim.frontends._treelite import (
+    forest_from_treelite,
+    forest_from_treelite_checkpoint,
+    looks_like_treelite_checkpoint,
+)
+from treeslim.frontends._xgboost import (
+    forest_from_xgboost,
+    forest_from_xgboost_bytes,
+    forest_from_xgboost_dict,
+)
+from treeslim.ir import Forest
 
-__all__ = ["from_model", "load"]
+__all__ = [
+    "forest_from_lightgbm",
+    "forest_from_lightgbm_text",
+    "forest_from_sklearn",
+    "forest_from_treelite",
+    "forest_from_treelite_checkpoint",
+    "forest_from_xgboost",
+    "forest_from_xgboost_bytes",
+    "forest_from_xgboost_dict",
+    "from_bytes",
+    "from_model",
+    "sklearn_tree_arrays",
+]
 
-_XGB = "treeslim.frontends.xgboost:forest_from_xgboost"
-_LGB = "treeslim.frontends.lightgbm:forest_from_lightgbm"
-_SKL = "treeslim.frontends.sklearn:forest_from_sklearn"
-_TL = "treeslim.frontends.treelite:forest_from_treelite"
+_SKLEARN_CLASSES = (
+    "DecisionTreeClassifier",
+    "DecisionTreeRegressor",
+    "ExtraTreeClassifier",
+    "ExtraTreeRegressor",
+    "RandomForestClassifier",
+    "RandomForestRegressor",
+    "ExtraTreesClassifier",
+    "ExtraTreesRegressor",
+    "GradientBoostingClassifier",
+    "GradientBoostingRegressor",
+    "HistGradientBoostingClassifier",
+    "HistGradientBoostingRegressor",
+)
+_XGBOOST_CLASSES = ("Booster", "XGBModel", "XGBClassifier", "XGBRegressor", "XGBRanker",
+                    "XGBRFClassifier", "XGBRFRegressor")  # fmt: skip
+_LIGHTGBM_CLASSES = ("Booster", "LGBMModel", "LGBMClassifier", "LGBMRegressor", "LGBMRanker")
 
-_DISPATCH: dict[str, str] = {
-    **{
-        f"xgboost_{c}": _XGB
-        for c in (
-            "Booster",
-            "XGBModel",
-            "XGBClassifier",
-            "XGBRegressor",
-            "XGBRanker",
-            "XGBRFClassifier",
-            "XGBRFRegressor",
-        )
-    },
-    **{
-        f"lightgbm_{c}": _LGB
-        for c in ("Booster", "LGBMModel", "LGBMClassifier", "LGBMRegressor", "LGBMRanker")
-    },
-    **{
-        f"sklearn_{c}": _SKL
-        for c in (
-            "DecisionTreeClassifier",
-            "DecisionTreeRegressor",
-            "ExtraTreeClassifier",
-            "ExtraTreeRegressor",
-            "RandomForestClassifier",
-            "RandomForestRegressor",
-            "ExtraTreesClassifier",
-            "ExtraTreesRegressor",
-            "GradientBoostingClassifier",
-            "GradientBoostingRegressor",
-            "HistGradientBoostingClassifier",
-            "HistGradientBoostingRegressor",
-        )
-    },
-    "treelite_Model": _TL,
+_DISPATCH: dict[str, Callable[[Any], Forest]] = {
+    **{f"xgboost_{c}": forest_from_xgboost for c in _XGBOOST_CLASSES},
+    **{f"lightgbm_{c}": forest_from_lightgbm for c in _LIGHTGBM_CLASSES},
+    **{f"sklearn_{c}": forest_from_sklearn for c in _SKLEARN_CLASSES},
+    "treelite_Model": forest_from_treelite,
 }
-
-
-def _resolve(target: str) -> Callable[[Any], Forest]:
-    module, func = target.split(":")
-    fn: Callable[[Any], Forest] = getattr(importlib.import_module(module), func)
-    return fn
 
 
 def from_model(obj: Any) -> Forest:
@@ -99,14 +100,13 @@ def from_model(obj: Any) -> Forest:
     >>> bool(abs(forest.predict(X) - rf.predict(X)).max() < 1e-9)
     True
     """
+    obj = unwrap(obj)
     if isinstance(obj, Forest):
         return obj
-    if type(obj).__name__ == "FrozenEstimator" and hasattr(obj, "estimator"):
-        return from_model(obj.estimator)
     for cls in type(obj).__mro__:
-        key = f"{cls.__module__.split('.')[0]}_{cls.__name__}"
-        if key in _DISPATCH:
-            return _resolve(_DISPATCH[key])(obj)
+        reader = _DISPATCH.get(f"{cls.__module__.split('.')[0]}_{cls.__name__}")
+        if reader is not None:
+            return reader(obj)
     name = f"{type(obj).__module__}.{type(obj).__qualname__}"
     if type(obj).__name__ == "Pipeline":
         raise UnsupportedModelError(
@@ -119,45 +119,25 @@ def from_model(obj: Any) -> Forest:
     )
 
 
-def load(path: str | os.PathLike[str]) -> Any:
-    """Read a model file: XGBoost JSON / UBJSON, LightGBM model text, Treelite checkpoint, ``.tslim``.
-
-    The format is recognised from the file's content. Files are only read, never unpickled.
-    Returns a :class:`~treeslim.Forest`, or a :class:`treeslim.nn.MLP` for an MLP ``.tslim`` file.
-    """
-    path = os.fspath(path)
-    with open(path, "rb") as fh:
-        data = fh.read()
-    if not data:
-        raise ModelFormatError(f"{path}: the file is empty.")
+def from_bytes(data: bytes, name: str = "<bytes>") -> Forest:
+    """Read the bytes of a tree model file: XGBoost JSON / UBJSON, LightGBM model text, Treelite
+    checkpoint or forest ``.tslim``; the format is recognised from the content."""
     head = data[:256].lstrip()
-    if head.startswith(b"TSLNN"):
-        from ..nn._format import load_mlp_bytes
-
-        return load_mlp_bytes(data, name=path)
     if head.startswith(b"TSLIM"):
-        from ..tslim import load_tslim_bytes
-
-        return load_tslim_bytes(data, name=path)
+        return load_tslim_bytes(data, name=name)
     try:
         if head.startswith(b"{"):
-            from .xgboost import forest_from_xgboost_bytes
-
             return forest_from_xgboost_bytes(data)
         if head.startswith((b"tree\n", b"tree\r\n", b"version=")):
-            from .lightgbm import forest_from_lightgbm_text
-
             return forest_from_lightgbm_text(data.decode("utf-8", errors="strict"))
     except ModelFormatError as exc:
-        raise ModelFormatError(f"{path}: {exc}") from exc
+        raise ModelFormatError(f"{name}: {exc}") from exc
     except UnicodeDecodeError as exc:
-        raise ModelFormatError(f"{path}: not a LightGBM model text file ({exc}).") from exc
-    from .treelite import forest_from_treelite_checkpoint, looks_like_treelite_checkpoint
-
+        raise ModelFormatError(f"{name}: not a LightGBM model text file ({exc}).") from exc
     if looks_like_treelite_checkpoint(data):
-        return forest_from_treelite_checkpoint(data, name=path)
+        return forest_from_treelite_checkpoint(data, name=name)
     raise ModelFormatError(
-        f"{path}: not a model file treeslim can read (XGBoost JSON/UBJSON, LightGBM model text,"
+        f"{name}: not a model file treeslim can read (XGBoost JSON/UBJSON, LightGBM model text,"
         " Treelite checkpoint or .tslim). Pickled models are never loaded: export the model with"
         " its library's save_model first."
     )

@@ -8,13 +8,20 @@ back; the IR's own numpy predictor runs the compressed layers as they are stored
 
 from __future__ import annotations
 
-from .compress import MLPSearchResult, compress, search_mlp
-from .distill import distill_mlp
-from .estimators import SlimMLPClassifier, SlimMLPRegressor
-from .frontends import from_sklearn, to_sklearn
-from .mlp import MLP, InvalidMLPError, Layer, validate_mlp
-from .passes import low_rank, prune_neurons, prune_weights, quantize_weights
-from .train import fine_tune, qat_fine_tune
+from treeslim.nn._compress import compress
+from treeslim.nn._distill import distill_mlp
+from treeslim.nn._estimators import SlimMLPClassifier, SlimMLPRegressor
+
+# for treeslim.load / save and the CLI, not public API
+from treeslim.nn._format import dump_mlp_bytes as dump_mlp_bytes
+from treeslim.nn._format import load_mlp_bytes as load_mlp_bytes
+from treeslim.nn._format import save_mlp as save_mlp
+from treeslim.nn._mlp import MLP, InvalidMLPError, Layer, validate_mlp
+from treeslim.nn._passes import low_rank, prune_neurons, prune_weights, quantize_weights
+from treeslim.nn._report import shape_text as shape_text
+from treeslim.nn._search import MLPSearchResult, search_mlp
+from treeslim.nn._sklearn import from_sklearn, to_sklearn
+from treeslim.nn._train import fine_tune, qat_fine_tune
 
 __all__ = [
     "MLP",

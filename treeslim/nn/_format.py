@@ -31,15 +31,15 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from .._errors import ModelFormatError
-from .._io import write_atomic
-from .mlp import MLP, Layer
+from treeslim._utils import write_atomic
+from treeslim.errors import ModelFormatError
+from treeslim.formats import pack_container, unpack_container
+from treeslim.nn._mlp import MLP, Layer
 
 __all__ = ["MAGIC", "dump_mlp_bytes", "load_mlp_bytes", "save_mlp"]
 
 MAGIC = b"TSLNN"
 VERSION = 1
-_HEADER = struct.Struct("<5sBHQI")
 _DTYPES = {"float64": "<f8", "float32": "<f4", "float16": "<f2", "int8": "i1"}
 _MAX_DIM = 1 << 24
 _FLOATS = ("float16", "float32", "float64")
@@ -136,7 +136,7 @@ def dump_mlp_bytes(mlp: MLP) -> bytes:
     body = struct.pack("<I", len(text)) + text + b"".join(blocks)
     packed = zlib.compress(body, 9)
     flags, payload = (_DEFLATED, packed) if len(packed) < len(body) else (0, body)
-    return _HEADER.pack(MAGIC, VERSION, flags, len(payload), zlib.crc32(payload)) + payload
+    return pack_container(MAGIC, VERSION, flags, payload)
 
 
 def save_mlp(mlp: MLP, path: str | os.PathLike[str]) -> None:
@@ -225,16 +225,15 @@ def _read_layer(c: _Cursor, meta: Any, i: int) -> Layer:
 
 def load_mlp_bytes(data: bytes, name: str = "<bytes>") -> MLP:
     """Read an MLP from ``.tslim`` bytes written by :func:`dump_mlp_bytes`."""
-    if len(data) < _HEADER.size or not data.startswith(MAGIC):
-        raise ModelFormatError(f"{name}: not an MLP .tslim file (no {MAGIC!r} magic / too short).")
-    _, version, flags, length, crc = _HEADER.unpack_from(data)
-    if version != VERSION or flags & ~_DEFLATED:
-        raise ModelFormatError(f"{name}: format version {version} / flags {flags} unknown.")
-    payload = data[_HEADER.size :]
-    if len(payload) != length:
-        raise ModelFormatError(f"{name}: payload is {len(payload)} bytes, header says {length}.")
-    if zlib.crc32(payload) != crc:
-        raise ModelFormatError(f"{name}: checksum mismatch (corrupt file).")
+    flags, payload = unpack_container(
+        bytes(data),
+        magic=MAGIC,
+        version=VERSION,
+        known_flags=_DEFLATED,
+        kind="MLP .tslim",
+        article="an",
+        name=name,
+    )
     if flags & _DEFLATED:
         inflater = zlib.decompressobj()
         try:  # bounded: deflate expands at most ~1032x

@@ -13,10 +13,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
-from ..metrics import evaluate, fidelity
-from ..report import Report, measure_batch, measure_single_row
-from ._format import dump_mlp_bytes
-from .mlp import MLP
+from treeslim.measure import Report, evaluate, fidelity, measure_batch, measure_single_row
+from treeslim.nn._format import dump_mlp_bytes
+from treeslim.nn._mlp import MLP
 
 __all__ = ["mlp_report", "shape_text"]
 

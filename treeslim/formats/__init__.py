@@ -1,0 +1,32 @@
+"""File formats, shared by the stages that read and write them: the ``.tslim`` container and the
+forest codec, UBJSON, and the parts of XGBoost's and LightGBM's model schemas that both their
+frontend and their backend need (objectives, ``base_score``, LightGBM's zero band)."""
+
+from __future__ import annotations
+
+from treeslim.formats._container import HEADER, pack_container, unpack_container
+from treeslim.formats._lightgbm import ZERO_THRESHOLD, parse_objective
+from treeslim.formats._tslim import dump_tslim_bytes, load_tslim_bytes, save_tslim
+from treeslim.formats._ubjson import decode_ubjson
+from treeslim.formats._xgboost import (
+    MARGIN_TO_BASE,
+    OBJECTIVES,
+    base_score_to_margin,
+    parse_base_score,
+)
+
+__all__ = [
+    "HEADER",
+    "MARGIN_TO_BASE",
+    "OBJECTIVES",
+    "ZERO_THRESHOLD",
+    "base_score_to_margin",
+    "decode_ubjson",
+    "dump_tslim_bytes",
+    "load_tslim_bytes",
+    "pack_container",
+    "parse_base_score",
+    "parse_objective",
+    "save_tslim",
+    "unpack_container",
+]

@@ -1,0 +1,330 @@
+"""LightGBM frontend: Boosters, the scikit-learn wrappers, and LightGBM's model text format.
+
+The model text is parsed directly (numpy for the numeric arrays), so a model file can be inspected
+without lightgbm installed. Decisions follow LightGBM's C++ ``NumericalDecision`` on float64 inputs
+(``x <= threshold``), including two quirks kept exact here: with missing type *None* NaN is read as
+0.0, and LightGBM's predictor reads every input with ``|x| <= 1e-35`` (``kZeroThreshold``) as 0.0,
+so thresholds inside that band are moved to its edge. Init scores are already folded into the
+trees (with ``boosting='rf'`` into every tree). A model trained with a custom objective (no
+objective line) predicts its raw scores, so it is read with the identity link. For rf models
+LightGBM's ``raw_score=True`` is the *sum* of the trees while ``predict`` averages first; the Forest
+(``average=True``) follows ``predict``, so its margin is ``raw_score / n_iterations``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import numpy as np
+
+from treeslim.errors import InvalidForestError, ModelFormatError, UnsupportedModelError
+from treeslim.formats import ZERO_THRESHOLD, parse_objective
+from treeslim.ir import Forest, TreeArrays
+
+__all__ = ["forest_from_lightgbm", "forest_from_lightgbm_text"]
+
+
+def _fail(msg: str) -> ModelFormatError:
+    return ModelFormatError(f"LightGBM model text: {msg}")
+
+
+def _column(blocks: list[dict[str, str]], key: str, counts: np.ndarray, dtype: Any) -> np.ndarray:
+    """The numbers of ``key`` over all trees, concatenated (tree ``t`` holds ``counts[t]``)."""
+    parts = []
+    for t, (block, count) in enumerate(zip(blocks, counts, strict=True)):
+        if count and key not in block:
+            raise _fail(f"tree {t} has no {key!r} line (truncated or corrupt model?).")
+        parts.append(block.get(key, "").strip() if count else "")
+    joined = " ".join(p for p in parts if p)
+    try:  # fromstring parses in C, and correctly rounded; whitespace-only input must not reach it
+        arr = np.fromstring(joined, dtype=dtype, sep=" ") if joined else np.empty(0, dtype)
+    except ValueError:
+        arr = None
+    if arr is not None and arr.size == int(counts.sum()):
+        return arr
+    for t, (part, count) in enumerate(
+        zip(parts, counts, strict=True)
+    ):  # slow path: name the faulty tree
+        tokens = part.split()
+        try:
+            np.array(tokens, dtype=dtype)
+        except (ValueError, OverflowError) as exc:
+            raise _fail(f"tree {t}: cannot read {key!r} ({exc}).") from None
+        if len(tokens) != count:
+            raise _fail(f"tree {t}: {key!r} has {len(tokens)} values, expected {int(count)}.")
+    raise _fail(f"cannot read {key!r}.")  # pragma: no cover - the loop above names the fault
+
+
+def _optional(blocks: list[dict[str, str]], key: str, counts: np.ndarray) -> np.ndarray | None:
+    if any(c and not b.get(key, "").strip() for b, c in zip(blocks, counts, strict=True)):
+        return None
+    return _column(blocks, key, counts, np.float64)
+
+
+def _move_off_zero_band(thr: np.ndarray) -> np.ndarray:
+    """Thresholds equivalent to ``thr`` once inputs with ``|x| <= kZeroThreshold`` read as 0."""
+    z = ZERO_THRESHOLD
+    band = (thr >= -z) & (thr < z)
+    below = np.nextafter(-z, -np.inf)  # left iff x < -z
+    return np.where(band, np.where(thr >= 0.0, z, below), thr)
+
+
+def _flag(block: dict[str, str], key: str, t: int) -> int:
+    try:
+        return int(block.get(key, "0") or 0)
+    except ValueError:
+        raise _fail(f"tree {t}: cannot read {key}={block[key]!r}.") from None
+
+
+def _key_values(lines: list[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for line in lines:
+        key, sep, value = line.partition("=")
+        out[key.strip()] = value.strip() if sep else ""
+    return out
+
+
+def _check_splits(
+    blocks: list[dict[str, str]], where: Any, feat: np.ndarray, dtype: np.ndarray, names: Any
+) -> None:
+    def at(i: int) -> str:
+        t, node = where(i)
+        j = int(feat[i])
+        return f"LightGBM tree {t}, node {node} on feature {j}" + (
+            f" ({names[j]!r})" if names else ""
+        )
+
+    cat = np.flatnonzero(dtype & 1)
+    if len(cat):
+        raise UnsupportedModelError(
+            f"{at(int(cat[0]))} is a categorical split; treeslim holds numerical splits only:"
+            " ordinal- or one-hot-encode the feature and retrain without categorical_feature."
+        )
+    for t, block in enumerate(blocks):
+        if _flag(block, "num_cat", t) > 0:
+            raise UnsupportedModelError(
+                f"LightGBM tree {t} has categorical splits; treeslim holds numerical splits only:"
+                " ordinal- or one-hot-encode the features and retrain without categorical_feature."
+            )
+    missing = (dtype >> 2) & 3
+    if np.any(missing == 1):
+        raise UnsupportedModelError(
+            f"{at(int(np.flatnonzero(missing == 1)[0]))} treats zero as missing"
+            " (zero_as_missing=True), which treeslim cannot express: retrain with"
+            " zero_as_missing=False (encode missing values as NaN)."
+        )
+    if np.any(missing == 3):
+        t, node = where(int(np.flatnonzero(missing == 3)[0]))
+        raise _fail(f"tree {t}, node {node}: unknown missing type in its decision_type.")
+
+
+def _trees(
+    blocks: list[dict[str, str]], num_feature: int, names: list[str] | None
+) -> tuple[dict[str, Any], np.ndarray]:
+    """Global node arrays of all trees (each tree: its internal nodes, then its leaves)."""
+    for t, block in enumerate(blocks):
+        if _flag(block, "is_linear", t):
+            raise UnsupportedModelError(
+                f"LightGBM tree {t} is a linear tree (a linear model in each leaf); treeslim holds"
+                " constant leaves only: retrain with linear_tree=False."
+            )
+    n_trees = len(blocks)
+    leaves = _column(blocks, "num_leaves", np.ones(n_trees, dtype=np.int64), np.int64)
+    if np.any(leaves < 1):
+        raise _fail(f"tree {int(np.argmax(leaves < 1))} has num_leaves < 1.")
+    leaf_value = _column(blocks, "leaf_value", leaves, np.float64)  # checks num_leaves first
+    inner = leaves - 1
+    node_off = np.concatenate([[0], np.cumsum(2 * leaves - 1)])
+    tin = np.repeat(np.arange(n_trees), inner)  # tree of each internal node
+    tlf = np.repeat(np.arange(n_trees), leaves)
+    local_i = np.arange(len(tin)) - np.repeat(np.cumsum(inner) - inner, inner)
+    local_l = np.arange(len(tlf)) - np.repeat(np.cumsum(leaves) - leaves, leaves)
+    ipos = node_off[tin] + local_i
+    lpos = node_off[tlf] + inner[tlf] + local_l
+
+    def where(i: int) -> tuple[int, int]:
+        return int(tin[i]), int(local_i[i])
+
+    feat = _column(blocks, "split_feature", inner, np.int64)
+    bad = np.flatnonzero((feat < 0) | (feat >= num_feature))
+    if len(bad):
+        t, node = where(int(bad[0]))
+        raise _fail(
+            f"tree {t}, node {node}: split_feature {int(feat[bad[0]])} is not in"
+            f" [0, {num_feature})."
+        )
+    dtype = _column(blocks, "decision_type", inner, np.int64)
+    _check_splits(blocks, where, feat, dtype, names)
+    thr = _column(blocks, "threshold", inner, np.float64)
+    n = int(node_off[-1])
+    f: dict[str, Any] = {
+        "split_index": np.full(n, -1, dtype=np.int64),
+        "threshold": np.zeros(n),
+        "cleft": np.full(n, -1, dtype=np.int64),
+        "cright": np.full(n, -1, dtype=np.int64),
+        "default_left": np.zeros(n, dtype=bool),
+        "leaf_value": np.zeros(n),
+    }
+    f["split_index"][ipos] = feat
+    f["threshold"][ipos] = _move_off_zero_band(thr)
+    # missing type NaN: NaN goes the default side; None: NaN is read as 0.0 and compared
+    f["default_left"][ipos] = np.where((dtype >> 2) & 3 == 2, (dtype & 2) != 0, thr >= 0.0)
+    for key, name in (("left_child", "cleft"), ("right_child", "cright")):
+        c = _column(blocks, key, inner, np.int64)
+        bad = np.flatnonzero((c >= inner[tin]) | (c < -leaves[tin]))
+        if len(bad):
+            t, node = where(int(bad[0]))
+            raise _fail(f"tree {t}, node {node}: {key} {int(c[bad[0]])} points outside the tree.")
+        f[name][ipos] = node_off[tin] + np.where(c >= 0, c, inner[tin] + ~c)
+    f["leaf_value"][lpos] = leaf_value
+    for name, ikey, lkey in (
+        ("sum_hess", "internal_weight", "leaf_weight"),
+        ("data_count", "internal_count", "leaf_count"),
+        ("gain", "split_gain", None),
+    ):
+        a = _optional(blocks, ikey, inner)
+        b = _optional(blocks, lkey, leaves) if lkey else np.zeros(len(lpos))
+        f[name] = None
+        if a is not None and b is not None:
+            f[name] = np.zeros(n)
+            f[name][ipos], f[name][lpos] = a, b
+    return f, node_off
+
+
+def _per_tree(f: dict[str, Any], node_off: np.ndarray, tree_class: np.ndarray) -> list[TreeArrays]:
+    """Split global arrays into TreeArrays; from_trees puts odd node orders in canonical order."""
+    out = []
+    for t in range(len(node_off) - 1):
+        lo, hi = int(node_off[t]), int(node_off[t + 1])
+        s: dict[str, Any] = {k: (None if v is None else v[lo:hi]) for k, v in f.items()}
+        leaf = s["split_index"] < 0
+        s["cleft"] = np.where(leaf, -1, s["cleft"] - lo)
+        s["cright"] = np.where(leaf, -1, s["cright"] - lo)
+        out.append(TreeArrays(**s, tree_class=int(tree_class[t])))
+    return out
+
+
+def forest_from_lightgbm_text(text: str) -> Forest:
+    """Parse LightGBM's model text format (``Booster.model_to_string()`` / ``save_model``).
+
+    Parameters
+    ----------
+    text : str
+        The whole model text.
+
+    Returns
+    -------
+    Forest
+        Float64 inputs compared with ``<=``; predicts what ``booster.predict`` does.
+
+    Raises
+    ------
+    ModelFormatError
+        For text that is not a LightGBM model, or is truncated or corrupt.
+    UnsupportedModelError
+        For categorical splits, linear trees, ``zero_as_missing`` and unsupported objectives.
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"text must be str; got {type(text).__name__}.")
+    lines = text.splitlines()
+    if not lines or lines[0].strip() != "tree":
+        raise _fail("not a LightGBM model (the first line is not 'tree').")
+    try:
+        end = lines.index("end of trees")
+    except ValueError:
+        raise _fail("no 'end of trees' line: the model text is truncated.") from None
+    starts = [i for i, line in enumerate(lines[:end]) if line.startswith("Tree=")]
+    if not starts:
+        raise _fail("no tree before 'end of trees'.")
+    header = _key_values([ln for ln in lines[1 : starts[0]] if ln.strip()])
+    try:
+        num_class = int(header["num_class"])
+        per_iter = int(header.get("num_tree_per_iteration", num_class))
+        num_feature = int(header["max_feature_idx"]) + 1
+    except (KeyError, ValueError) as exc:
+        raise _fail(f"the header lacks a valid num_class / max_feature_idx ({exc}).") from None
+    if num_class < 1 or num_feature < 1:
+        raise _fail(f"num_class={num_class}, max_feature_idx={num_feature - 1}.")
+    objective = header.get("objective")
+    task, post, alpha = parse_objective(objective, num_class)
+    n_outputs = num_class if task == "multiclass" else 1
+    declared = dict(t.partition(":")[::2] for t in (objective or "").split()[1:])
+    if per_iter != n_outputs or declared.get("num_class", str(num_class)) != str(num_class):
+        raise _fail(
+            f"objective {objective!r} does not fit num_class={num_class} and"
+            f" num_tree_per_iteration={per_iter}."
+        )
+    names: list[str] | None = header.get("feature_names", "").split()
+    if names is None or len(names) != num_feature:
+        names = None
+    elif all(n == f"Column_{j}" for j, n in enumerate(names)):  # LightGBM's default names
+        names = None
+    bounds = [*starts, end]
+    blocks = []
+    for t in range(len(starts)):
+        if lines[bounds[t]].strip() != f"Tree={t}":
+            raise _fail(f"expected 'Tree={t}', found {lines[bounds[t]].strip()!r}.")
+        blocks.append(_key_values(lines[bounds[t] + 1 : bounds[t + 1]]))
+    if len(blocks) % n_outputs:
+        raise _fail(f"{len(blocks)} trees is not a multiple of num_tree_per_iteration={per_iter}.")
+    fields, node_off = _trees(blocks, num_feature, names)
+    tree_class = (np.arange(len(blocks)) % n_outputs).astype(np.int32)
+    average = "average_output" in header
+    params = dict(re.findall(r"^\[(\w+): ([^\]\n]*)\]$", text[text.find("\nparameters:") :], re.M))
+    header_fields: dict[str, Any] = dict(
+        num_feature=num_feature,
+        task=task,
+        num_class=num_class if task == "multiclass" else 1,
+        base_score=np.zeros(n_outputs),
+        postprocessor=post,
+        sigmoid_alpha=alpha,
+        average=average,
+        comparison="<=",
+        feature_dtype="float64",
+        feature_names=None if names is None else tuple(names),
+        source={
+            "library": "lightgbm",
+            "objective": objective,
+            "boosting": params.get("boosting", "rf" if average else "gbdt"),
+        },
+    )
+    try:
+        return Forest(**fields, tree_offsets=node_off, tree_class=tree_class, **header_fields)
+    except InvalidForestError:  # a hand-written model may number its nodes in another order
+        pass
+    try:
+        return Forest.from_trees(_per_tree(fields, node_off, tree_class), **header_fields)
+    except InvalidForestError as exc:
+        raise _fail(f"the trees are corrupt: {exc}") from exc
+
+
+def forest_from_lightgbm(obj: Any) -> Forest:
+    """Build a Forest from a ``lightgbm.Booster`` or an ``LGBMModel`` (classifier, regressor...).
+
+    For the scikit-learn wrappers an early-stopped model keeps its best iteration, as its own
+    ``predict`` does.
+
+    Examples
+    --------
+    >>> import numpy as np, lightgbm
+    >>> X = np.random.default_rng(0).normal(size=(200, 3))
+    >>> model = lightgbm.LGBMRegressor(n_estimators=5, num_leaves=4, verbose=-1).fit(X, X[:, 0])
+    >>> forest = forest_from_lightgbm(model)
+    >>> forest.n_trees, forest.comparison
+    (5, '<=')
+    >>> bool(np.abs(forest.predict(X) - model.predict(X)).max() < 1e-12)
+    True
+    """
+    booster = obj
+    num_iteration: int | None = None
+    if hasattr(type(obj), "booster_"):  # LGBMModel; raises LGBMNotFittedError when not fitted
+        booster = obj.booster_
+        best = getattr(obj, "best_iteration_", None)
+        if best:
+            num_iteration = int(best)
+    if not hasattr(booster, "model_to_string"):
+        raise UnsupportedModelError(
+            f"Cannot read a {type(obj).__name__}: expected a lightgbm.Booster or LGBMModel."
+        )
+    return forest_from_lightgbm_text(booster.model_to_string(num_iteration=num_iteration))

@@ -1,0 +1,28 @@
+"""The IR: :class:`Forest` (every tree ensemble as flat read-only arrays), its invariants
+(:func:`validate`) and the reference predictor every backend is tested against."""
+
+from __future__ import annotations
+
+from treeslim.ir._forest import Forest, Task, TreeArrays
+from treeslim.ir._predict import (
+    apply_postprocessor,
+    check_X,
+    leaf_nodes,
+    margin_from_leaves,
+    predict_margin,
+)
+from treeslim.ir._validate import POSTPROCESSORS, TASKS, validate
+
+__all__ = [
+    "POSTPROCESSORS",
+    "TASKS",
+    "Forest",
+    "Task",
+    "TreeArrays",
+    "apply_postprocessor",
+    "check_X",
+    "leaf_nodes",
+    "margin_from_leaves",
+    "predict_margin",
+    "validate",
+]

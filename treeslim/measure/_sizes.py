@@ -1,0 +1,76 @@
+"""Bytes a Forest takes in each storage format a serving stack might load.
+
+Every figure is the length of the real serialized bytes (optionally gzip'ed), never an estimate.
+A format whose library is missing is left out rather than guessed.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from treeslim.backends import (
+    forest_to_lightgbm_text,
+    forest_to_xgboost_json,
+    to_treelite,
+    to_xgboost,
+)
+from treeslim.errors import TreeSlimError
+from treeslim.formats import dump_tslim_bytes
+
+if TYPE_CHECKING:
+    from treeslim.ir import Forest
+
+__all__ = ["format_sizes", "serialize"]
+
+
+def _xgboost_json(forest: Forest) -> bytes:
+    return json.dumps(forest_to_xgboost_json(forest), separators=(",", ":")).encode()
+
+
+def _xgboost_ubj(forest: Forest) -> bytes:
+    return bytes(to_xgboost(forest).save_raw(raw_format="ubj"))
+
+
+def _lightgbm_text(forest: Forest) -> bytes:
+    return forest_to_lightgbm_text(forest).encode()
+
+
+def _treelite(forest: Forest) -> bytes:
+    return bytes(to_treelite(forest).serialize_bytes())
+
+
+def _tslim(forest: Forest) -> bytes:
+    return dump_tslim_bytes(forest)
+
+
+_FORMATS: dict[str, Callable[[Forest], bytes]] = {
+    "xgboost_json": _xgboost_json,
+    "xgboost_ubj": _xgboost_ubj,
+    "lightgbm_text": _lightgbm_text,
+    "treelite": _treelite,
+    "tslim": _tslim,
+}
+
+
+def serialize(forest: Forest, fmt: str) -> bytes:
+    """The bytes of ``forest`` in format ``fmt`` (one of :func:`format_sizes`' keys)."""
+    if fmt not in _FORMATS:
+        raise ValueError(f"Unknown format {fmt!r}; expected one of {sorted(_FORMATS)}.")
+    return _FORMATS[fmt](forest)
+
+
+def format_sizes(forest: Forest, *, compressed: bool = False) -> dict[str, int]:
+    """Size in bytes of ``forest`` per format; formats that cannot hold it or whose library is
+    missing are left out. With ``compressed=True`` each is gzip'ed (level 9) first."""
+
+    out: dict[str, int] = {}
+    for name, fn in _FORMATS.items():
+        try:
+            data = fn(forest)
+        except (ImportError, TreeSlimError, ValueError):
+            continue
+        out[name] = len(gzip.compress(data, 9, mtime=0) if compressed else data)
+    return out

@@ -1,0 +1,194 @@
+"""The native batch kernel: tree-at-a-time traversal of a Forest in C, over blocks of rows.
+
+``csrc/forest_kernel.c`` is compiled once per machine with the C compiler that ``compile()``
+needs anyway (gcc / cc, with OpenMP when available) and cached. :class:`KernelForest` lays a
+Forest out for it: siblings side by side, leaves looping onto themselves, thresholds converted
+exactly to the precision the model compares in (float32 for XGBoost and scikit-learn, whose inputs
+are float32; float64 for LightGBM).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import sys
+import tempfile
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from treeslim._utils import float32_thresholds, write_atomic
+from treeslim.ir import check_X
+from treeslim.runtime._toolchain import (
+    cache_dir,
+    find_compiler,
+    machine_tag,
+    openmp_ok,
+    run_compiler,
+)
+
+if TYPE_CHECKING:
+    from treeslim.ir import Forest
+
+__all__ = ["KernelForest"]
+
+_SRC = Path(__file__).with_name("csrc") / "forest_kernel.c"
+_LOCK = threading.Lock()
+
+
+def _load_kernel() -> ctypes.CDLL:
+    source = _SRC.read_bytes()
+    cc = find_compiler()
+    omp = openmp_ok(cc)
+    flags = ["-O3", "-march=native", "-fPIC", "-shared", "-std=c99"] + (["-fopenmp"] if omp else [])
+    key = hashlib.sha256(source + " ".join([cc, *flags, machine_tag()]).encode()).hexdigest()[:16]
+    target = cache_dir() / f"kernel-{key}{'.dll' if sys.platform == 'win32' else '.so'}"
+    with _LOCK:
+        if not target.exists():
+            with tempfile.TemporaryDirectory(prefix="treeslim-kernel-") as tmp:
+                built = os.path.join(tmp, target.name)
+                run_compiler(
+                    [cc, *flags, str(_SRC), "-o", built, "-lm"], "the treeslim batch kernel"
+                )
+                write_atomic(target, Path(built).read_bytes())
+        lib = ctypes.CDLL(str(target))
+    ptr, i32, i64 = ctypes.c_void_p, ctypes.c_int32, ctypes.c_int64
+    for t in ("float", "double"):
+        fn = getattr(lib, f"ts_margin_{t}")
+        # X, n, d, thr, child, feat_dl, roots, depths, tree_out, n_trees, values, width, n_out,
+        # strict, out, nthread
+        fn.argtypes = [ptr, i64, i32, ptr, ptr, ptr, ptr, ptr, ptr, i32, ptr, i32, i32,
+                       ctypes.c_int, ptr, ctypes.c_int]  # fmt: skip
+        fn.restype = None
+        fn = getattr(lib, f"ts_leaves_{t}")
+        # X, n, d, thr, child, feat_dl, roots, depths, n_trees, strict, leaves, nthread
+        fn.argtypes = [ptr, i64, i32, ptr, ptr, ptr, ptr, ptr, i32, ctypes.c_int, ptr,
+                       ctypes.c_int]  # fmt: skip
+        fn.restype = None
+    return lib
+
+
+_KERNEL: ctypes.CDLL | None = None
+
+
+def kernel() -> ctypes.CDLL:
+    """The compiled kernel library (built on first use, then cached on disk)."""
+    global _KERNEL
+    if _KERNEL is None:
+        _KERNEL = _load_kernel()
+    return _KERNEL
+
+
+class KernelForest:
+    """A Forest laid out for the C kernel; ``margin(X)`` and ``leaves(X)`` are thread-safe."""
+
+    def __init__(self, forest: Forest) -> None:
+        self.forest = forest
+        self.dtype = np.float32 if forest.feature_dtype == "float32" else np.float64
+        n_trees = forest.n_trees
+        split, cl, cr = forest.split_index, forest.cleft, forest.cright
+        new_id = np.empty(forest.n_nodes, dtype=np.int64)
+        frontier = forest.tree_offsets[:-1].astype(np.int64)
+        new_id[frontier] = np.arange(n_trees)
+        order = [frontier]
+        nxt = n_trees
+        while len(frontier):
+            inner = frontier[split[frontier] >= 0]
+            kids = np.stack([cl[inner], cr[inner]], axis=1).ravel().astype(np.int64)
+            new_id[kids] = nxt + np.arange(len(kids))
+            nxt += len(kids)
+            order.append(kids)
+            frontier = kids
+        old = np.concatenate(order)  # old node id at each new position
+        leaf = split[old] < 0
+        thr: NDArray[Any] = forest.threshold[old]
+        if self.dtype == np.float32:
+            thr = float32_thresholds(thr, forest.comparison)
+        # struct of arrays: the C compiler vectorises the row loop with gathers
+        self.thr = np.ascontiguousarray(np.where(leaf, np.nan, thr), dtype=self.dtype)
+        self.child = np.ascontiguousarray(
+            np.where(leaf, np.arange(len(old)), new_id[np.where(leaf, 0, cl[old])]), dtype=np.int32
+        )
+        self.feat_dl = np.ascontiguousarray(
+            np.where(leaf, 1, split[old].astype(np.int64) * 2 + forest.default_left[old]),
+            dtype=np.int32,
+        )
+        self.old_ids = old
+        self.roots = np.arange(n_trees, dtype=np.int32)
+        self.depths = np.ascontiguousarray(forest.tree_depths, dtype=np.int32)
+        self.tree_out = np.ascontiguousarray(np.maximum(forest.tree_class, 0), dtype=np.int32)
+        self.values = np.ascontiguousarray(forest.leaf_value[old], dtype=np.float64)
+        self.strict = 1 if forest.comparison == "<" else 0
+        self._lib = kernel()
+        suffix = "float" if self.dtype == np.float32 else "double"
+        self._margin = getattr(self._lib, f"ts_margin_{suffix}")
+        self._leaves = getattr(self._lib, f"ts_leaves_{suffix}")
+
+    def prepare(self, X: Any) -> NDArray[Any]:
+        """``X`` validated and converted to the kernel's dtype, C-ordered."""
+        return check_X(self.forest, X, dtype=self.dtype)
+
+    def raw_sum(self, Xc: NDArray[Any], nthread: int = 1) -> NDArray[np.float64]:
+        """Summed leaf values (n, n_outputs) of prepared rows, without base score or averaging."""
+        n = Xc.shape[0]
+        out = np.zeros((n, self.forest.n_outputs))
+        if n:
+            f = self.forest
+            self._margin(
+                Xc.ctypes.data,
+                n,
+                f.num_feature,
+                self.thr.ctypes.data,
+                self.child.ctypes.data,
+                self.feat_dl.ctypes.data,
+                self.roots.ctypes.data,
+                self.depths.ctypes.data,
+                self.tree_out.ctypes.data,
+                f.n_trees,
+                self.values.ctypes.data,
+                f.leaf_width,
+                f.n_outputs,
+                self.strict,
+                out.ctypes.data,
+                max(1, int(nthread)),
+            )
+        return out
+
+    def margin(self, X: Any, nthread: int = 1) -> NDArray[np.float64]:
+        """Margins (n, n_outputs), as :meth:`Forest.predict_margin` computes them."""
+        return self.margin_prepared(self.prepare(X), nthread)
+
+    def margin_prepared(self, Xc: NDArray[Any], nthread: int = 1) -> NDArray[np.float64]:
+        """:meth:`margin` of rows already passed through :meth:`prepare`."""
+        f = self.forest
+        out = self.raw_sum(Xc, nthread)
+        if f.average:
+            out /= f.trees_per_output
+        out += f.base_score
+        return out
+
+    def leaves(self, X: Any, nthread: int = 1) -> NDArray[np.int64]:
+        """Global Forest node index of the leaf each row reaches in each tree, (n, n_trees)."""
+        Xc = self.prepare(X)
+        n = Xc.shape[0]
+        out = np.empty((n, self.forest.n_trees), dtype=np.int32)
+        if n:
+            self._leaves(
+                Xc.ctypes.data,
+                n,
+                self.forest.num_feature,
+                self.thr.ctypes.data,
+                self.child.ctypes.data,
+                self.feat_dl.ctypes.data,
+                self.roots.ctypes.data,
+                self.depths.ctypes.data,
+                self.forest.n_trees,
+                self.strict,
+                out.ctypes.data,
+                max(1, int(nthread)),
+            )
+        return self.old_ids[out]

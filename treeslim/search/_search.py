@@ -1,0 +1,297 @@
+"""The compression search: the smallest Forest whose metric stays within a loss budget.
+
+``search(teacher, X, y)`` tries candidate pipelines (:mod:`treeslim.search._candidate`: which
+trees to keep, leaf refit toward the teacher on the calibration rows plus generated rows, node
+pruning, exact passes; distilled students), evaluates each on held-out calibration rows with the
+task's metric, and keeps the smallest model (by node count) whose metric is within ``max_loss`` of
+the teacher's. Candidates are evaluated in parallel with joblib, so
+``joblib.parallel_config(backend="dask")`` runs them on a Dask cluster unchanged.
+:func:`treeslim.compress` wraps the result in a fitted scikit-learn estimator.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any
+
+import numpy as np
+from joblib import Parallel, delayed
+from numpy.typing import ArrayLike, NDArray
+
+from treeslim._utils import Progress
+from treeslim.data import generate_rows
+from treeslim.data import holdout as split_holdout
+from treeslim.ir import Forest
+from treeslim.measure import HIGHER_IS_BETTER, default_metric
+from treeslim.passes import (
+    exact_passes,
+    output_groups,
+    quantize_leaves,
+    quantize_thresholds,
+    selection_order,
+)
+from treeslim.runtime import KernelForest
+from treeslim.search._candidate import Candidate, Plan, build_candidate, score
+from treeslim.search._judge import paired_se
+from treeslim.search._pareto import annotate_front
+
+__all__ = ["SearchResult", "search"]
+
+_FRACTIONS = (0.75, 0.5, 0.25)  # node budgets tried inside the kept trees
+_STUDENT_TREES = (10, 30, 100)  # distilled students: trees per output ...
+_STUDENT_DEPTHS = (3, 4, 6)  # ... and their depth
+_PROBES = 2  # tree counts tried per bisection round: fixed, so the search never depends on n_jobs
+
+
+@dataclasses.dataclass
+class SearchResult:
+    """What :func:`search` found: the chosen forest and every candidate it measured."""
+
+    forest: Forest
+    teacher_metric: float
+    metric: str
+    candidates: list[Candidate] = dataclasses.field(default_factory=list)
+
+    @property
+    def chosen(self) -> Candidate:
+        """The candidate whose forest was returned (its ``steps``, ``nodes``, ``score``, ...)."""
+        return next(c for c in self.candidates if c.forest is self.forest)
+
+    @property
+    def front(self) -> list[Candidate]:
+        """The candidates on the Pareto front of (nodes, single-row p50, metric), by size."""
+        return sorted((c for c in self.candidates if c.pareto), key=lambda c: c.nodes)
+
+    def best_accepted_nodes(self) -> int:
+        """Nodes of the smallest accepted candidate so far."""
+        return min(c.nodes for c in self.candidates if c.accepted)
+
+
+def _tree_grid(n: int) -> list[int]:
+    """Tree counts (per output) to try: all, then shrinking by a factor 1.6 down to 1."""
+    grid = []
+    k = float(n)
+    while k >= 1:
+        grid.append(max(1, round(k)))
+        k /= 1.6
+    return sorted(set(grid), reverse=True)
+
+
+def _bisection_probes(lo: int, hi: int) -> list[int]:
+    """Grid indices to try next when ``lo`` is known to pass and ``hi`` to fail."""
+    return sorted({lo + max(1, round(j * (hi - lo) / (_PROBES + 1))) for j in range(1, _PROBES + 1)}
+                  - {hi})  # fmt: skip
+
+
+def _expected_nodes(teacher: Forest, order: list[list[int]], groups: list[Any], k: int) -> int:
+    """Nodes of the first ``k`` trees per group in selection order (before pruning)."""
+    sizes = np.diff(teacher.tree_offsets)
+    return int(
+        sum(
+            sizes[g].sum() if k >= len(g) else sizes[np.asarray(g)[o[:k]]].sum()
+            for g, o in zip(groups, order, strict=True)
+        )
+    )
+
+
+def _indexed(i: int, plan: Plan, *args: Any) -> tuple[int, Candidate | None]:
+    return i, build_candidate(plan, *args)
+
+
+@dataclasses.dataclass
+class _Budget:
+    """How candidates are judged: the teacher's score on the judge rows and the budget."""
+
+    judge: tuple[Any, Any, Any]  # X, y, qid of the judge rows
+    metric: str
+    base: float  # the teacher's metric there
+    teacher_pred: NDArray[np.float64]
+    max_loss: float
+    random_state: int | None
+
+    @property
+    def sign(self) -> float:
+        return 1.0 if HIGHER_IS_BETTER[self.metric] else -1.0
+
+    def loss(self, c: Candidate) -> float:
+        return self.sign * (self.base - c.score)
+
+    def accepts(self, c: Candidate, task: str) -> bool:
+        """Loss plus one bootstrap standard error of the paired difference within the budget
+        (the error only computed where the loss alone fits)."""
+        if self.loss(c) > self.max_loss:
+            return False
+        X, y, qid = self.judge
+        c.loss_se = paired_se(task, y, qid, self.metric, self.teacher_pred,
+                              c.forest.predict(X), self.random_state)  # fmt: skip
+        return self.loss(c) + c.loss_se <= self.max_loss
+
+
+@dataclasses.dataclass
+class _Runner:
+    """Evaluates rounds of plans in parallel (joblib) and records them, in plan order."""
+
+    teacher: Forest
+    X_fit: NDArray[np.float64]
+    target: NDArray[np.float64]
+    order: list[list[int]]
+    budget: _Budget
+    result: SearchResult
+    bar: Progress
+    n_jobs: int | None
+
+    def __call__(self, plans: list[Plan]) -> list[Candidate | None]:
+        self.bar.add(len(plans))
+        b = self.budget
+        out: list[Candidate | None] = [None] * len(plans)
+        jobs = (delayed(_indexed)(i, plan, self.teacher, self.X_fit, self.target, b.judge,
+                                  b.metric, b.random_state, self.order)
+                for i, plan in enumerate(plans))  # fmt: skip
+        for i, c in Parallel(n_jobs=self.n_jobs, return_as="generator_unordered")(jobs):
+            out[i] = c
+            if c is not None:
+                c.accepted = b.accepts(c, self.teacher.task)
+            self.bar.update(note=plans[i].describe())
+        self.result.candidates.extend(c for c in out if c is not None)
+        return out
+
+
+def _bisect_trees(run: _Runner, grid: list[int]) -> None:
+    """Bisect the tree grid for every node budget at once, in rounds; in each, skip the tree
+    counts whose expected size cannot beat the smallest accepted candidate so far."""
+    teacher, order = run.teacher, run.order
+    groups = output_groups(teacher)
+    budgets: tuple[float | None, ...] = (None, *_FRACTIONS)
+    lo = {f: (0 if f is None else -1) for f in budgets}  # largest grid index known to pass
+    hi = {f: len(grid) for f in budgets}  # smallest grid index known to fail
+    sizes = [_expected_nodes(teacher, order, groups, k) for k in grid]
+    while True:
+        best_nodes = run.result.best_accepted_nodes()
+        probes: list[tuple[int, float | None]] = []
+        for f in budgets:
+            small = [i for i in range(hi[f]) if (f or 1.0) * sizes[i] < best_nodes]
+            lo[f] = max(lo[f], (small[0] if small else hi[f]) - 1)
+            if hi[f] - lo[f] > 1:
+                probes += [(i, f) for i in _bisection_probes(lo[f], hi[f])]
+        if not probes:
+            return
+        done = run([Plan(grid[i], f) for i, f in probes])
+        for (i, f), c in zip(probes, done, strict=True):
+            if c is not None and c.accepted:
+                lo[f] = max(lo[f], i)
+        for (i, f), c in zip(probes, done, strict=True):
+            if (c is None or not c.accepted) and i > lo[f]:
+                hi[f] = min(hi[f], i)
+
+
+def _student_plans(teacher: Forest, best_nodes: int) -> list[Plan]:
+    """Distilled students that could be smaller than ``best_nodes``."""
+    width = teacher.n_outputs if teacher.leaf_width == 1 else 1
+    return [
+        Plan(n, None, d)
+        for d in _STUDENT_DEPTHS
+        for n in _STUDENT_TREES
+        if d <= teacher.max_depth and width * n * (2 ** (d + 1) - 1) < best_nodes
+    ]
+
+
+def _quantize_step(run: _Runner, best: Candidate, bits: int) -> None:
+    """Quantize the chosen forest's leaves (k-means codebook refit toward the teacher) and
+    thresholds to ``bits`` bits; keep it if the metric stays within the budget."""
+    t0 = time.perf_counter()
+    b, result = run.budget, run.result
+    m = min(len(run.X_fit), 20_000)
+    q = quantize_leaves(result.forest, bits=bits, method="kmeans", X=run.X_fit[:m],
+                        y_margin=run.target[:m])  # fmt: skip
+    q = quantize_thresholds(q, b.judge[0], bits=bits)
+    c = Candidate(
+        steps=[*best.steps, f"quantize_leaves(bits={bits})", f"quantize_thresholds(bits={bits})"],
+        forest=q, score=score(q, *b.judge, b.metric), seconds=time.perf_counter() - t0,
+    )  # fmt: skip
+    c.accepted = b.loss(c) <= b.max_loss
+    result.candidates.append(c)
+    if c.accepted:
+        result.forest = q
+
+
+def search(
+    teacher: Forest,
+    X: ArrayLike,
+    y: ArrayLike,
+    *,
+    qid: ArrayLike | None = None,
+    max_loss: float = 0.005,
+    metric: str | None = None,
+    n_synthetic: int = 20_000,
+    random_state: int | None = None,
+    n_jobs: int | None = None,
+    verbose: int = 1,
+    bits: int | None = None,
+    holdout: float = 0.3,
+    distill: bool = True,
+) -> SearchResult:
+    """Find the smallest forest within ``max_loss`` of ``teacher``'s metric on ``(X, y)``.
+
+    ``max_loss=0`` applies the exact passes only (identical predictions on every input).
+    Otherwise the search runs in two stages. First, tree counts on a grid (all, then / 1.6 down
+    to 1 per output) are bisected, two per round, for the fewest trees that stay within budget
+    after selection and leaf refit (the greedy selection order is computed once and shared).
+    Then node pruning (to 3/4, 1/2, 1/4 of the nodes) is tried on that count and on larger
+    ones, but only where the pruned size would beat the best so far. A candidate is accepted
+    when its loss plus one bootstrap standard error of the paired difference fits ``max_loss``.
+    With ``distill``, boosted students (10, 30, 100 trees per output of depth 3, 4, 6, in the
+    teacher's library) are then trained on the teacher's margins over the same rows
+    (:func:`treeslim.distillation.distill_candidate`), those that could be smaller than the best
+    so far. With ``bits``, the chosen forest's leaves (k-means codebook refit toward the teacher)
+    and thresholds are then quantized to ``bits`` bits, kept if the metric stays within the
+    budget. ``holdout`` of the rows (whole queries for ranking; none below 200 rows) are kept out
+    of tree selection and leaf refit and judge the candidates. Candidates of a round are
+    evaluated in parallel with joblib (``n_jobs``); the result does not depend on the joblib
+    backend or ``n_jobs``. ``verbose=1`` shows a progress bar on a terminal, ``0`` is silent.
+    """
+    metric = metric or default_metric(teacher.task)
+    if metric not in HIGHER_IS_BETTER:
+        raise ValueError(f"Unknown metric {metric!r}; expected one of {sorted(HIGHER_IS_BETTER)}.")
+    if max_loss < 0:
+        raise ValueError(f"max_loss must be >= 0; got {max_loss}.")
+    Xall, yall = np.asarray(X, dtype=np.float64), np.asarray(y)
+    fit_idx, val_idx = split_holdout(len(Xall), qid, holdout, random_state)
+    # candidates are fitted on one part and judged on the other, so the budget is not judged on
+    # the rows the leaves were refitted on
+    judge = (Xall[val_idx], yall[val_idx], None if qid is None else np.asarray(qid)[val_idx])
+    base = score(teacher, *judge, metric)
+    exact = exact_passes(teacher)
+    result = SearchResult(forest=exact, teacher_metric=base, metric=metric)
+    result.candidates.append(Candidate(["exact_passes"], exact, base, accepted=True))
+    higher = HIGHER_IS_BETTER[metric]
+    if max_loss == 0:
+        result.candidates[0].chosen = True
+        annotate_front(result.candidates, judge[0], higher_is_better=higher)
+        return result
+    bar = Progress(1, "treeslim search", verbose=verbose)
+    Xf = Xall[fit_idx]
+    extra = generate_rows(Xf, n_synthetic, random_state=random_state) if n_synthetic else None
+    X_fit = Xf if extra is None else np.vstack([Xf, extra])
+    target = KernelForest(teacher).margin(X_fit)
+    grid = _tree_grid(teacher.trees_per_output)
+    order = selection_order(teacher, X_fit, n_trees=grid[min(1, len(grid) - 1)],
+                            target_margin=target, random_state=random_state)  # fmt: skip
+    bar.update(note="tree order")
+    budget = _Budget(judge, metric, base, teacher.predict(judge[0]), max_loss, random_state)
+    run = _Runner(teacher, X_fit, target, order, budget, result, bar, n_jobs)
+    _bisect_trees(run, grid)
+    if distill:  # students distilled from the teacher's margins, where they could beat the best
+        run(_student_plans(teacher, result.best_accepted_nodes()))
+    best = min((c for c in result.candidates if c.accepted),
+               key=lambda c: (c.nodes, -budget.sign * c.score))  # fmt: skip
+    result.forest = best.forest
+    if bits is not None:
+        bar.add(1)
+        _quantize_step(run, best, bits)
+        bar.update(note=f"{bits}-bit quantization")
+    for c in result.candidates:
+        c.chosen = c.forest is result.forest
+    annotate_front(result.candidates, judge[0], higher_is_better=higher)
+    bar.close()
+    return result
