@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from treeslim import nn
 from treeslim._api import compile, compress, load, save
+from treeslim._utils import VERSION
 from treeslim.backends import to_lightgbm, to_treelite, to_xgboost
 from treeslim.backends.tl2cgen import CompiledForest
 from treeslim.distillation import distill
@@ -37,7 +38,7 @@ from treeslim.runtime import CompilerError
 
 save_tslim = save  #: the name ``treeslim.save`` had first
 
-__version__ = "0.1.0"
+__version__ = VERSION
 
 __all__ = [
     "CompiledForest",

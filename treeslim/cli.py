@@ -112,13 +112,23 @@ def _is_number(text: str) -> bool:
 
 def _compile(args: argparse.Namespace) -> int:
     forest = _load_forest(args.model, "compile")
-    compiled = compile_forest(forest, args.output, nthread=args.nthread, cache=not args.no_cache)
-    size = os.path.getsize(args.output)
+    compiled = compile_forest(forest, nthread=args.nthread, cache=not args.no_cache)
+    out = args.output
+    if os.path.isdir(out) or out.endswith(("/", os.sep)):  # a folder: MODEL.so and MODEL.h in it
+        lib, header = compiled.save(out, name=_stem(args.model))
+    else:  # the library where asked, its header beside it
+        lib, header = compiled.save(out)
     print(
-        f"compiled {forest.n_trees} trees ({forest.n_nodes} nodes) into {args.output}"
-        f" ({size:,} bytes); cached at {compiled.libpath}"
+        f"compiled {forest.n_trees} trees ({forest.n_nodes} nodes) into {lib}"
+        f" ({lib.stat().st_size:,} bytes), C header {header}"
     )
     return 0
+
+
+def _stem(path: str) -> str:
+    """A C-friendly name from a model file's name (``ranker.v2.json`` -> ``ranker``)."""
+    name = "".join(c if c.isalnum() else "_" for c in os.path.basename(path).split(".")[0])
+    return name or "model"
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -228,7 +238,12 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("compile", help="compile a model file into a shared library (TL2cgen)")
     p.add_argument("model", help="model file")
-    p.add_argument("-o", "--output", required=True, help="where to write the .so")
+    p.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        help="a folder (DIR/ gets MODEL.so and MODEL.h, the C header) or the .so to write",
+    )
     p.add_argument("--nthread", type=int, default=None, help="parallel compiler processes")
     p.add_argument("--no-cache", action="store_true", help="rebuild even if cached")
     p.set_defaults(func=_compile)

@@ -10,8 +10,10 @@ from treeslim._utils._labels import class_codes
 from treeslim._utils._optional import require
 from treeslim._utils._progress import Progress
 from treeslim._utils._sklearn import frozen, is_fitted, unwrap
+from treeslim._utils._version import VERSION
 
 __all__ = [
+    "VERSION",
     "Progress",
     "class_codes",
     "float32_strict_thresholds",

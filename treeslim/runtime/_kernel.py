@@ -54,7 +54,7 @@ def _load_kernel() -> ctypes.CDLL:
                 run_compiler(
                     [cc, *flags, str(_SRC), "-o", built, "-lm"], "the treeslim batch kernel"
                 )
-                write_atomic(target, Path(built).read_bytes())
+                write_atomic(target, Path(built).read_bytes(), executable=True)
         lib = ctypes.CDLL(str(target))
     ptr, i32, i64 = ctypes.c_void_p, ctypes.c_int32, ctypes.c_int64
     for t in ("float", "double"):

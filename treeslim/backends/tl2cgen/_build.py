@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from treeslim._utils import Progress, write_atomic
-from treeslim.backends.tl2cgen._codegen import SHIM, generate
+from treeslim.backends.tl2cgen._codegen import SHIM, generate, model_info
 from treeslim.runtime import find_compiler, run_compiler
 
 if TYPE_CHECKING:
@@ -54,7 +54,14 @@ def forest_hash(forest: Forest, options: dict[str, Any]) -> str:
     )
     h.update(
         repr(
-            (header, sorted(options.items()), tl2cgen.__version__, treelite.__version__, SHIM)
+            (
+                header,
+                sorted(options.items()),
+                tl2cgen.__version__,
+                treelite.__version__,
+                SHIM,
+                model_info(forest),
+            )
         ).encode()
     )
     return h.hexdigest()[:24]
@@ -86,4 +93,4 @@ def build_library(
             [cc, "-shared", "-o", str(out), *map(str, objects), "-lm"], "the model library"
         )
         bar.update(note="linked")
-        write_atomic(target, out.read_bytes())
+        write_atomic(target, out.read_bytes(), executable=True)

@@ -5,6 +5,7 @@ plus treeslim's shim (``shim.c``) with the row entry points."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import sys
@@ -14,16 +15,69 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from treeslim._utils import float32_thresholds
+from treeslim._utils import VERSION, float32_thresholds
 from treeslim.backends._treelite import to_treelite
 from treeslim.errors import TreeSlimError
 
 if TYPE_CHECKING:
     from treeslim.ir import Forest
 
-__all__ = ["SHIM", "generate"]
+__all__ = ["ABI_VERSION", "SHIM", "generate", "header_text", "model_info"]
 
 SHIM = Path(__file__).with_name("shim.c").read_text()
+HEADER_TEMPLATE = Path(__file__).with_name("treeslim.h.in").read_text()
+#: Version of the C ABI (the treeslim_* functions and their contract); a library of another
+#: version is refused when loaded.
+ABI_VERSION = 1
+_LINKS = {"identity": 0, "sigmoid": 1, "softmax": 2, "exponential": 3, "argmax": 2}
+
+
+def model_info(forest: Forest) -> str:
+    """The JSON a compiled library returns from ``treeslim_model_info()``."""
+    import tl2cgen
+    import treelite
+
+    n_out = forest.n_outputs
+    info = {
+        "abi_version": ABI_VERSION,
+        "task": forest.task,
+        "num_features": forest.num_feature,
+        "features": list(forest.feature_names) if forest.feature_names else None,
+        "num_outputs": n_out,
+        "outputs": forest.source.get("classes") if n_out > 1 else None,
+        "link": "softmax" if forest.postprocessor == "argmax" else forest.postprocessor,
+        "sigmoid_alpha": forest.sigmoid_alpha,
+        "input_precision": forest.feature_dtype,
+        "missing": "NaN",
+        "categorical": {},
+        "source": {k: forest.source[k] for k in ("library", "objective") if k in forest.source},
+        "versions": {"treeslim": VERSION, "treelite": treelite.__version__,
+                     "tl2cgen": tl2cgen.__version__},
+    }  # fmt: skip
+    return json.dumps(info, separators=(",", ":"), default=str)
+
+
+def _c_string(text: str) -> str:
+    """``text`` as a C string literal (bytes escaped in octal, so any content is safe)."""
+    out = []
+    for b in text.encode("utf-8"):
+        ch = chr(b)
+        out.append(ch if 32 <= b < 127 and ch not in '"\\?' else f"\\{b:03o}")
+    return '"' + "".join(out) + '"'
+
+
+def header_text(forest: Forest, name: str) -> str:
+    """The C header documenting a compiled library's ABI (written next to it as ``name.h``)."""
+    values = {
+        "NAME": name, "VERSION": VERSION, "ABI": str(ABI_VERSION), "TASK": forest.task,
+        "NUM_FEATURES": str(forest.num_feature), "NUM_OUTPUTS": str(forest.n_outputs),
+        "LINK": "softmax" if forest.postprocessor == "argmax" else forest.postprocessor,
+        "GUARD": "".join(c if c.isalnum() else "_" for c in name).upper(),
+    }  # fmt: skip
+    text = HEADER_TEMPLATE
+    for key, value in values.items():
+        text = text.replace(f"@{key}@", value)
+    return text
 
 
 def generate(forest: Forest, build: Path, parallel_comp: int, verbose: bool) -> list[Path]:
@@ -49,11 +103,17 @@ def generate(forest: Forest, build: Path, parallel_comp: int, verbose: bool) -> 
             "TL2cgen generated a header this version of treeslim does not recognise; "
             f"tl2cgen {tl2cgen.__version__} may be too new."
         )
-    shim = (
-        f"#define TS_ENTRY_T {entry.group(1)}\n#define TS_LEAF_T {leaf.group(1)}\n"
-        f"#define TS_NFEAT {forest.num_feature}\n"
-        f"#define TS_INPUT_T {'float' if forest.feature_dtype == 'float32' else 'double'}\n" + SHIM
-    )
+    defines = {
+        "TS_ENTRY_T": entry.group(1),
+        "TS_LEAF_T": leaf.group(1),
+        "TS_NFEAT": str(forest.num_feature),
+        "TS_INPUT_T": "float" if forest.feature_dtype == "float32" else "double",
+        "TS_LINK": str(_LINKS[forest.postprocessor]),
+        "TS_ALPHA": float(forest.sigmoid_alpha).hex(),
+        "TS_ABI_VERSION": str(ABI_VERSION),
+        "TS_MODEL_INFO": _c_string(model_info(forest)),
+    }
+    shim = "".join(f"#define {k} {v}\n" for k, v in defines.items()) + SHIM
     (build / "treeslim_shim.c").write_text(shim)
     return sorted(build.glob("*.c"))
 

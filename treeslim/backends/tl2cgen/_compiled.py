@@ -11,7 +11,11 @@ load) and :class:`CompiledForest`, which scores
 from __future__ import annotations
 
 import ctypes
+import hashlib
+import json
 import os
+import platform
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +24,9 @@ from numpy.typing import NDArray
 
 from treeslim._utils import write_atomic
 from treeslim.backends.tl2cgen._build import BUILD_LOCK, build_library, forest_hash
-from treeslim.ir import Forest, apply_postprocessor
+from treeslim.backends.tl2cgen._codegen import ABI_VERSION, header_text
+from treeslim.errors import ModelFormatError
+from treeslim.ir import Forest, apply_postprocessor, check_X
 from treeslim.runtime import CompilerError, KernelForest, cache_dir
 
 __all__ = ["ROWWISE_MAX_ROWS", "CompiledForest", "compile_forest"]
@@ -58,9 +64,10 @@ def compile_forest(
                 parallel_comp=units,
                 verbose=verbose,
             )
+    compiled = CompiledForest(forest, target, nthread=threads)
     if path is not None:
-        write_atomic(path, target.read_bytes())
-    return CompiledForest(forest, target, nthread=threads)
+        compiled.save(path)
+    return compiled
 
 
 class CompiledForest:
@@ -68,7 +75,12 @@ class CompiledForest:
 
     One row (a 1-D array or shape (1, d)) goes through the compiled row function with no per-call
     allocation beyond the result; batches go through the tree-at-a-time kernel with ``nthread``
-    threads. Calls are thread-safe.
+    threads (or, on a host where the kernel cannot be built, through the library's own row loop,
+    with the same results). Calls are thread-safe.
+
+    The library has a stable C ABI (``treeslim_predict`` and friends, see :meth:`save`), so a
+    service in any language can load it. Pickling (``pickle``, ``joblib.dump``) embeds the
+    library's bytes: unpickling needs no compiler, only the same kind of machine.
     """
 
     def __init__(self, forest: Forest, libpath: str | os.PathLike[str], *, nthread: int = 1):
@@ -80,28 +92,58 @@ class CompiledForest:
         except OSError as exc:
             raise CompilerError(f"Cannot load the compiled model {self.libpath}: {exc}") from exc
         self._lib = lib
+        _check_abi(lib, forest, self.libpath)
         c_ptr = ctypes.c_void_p
         self._row1 = {}
         self._rows = {}
-        for suffix, dt in (("f64", np.float64), ("f32", np.float32)):
-            fn = getattr(lib, f"ts_row1_{suffix}")
+        for dt, row1, rows in ((np.float64, "ts_row1_f64", "treeslim_predict"),
+                               (np.float32, "ts_row1_f32", "treeslim_predict_f32")):  # fmt: skip
+            fn = getattr(lib, row1)
             fn.argtypes = [ctypes.c_char_p, ctypes.c_int]  # bytes pass as a pointer, no copy
             fn.restype = ctypes.c_double
             self._row1[np.dtype(dt)] = fn
-            fn = getattr(lib, f"ts_rows_{suffix}")
-            fn.argtypes = [c_ptr, ctypes.c_int64, ctypes.c_int, c_ptr]
+            fn = getattr(lib, rows)
+            fn.argtypes = [c_ptr, ctypes.c_int64, ctypes.c_int32, c_ptr]
             fn.restype = None
             self._rows[np.dtype(dt)] = fn
-        self.n_outputs = int(lib.ts_nout())
-        self._kernel = KernelForest(forest)
+        self.n_outputs = int(lib.treeslim_num_outputs())
+        self._dtype = np.float32 if forest.feature_dtype == "float32" else np.float64
+        self._kernel: KernelForest | None = None
         self._d = forest.num_feature
         self._single = forest.n_outputs == 1 and self.n_outputs == 1
 
     def __repr__(self) -> str:
         return f"CompiledForest({self.forest!r}, lib={self.libpath.name})"
 
+    @property
+    def info(self) -> dict[str, Any]:
+        """What ``treeslim_model_info()`` returns: task, features, outputs, link, versions."""
+        info: dict[str, Any] = json.loads(_info_text(self._lib))
+        return info
+
+    def save(self, path: str | os.PathLike[str], name: str | None = None) -> tuple[Path, Path]:
+        """Write the library and its C header; return their paths.
+
+        ``path`` is a folder (it gets ``name.so`` and ``name.h``; ``name`` defaults to
+        ``"model"``; the folder is created) or, without ``name``, the library's file name ending
+        in ``.so`` (``.dylib``, ``.dll``): its header goes beside it with the suffix ``.h``. The header documents the C ABI
+        (``treeslim_predict``, ``treeslim_predict_f32``, ``treeslim_num_features``,
+        ``treeslim_num_outputs``, ``treeslim_model_info``). Both files are written atomically,
+        with the usual permissions (umask).
+        """
+        out = Path(path)
+        if name is not None or out.is_dir() or out.suffix not in (".so", ".dylib", ".dll"):
+            out.mkdir(parents=True, exist_ok=True)
+            out = out / f"{name or 'model'}{_SUFFIX}"
+        header = out.with_suffix(".h")
+        write_atomic(out, self.libpath.read_bytes(), executable=True)
+        write_atomic(header, header_text(self.forest, out.stem))
+        return out, header
+
     def __reduce__(self) -> tuple[Any, ...]:
-        return (_reload, (self.forest, str(self.libpath), self.nthread))
+        data = self.libpath.read_bytes()
+        return (_restore, (self.forest, data, hashlib.sha256(data).hexdigest(), _platform(),
+                           ABI_VERSION, self.nthread))  # fmt: skip
 
     def _one_row(self, X: Any, margin: int) -> float | None:
         """The fast path: one float32/float64 row of the right width, else None.
@@ -128,16 +170,17 @@ class CompiledForest:
         v = self._one_row(X, 1)
         if v is not None:
             return np.array([v])
-        Xc = self._kernel.prepare(X)
-        if len(Xc) <= ROWWISE_MAX_ROWS:
+        Xc = check_X(self.forest, X, dtype=self._dtype)
+        kernel = self._batch_kernel() if len(Xc) > ROWWISE_MAX_ROWS else None
+        if kernel is None:
             return self._rowwise(Xc, margin=True)
-        out = self._kernel.margin_prepared(Xc, nthread or self.nthread)
+        out = kernel.margin_prepared(Xc, nthread or self.nthread)
         return out[:, 0] if self.forest.n_outputs == 1 else out
 
     def predict_rowwise(self, X: Any, *, margin: bool = False) -> NDArray[np.float64]:
-        """Score row by row through TL2cgen's generated code (its own batch strategy; for
-        comparison and tests)."""
-        return self._rowwise(self._kernel.prepare(X), margin=margin)
+        """Score row by row through the library's C ABI (``treeslim_predict``): what a C
+        service gets; for comparison and tests."""
+        return self._rowwise(check_X(self.forest, X, dtype=self._dtype), margin=margin)
 
     def _rowwise(self, Xc: NDArray[Any], *, margin: bool) -> NDArray[np.float64]:
         fn = self._rows[Xc.dtype]
@@ -145,8 +188,68 @@ class CompiledForest:
         fn(Xc.ctypes.data, Xc.shape[0], int(margin), out.ctypes.data)
         return out[:, 0] if self.n_outputs == 1 else out
 
+    def _batch_kernel(self) -> KernelForest | None:
+        """treeslim's batch kernel, built on first use; None where it cannot be built (no C
+        compiler on a serving host): batches then go through the library's row loop."""
+        if self._kernel is None and not self._no_kernel:
+            try:
+                self._kernel = KernelForest(self.forest)
+            except CompilerError:
+                self._no_kernel = True
+        return self._kernel
 
-def _reload(forest: Forest, libpath: str, nthread: int) -> CompiledForest:
-    if not os.path.exists(libpath):
-        return compile_forest(forest, nthread=nthread)
-    return CompiledForest(forest, libpath, nthread=nthread)
+    _no_kernel = False
+
+
+_SUFFIX = ".dll" if sys.platform == "win32" else (".dylib" if sys.platform == "darwin" else ".so")
+
+
+def _info_text(lib: ctypes.CDLL) -> str:
+    fn = lib.treeslim_model_info
+    fn.restype = ctypes.c_char_p
+    return bytes(fn()).decode("utf-8")
+
+
+def _check_abi(lib: ctypes.CDLL, forest: Forest, path: Path) -> None:
+    """Refuse a library that is not a treeslim model of this ABI version for ``forest``."""
+    try:
+        version = int(lib.treeslim_abi_version())
+        n_features = int(lib.treeslim_num_features())
+    except AttributeError:
+        raise CompilerError(
+            f"{path} is not a treeslim model library of this version (no treeslim_abi_version):"
+            " recompile the model with treeslim.compile."
+        ) from None
+    if version != ABI_VERSION or n_features != forest.num_feature:
+        raise CompilerError(
+            f"{path} has C ABI version {version} for {n_features} features; this treeslim needs"
+            f" version {ABI_VERSION} for {forest.num_feature}: recompile with treeslim.compile."
+        )
+
+
+def _platform() -> str:
+    """The kind of machine a compiled library runs on: OS and architecture."""
+    return f"{sys.platform}-{platform.machine()}"
+
+
+def _restore(
+    forest: Forest, data: bytes, digest: str, machine: str, abi: int, nthread: int
+) -> CompiledForest:
+    """Unpickle a :class:`CompiledForest`: check the embedded library (hash, machine, ABI),
+    put it in the cache if it is not there yet, and load it. No compiler is needed."""
+    if hashlib.sha256(data).hexdigest() != digest:
+        raise ModelFormatError(
+            "The compiled library embedded in this pickle is corrupt (its SHA-256 does not"
+            " match): recompile the model with treeslim.compile."
+        )
+    if machine != _platform() or abi != ABI_VERSION:
+        raise CompilerError(
+            f"This pickle holds a library compiled for {machine} (C ABI {abi}); this is"
+            f" {_platform()} (C ABI {ABI_VERSION}): recompile the model here with"
+            " treeslim.compile (it needs a C compiler), or unpickle it on a matching host."
+        )
+    target = cache_dir() / "models" / f"restored-{digest[:24]}{_SUFFIX}"
+    if not target.exists() or hashlib.sha256(target.read_bytes()).hexdigest() != digest:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(target, data, executable=True)
+    return CompiledForest(forest, target, nthread=nthread)

@@ -1,6 +1,7 @@
-/* treeslim's row entry points around TL2cgen's generated predict(), compiled with TL2cgen's
- * sources. TS_ENTRY_T, TS_LEAF_T, TS_NFEAT and TS_INPUT_T are defined in front of this file by
- * treeslim.backends.tl2cgen._codegen. Nothing here allocates. */
+/* treeslim's entry points around TL2cgen's generated predict(), compiled with TL2cgen's sources:
+ * a one-row function for the Python fast path and the public C ABI (treeslim_*). TS_ENTRY_T,
+ * TS_LEAF_T, TS_NFEAT, TS_INPUT_T, TS_LINK, TS_ALPHA, TS_ABI_VERSION and TS_MODEL_INFO are
+ * defined in front of this file by treeslim.backends.tl2cgen._codegen. Nothing here allocates. */
 #include "header.h"
 #include <math.h>
 #include <stdint.h>
@@ -9,6 +10,23 @@
 #define TS_NOUT (N_TARGET * MAX_N_CLASS)
 
 void ts_predict_noq(union Entry* data, int pred_margin, TS_LEAF_T* result);
+
+/* The link from raw scores to predictions, in double precision as Forest.predict computes it:
+ * TS_LINK 0 identity, 1 sigmoid (slope TS_ALPHA), 2 softmax, 3 exponential. */
+static void ts_link(double* r, int k) {
+#if TS_LINK == 1
+  for (int j = 0; j < k; ++j) r[j] = 1.0 / (1.0 + exp(-(TS_ALPHA) * r[j]));
+#elif TS_LINK == 2
+  double top = r[0], sum = 0.0;
+  for (int j = 1; j < k; ++j) top = r[j] > top ? r[j] : top;
+  for (int j = 0; j < k; ++j) { r[j] = exp(r[j] - top); sum += r[j]; }
+  for (int j = 0; j < k; ++j) r[j] /= sum;
+#elif TS_LINK == 3
+  for (int j = 0; j < k; ++j) r[j] = exp(r[j]);
+#else
+  (void)r; (void)k;
+#endif
+}
 
 /* Entries are quantized here, not in TL2cgen's predict: TL2cgen marks a missing value by
  * writing -1 into the low 32 bits of the union, which a float64 value can also hold (LightGBM
@@ -25,22 +43,40 @@ void ts_predict_noq(union Entry* data, int pred_margin, TS_LEAF_T* result);
   double ts_row1_##SUFFIX(const IN_T* x, int margin) {                              \
     union Entry e[TS_NFEAT];                                                        \
     TS_LEAF_T r[TS_NOUT] = {0};                                                     \
+    double v;                                                                       \
     ts_fill_##SUFFIX(e, x, TS_NFEAT);                                               \
-    ts_predict_noq(e, margin, r);                                                   \
-    return (double)r[0];                                                            \
-  }                                                                                 \
-  /* n rows, row at a time (TL2cgen's own way), outputs into out (n, TS_NOUT) */    \
-  void ts_rows_##SUFFIX(const IN_T* X, int64_t n, int margin, double* out) {        \
-    union Entry e[TS_NFEAT];                                                        \
-    for (int64_t i = 0; i < n; ++i) {                                               \
-      TS_LEAF_T r[TS_NOUT] = {0};                                                   \
-      ts_fill_##SUFFIX(e, X + i * TS_NFEAT, TS_NFEAT);                              \
-      ts_predict_noq(e, margin, r);                                                 \
-      for (int k = 0; k < TS_NOUT; ++k) out[i * TS_NOUT + k] = (double)r[k];        \
-    }                                                                               \
+    ts_predict_noq(e, 1, r);                                                        \
+    v = (double)r[0];                                                               \
+    if (!margin) ts_link(&v, 1);                                                    \
+    return v;                                                                       \
   }
 
 TS_DEFINE(f64, double)
 TS_DEFINE(f32, float)
 
-int ts_nout(void) { return TS_NOUT; }
+/* ------------------------------------------------------------------------------------------
+ * The stable C ABI, documented in the generated header (treeslim.h.in). No global state is
+ * written and nothing is allocated: every call keeps its buffers on its own stack, so concurrent
+ * calls from any number of threads are safe.
+ * ------------------------------------------------------------------------------------------ */
+
+#define TS_PUBLIC(NAME, IN_T, SUFFIX)                                               \
+  void NAME(const IN_T* X, int64_t n_rows, int32_t margin, double* out) {          \
+    union Entry e[TS_NFEAT];                                                        \
+    for (int64_t i = 0; i < n_rows; ++i) {                                          \
+      TS_LEAF_T r[TS_NOUT] = {0};                                                   \
+      double* o = out + i * TS_NOUT;                                                \
+      ts_fill_##SUFFIX(e, X + i * TS_NFEAT, TS_NFEAT);                              \
+      ts_predict_noq(e, 1, r);                                                      \
+      for (int k = 0; k < TS_NOUT; ++k) o[k] = (double)r[k];                        \
+      if (!margin) ts_link(o, TS_NOUT);                                             \
+    }                                                                               \
+  }
+
+TS_PUBLIC(treeslim_predict, double, f64)
+TS_PUBLIC(treeslim_predict_f32, float, f32)
+
+int32_t treeslim_abi_version(void) { return TS_ABI_VERSION; }
+int32_t treeslim_num_features(void) { return TS_NFEAT; }
+int32_t treeslim_num_outputs(void) { return TS_NOUT; }
+const char* treeslim_model_info(void) { return TS_MODEL_INFO; }
