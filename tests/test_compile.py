@@ -152,3 +152,22 @@ def test_exact_float32_thresholds():
 def test_compiled_forest_type():
     assert issubclass(CompilerError, treeslim.TreeSlimError)
     assert CompiledForest.__doc__
+
+
+def test_batches_split_over_threads_only_when_big(monkeypatch):
+    from treeslim.runtime import _kernel
+
+    assert _kernel.plan_ranges(200, 3000, 8) == [(0, 200)]  # a 200-row query of 500 trees
+    ranges = _kernel.plan_ranges(100_000, 3000, 4)
+    assert len(ranges) == 4 and ranges[0][0] == 0 and ranges[-1][1] == 100_000
+    assert all(a[1] == b[0] and a[1] % 128 == 0 for a, b in zip(ranges, ranges[1:]))
+    assert _kernel.plan_ranges(100_000, 3000, 1) == [(0, 100_000)]
+    # exact whatever the split: force tiny ranges on a small batch
+    monkeypatch.setattr(_kernel, "PARALLEL_MIN_STEPS", 1)
+    for lib, task in (("lightgbm", "multiclass"), ("xgboost", "binary")):
+        forest = treeslim.from_model(model(lib, task)[0])
+        X = oracle_rows(forest, 1000, seed=4)
+        kf = KernelForest(forest)
+        assert len(_kernel.plan_ranges(len(X), kf.steps_per_row, 3)) == 3
+        np.testing.assert_array_equal(kf.margin(X, nthread=3), kf.margin(X, nthread=1))
+        np.testing.assert_array_equal(kf.leaves(X, nthread=3), leaf_nodes(forest, X))

@@ -1,7 +1,8 @@
 """The native batch kernel: tree-at-a-time traversal of a Forest in C, over blocks of rows.
 
 ``csrc/forest_kernel.c`` is compiled once per machine with the C compiler that ``compile()``
-needs anyway (gcc / cc, with OpenMP when available) and cached. :class:`KernelForest` lays a
+needs anyway (gcc / cc) and cached. Big batches are split into row ranges scored on blocking
+worker threads (:func:`run_in_ranges`); small ones stay on the calling thread. :class:`KernelForest` lays a
 Forest out for it: siblings side by side, leaves looping onto themselves, thresholds converted
 exactly to the precision the model compares in (float32 for XGBoost and scikit-learn, whose inputs
 are float32; float64 for LightGBM).
@@ -15,6 +16,8 @@ import os
 import sys
 import tempfile
 import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,14 +30,13 @@ from treeslim.runtime._toolchain import (
     cache_dir,
     find_compiler,
     machine_tag,
-    openmp_ok,
     run_compiler,
 )
 
 if TYPE_CHECKING:
     from treeslim.ir import Forest
 
-__all__ = ["KernelForest"]
+__all__ = ["PARALLEL_MIN_STEPS", "KernelForest", "plan_ranges", "run_in_ranges"]
 
 _SRC = Path(__file__).with_name("csrc") / "forest_kernel.c"
 _LOCK = threading.Lock()
@@ -43,8 +45,7 @@ _LOCK = threading.Lock()
 def _load_kernel() -> ctypes.CDLL:
     source = _SRC.read_bytes()
     cc = find_compiler()
-    omp = openmp_ok(cc)
-    flags = ["-O3", "-march=native", "-fPIC", "-shared", "-std=c99"] + (["-fopenmp"] if omp else [])
+    flags = ["-O3", "-march=native", "-fPIC", "-shared", "-std=c99"]
     key = hashlib.sha256(source + " ".join([cc, *flags, machine_tag()]).encode()).hexdigest()[:16]
     target = cache_dir() / f"kernel-{key}{'.dll' if sys.platform == 'win32' else '.so'}"
     with _LOCK:
@@ -60,19 +61,62 @@ def _load_kernel() -> ctypes.CDLL:
     for t in ("float", "double"):
         fn = getattr(lib, f"ts_margin_{t}")
         # X, n, d, thr, child, feat_dl, roots, depths, tree_out, n_trees, values, width, n_out,
-        # strict, out, nthread
+        # strict, out
         fn.argtypes = [ptr, i64, i32, ptr, ptr, ptr, ptr, ptr, ptr, i32, ptr, i32, i32,
-                       ctypes.c_int, ptr, ctypes.c_int]  # fmt: skip
+                       ctypes.c_int, ptr]  # fmt: skip
         fn.restype = None
         fn = getattr(lib, f"ts_leaves_{t}")
-        # X, n, d, thr, child, feat_dl, roots, depths, n_trees, strict, leaves, nthread
-        fn.argtypes = [ptr, i64, i32, ptr, ptr, ptr, ptr, ptr, i32, ctypes.c_int, ptr,
-                       ctypes.c_int]  # fmt: skip
+        # X, n, d, thr, child, feat_dl, roots, depths, n_trees, strict, leaves
+        fn.argtypes = [ptr, i64, i32, ptr, ptr, ptr, ptr, ptr, i32, ctypes.c_int, ptr]
         fn.restype = None
     return lib
 
 
 _KERNEL: ctypes.CDLL | None = None
+
+#: A batch is split over threads only when each thread gets at least this many level steps
+#: (rows x summed tree depths; about 1-3 ms of kernel time). Below it the whole batch runs on the
+#: calling thread: handing work to another thread costs tens of microseconds when a core is free
+#: and a scheduler time slice (milliseconds) when every core is busy, as on a loaded server.
+PARALLEL_MIN_STEPS = 2_000_000
+_BLOCK = 128  # rows per block in the C kernel; ranges are cut at block boundaries
+_POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def _pool() -> ThreadPoolExecutor:
+    """Worker threads for big batches. They block on a queue while idle (no spinning), and the
+    kernel runs without the GIL (ctypes releases it), so they really run in parallel."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(max_workers=os.cpu_count() or 1,
+                                       thread_name_prefix="treeslim-kernel")  # fmt: skip
+        return _POOL
+
+
+def plan_ranges(n: int, steps_per_row: int, nthread: int) -> list[tuple[int, int]]:
+    """Row ranges to score in parallel: one per thread that gets at least
+    :data:`PARALLEL_MIN_STEPS` of work, at most ``nthread``, cut at block boundaries."""
+    threads = max(1, min(int(nthread), n * max(1, steps_per_row) // PARALLEL_MIN_STEPS))
+    if threads == 1:
+        return [(0, n)]
+    size = -(-n // threads // _BLOCK) * _BLOCK
+    return [(lo, min(n, lo + size)) for lo in range(0, n, size)]
+
+
+def run_in_ranges(
+    run: Callable[[int, int], None], n: int, steps_per_row: int, nthread: int
+) -> None:
+    """``run(lo, hi)`` over the ranges of :func:`plan_ranges`: the first on the calling thread,
+    the others on the pool; returns when all are done."""
+    ranges = plan_ranges(n, steps_per_row, nthread)
+    if n == 0:
+        return
+    futures = [_pool().submit(run, lo, hi) for lo, hi in ranges[1:]]
+    run(*ranges[0])
+    for fut in futures:
+        fut.result()
 
 
 def kernel() -> ctypes.CDLL:
@@ -123,6 +167,7 @@ class KernelForest:
         self.tree_out = np.ascontiguousarray(np.maximum(forest.tree_class, 0), dtype=np.int32)
         self.values = np.ascontiguousarray(forest.leaf_value[old], dtype=np.float64)
         self.strict = 1 if forest.comparison == "<" else 0
+        self.steps_per_row = int(forest.tree_depths.sum())  # level steps one row costs
         self._lib = kernel()
         suffix = "float" if self.dtype == np.float32 else "double"
         self._margin = getattr(self._lib, f"ts_margin_{suffix}")
@@ -134,28 +179,17 @@ class KernelForest:
 
     def raw_sum(self, Xc: NDArray[Any], nthread: int = 1) -> NDArray[np.float64]:
         """Summed leaf values (n, n_outputs) of prepared rows, without base score or averaging."""
-        n = Xc.shape[0]
-        out = np.zeros((n, self.forest.n_outputs))
-        if n:
-            f = self.forest
-            self._margin(
-                Xc.ctypes.data,
-                n,
-                f.num_feature,
-                self.thr.ctypes.data,
-                self.child.ctypes.data,
-                self.feat_dl.ctypes.data,
-                self.roots.ctypes.data,
-                self.depths.ctypes.data,
-                self.tree_out.ctypes.data,
-                f.n_trees,
-                self.values.ctypes.data,
-                f.leaf_width,
-                f.n_outputs,
-                self.strict,
-                out.ctypes.data,
-                max(1, int(nthread)),
-            )
+        f = self.forest
+        out = np.zeros((Xc.shape[0], f.n_outputs))
+
+        def run(lo: int, hi: int) -> None:
+            self._margin(Xc[lo:].ctypes.data, hi - lo, f.num_feature, self.thr.ctypes.data,
+                         self.child.ctypes.data, self.feat_dl.ctypes.data, self.roots.ctypes.data,
+                         self.depths.ctypes.data, self.tree_out.ctypes.data, f.n_trees,
+                         self.values.ctypes.data, f.leaf_width, f.n_outputs, self.strict,
+                         out[lo:].ctypes.data)  # fmt: skip
+
+        run_in_ranges(run, Xc.shape[0], self.steps_per_row, nthread)
         return out
 
     def margin(self, X: Any, nthread: int = 1) -> NDArray[np.float64]:
@@ -174,21 +208,14 @@ class KernelForest:
     def leaves(self, X: Any, nthread: int = 1) -> NDArray[np.int64]:
         """Global Forest node index of the leaf each row reaches in each tree, (n, n_trees)."""
         Xc = self.prepare(X)
-        n = Xc.shape[0]
-        out = np.empty((n, self.forest.n_trees), dtype=np.int32)
-        if n:
-            self._leaves(
-                Xc.ctypes.data,
-                n,
-                self.forest.num_feature,
-                self.thr.ctypes.data,
-                self.child.ctypes.data,
-                self.feat_dl.ctypes.data,
-                self.roots.ctypes.data,
-                self.depths.ctypes.data,
-                self.forest.n_trees,
-                self.strict,
-                out.ctypes.data,
-                max(1, int(nthread)),
-            )
+        f = self.forest
+        out = np.empty((Xc.shape[0], f.n_trees), dtype=np.int32)
+
+        def run(lo: int, hi: int) -> None:
+            self._leaves(Xc[lo:].ctypes.data, hi - lo, f.num_feature, self.thr.ctypes.data,
+                         self.child.ctypes.data, self.feat_dl.ctypes.data, self.roots.ctypes.data,
+                         self.depths.ctypes.data, f.n_trees, self.strict,
+                         out[lo:].ctypes.data)  # fmt: skip
+
+        run_in_ranges(run, Xc.shape[0], self.steps_per_row, nthread)
         return self.old_ids[out]

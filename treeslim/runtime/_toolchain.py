@@ -8,8 +8,6 @@ import os
 import platform
 import shutil
 import subprocess
-import tempfile
-from functools import cache
 from pathlib import Path
 
 from treeslim.errors import TreeSlimError
@@ -19,7 +17,6 @@ __all__ = [
     "cache_dir",
     "find_compiler",
     "machine_tag",
-    "openmp_ok",
     "run_compiler",
 ]
 
@@ -74,15 +71,3 @@ def run_compiler(args: list[str], what: str) -> None:
             f"Building {what} failed ({' '.join(args[:3])} ... exit {proc.returncode}):\n"
             f"{proc.stderr[-2000:]}"
         )
-
-
-@cache
-def openmp_ok(cc: str) -> bool:
-    """Whether ``cc`` builds and links an OpenMP program."""
-    with tempfile.TemporaryDirectory() as tmp:
-        src = os.path.join(tmp, "t.c")
-        Path(src).write_text("#include <omp.h>\nint main(void){return omp_get_max_threads()<0;}\n")
-        proc = subprocess.run(
-            [cc, "-fopenmp", src, "-o", os.path.join(tmp, "t")], capture_output=True, check=False
-        )
-        return proc.returncode == 0

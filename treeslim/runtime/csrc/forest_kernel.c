@@ -9,13 +9,14 @@
  *
  * NaN semantics: with default_left the test is !(x >= t) (NaN -> left), otherwise x < t (NaN ->
  * right); the "<=" variant uses !(x > t) and x <= t.
+ *
+ * Single-threaded on purpose: the caller splits big batches into row ranges and runs them on
+ * blocking worker threads (treeslim/runtime/_kernel.py), so no thread ever spins waiting for work
+ * and small batches never leave the calling thread.
  */
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 #define BLOCK 128
 
@@ -51,9 +52,8 @@
   void ts_margin_##T(const T* X, int64_t n, int32_t d, const T* thr, const int32_t* child,         \
                      const int32_t* fdl, const int32_t* roots, const int32_t* depths,              \
                      const int32_t* tree_out, int32_t n_trees, const double* values,               \
-                     int32_t width, int32_t n_out, int strict, double* out, int nthread) {         \
+                     int32_t width, int32_t n_out, int strict, double* out) {                     \
     const int64_t nblocks = (n + BLOCK - 1) / BLOCK;                                               \
-    _Pragma("omp parallel for schedule(static) num_threads(nthread) if(nthread > 1)")             \
     for (int64_t b = 0; b < nblocks; ++b) {                                                        \
       int32_t idx[BLOCK];                                                                          \
       const int64_t r0 = b * BLOCK;                                                                \
@@ -75,9 +75,8 @@
   /* leaves (n, n_trees): the kernel's node index reached in each tree. */                         \
   void ts_leaves_##T(const T* X, int64_t n, int32_t d, const T* thr, const int32_t* child,         \
                      const int32_t* fdl, const int32_t* roots, const int32_t* depths,              \
-                     int32_t n_trees, int strict, int32_t* leaves, int nthread) {                  \
+                     int32_t n_trees, int strict, int32_t* leaves) {                              \
     const int64_t nblocks = (n + BLOCK - 1) / BLOCK;                                               \
-    _Pragma("omp parallel for schedule(static) num_threads(nthread) if(nthread > 1)")             \
     for (int64_t b = 0; b < nblocks; ++b) {                                                        \
       int32_t idx[BLOCK];                                                                          \
       const int64_t r0 = b * BLOCK;                                                                \
@@ -92,4 +91,4 @@
 DEFINE_KERNELS(float)
 DEFINE_KERNELS(double)
 
-int ts_kernel_abi(void) { return 2; }
+int ts_kernel_abi(void) { return 3; }
