@@ -20,6 +20,7 @@ from oracle import SPECIALS, as_f32, feature_thresholds, oracle_rows
 import treeslim
 from treeslim import Forest, UnsupportedModelError
 from treeslim._utils import float32_thresholds
+from treeslim.cli import main
 from treeslim.ir import TreeArrays
 
 ort = pytest.importorskip("onnxruntime")
@@ -410,3 +411,51 @@ def test_values_beyond_float32_raise():
     with pytest.raises(UnsupportedModelError, match=r"base_score \[-1e\+40\] is beyond float32"):
         treeslim.to_onnx(forest.replace(base_score=np.array([-1e40])))
 
+
+# ---------------------------------------------------------------------------- command line
+def _native_file(fmt, path, X):
+    """Predictions of an exported file, read back by the library it was written for."""
+    if fmt == "onnx":
+        return run(str(path), X)[1]
+    if fmt == "xgboost":
+        xgb = pytest.importorskip("xgboost")
+        return xgb.Booster(model_file=str(path)).inplace_predict(X)
+    if fmt == "lightgbm":
+        lgb = pytest.importorskip("lightgbm")
+        return lgb.Booster(model_file=str(path)).predict(X)
+    import treelite
+
+    out = treelite.gtil.predict(treelite.Model.deserialize(str(path)), X.astype(np.float64))
+    out = out.reshape(len(X), -1)
+    return out[:, 0] if out.shape[1] == 1 else out
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "xgboost", "lightgbm", "treelite"])
+@pytest.mark.parametrize("case", ["xgboost-binary:logistic", "lightgbm-multiclass"])
+def test_cli_export_predicts_what_the_source_predicts(case, fmt, tmp_path, capsys):
+    model, native, _, X = fitted(case)
+    source = tmp_path / ("model.json" if case.startswith("xgboost") else "model.txt")
+    model.save_model(str(source))
+    out = tmp_path / ("exported" + {"xgboost": ".json", "lightgbm": ".txt"}.get(fmt, "." + fmt))
+    assert main(["export", str(source), "--format", fmt, "-o", str(out)]) == 0
+    assert f"wrote {out} ({fmt} format" in capsys.readouterr().out
+    expected, _ = native(X)
+    got = _native_file(fmt, out, X)
+    assert got.shape == expected.shape
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6, err_msg=f"{case} -> {fmt}")
+
+
+def test_cli_export_errors(tmp_path, capsys):
+    model, _, _, _ = fitted("xgboost-multi:softmax")
+    source = tmp_path / "softmax.json"
+    model.save_model(str(source))
+    out = tmp_path / "out.bin"
+    assert main(["export", str(source), "--format", "treelite", "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("treeslim export: error:") and "'argmax'" in err
+    assert not out.exists()
+    missing = str(tmp_path / "missing.json")
+    assert main(["export", missing, "--format", "onnx", "-o", str(out)]) == 2
+    assert "missing.json" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["export", str(source), "--format", "pmml", "-o", str(out)])
