@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 import threading
 
@@ -160,7 +161,7 @@ def test_batches_split_over_threads_only_when_big(monkeypatch):
     assert _kernel.plan_ranges(200, 3000, 8) == [(0, 200)]  # a 200-row query of 500 trees
     ranges = _kernel.plan_ranges(100_000, 3000, 4)
     assert len(ranges) == 4 and ranges[0][0] == 0 and ranges[-1][1] == 100_000
-    assert all(a[1] == b[0] and a[1] % 128 == 0 for a, b in zip(ranges, ranges[1:]))
+    assert all(a[1] == b[0] and a[1] % 128 == 0 for a, b in itertools.pairwise(ranges))
     assert _kernel.plan_ranges(100_000, 3000, 1) == [(0, 100_000)]
     # exact whatever the split: force tiny ranges on a small batch
     monkeypatch.setattr(_kernel, "PARALLEL_MIN_STEPS", 1)

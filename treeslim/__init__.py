@@ -2,7 +2,7 @@
 
 Import a model (:func:`from_model`, :func:`load`) into the :class:`Forest` IR, compress it, and
 export it back to the library its serving stack loads (:func:`to_xgboost`, :func:`to_lightgbm`,
-:func:`to_treelite`).
+:func:`to_treelite`, :func:`to_onnx`).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 from treeslim import nn
 from treeslim._api import compile, compress, load, save
 from treeslim._utils import VERSION
-from treeslim.backends import to_lightgbm, to_treelite, to_xgboost
+from treeslim.backends import to_lightgbm, to_onnx, to_treelite, to_xgboost
 from treeslim.backends.tl2cgen import CompiledForest
 from treeslim.distillation import distill
 from treeslim.errors import (
@@ -73,6 +73,7 @@ __all__ = [
     "save_tslim",
     "select_trees",
     "to_lightgbm",
+    "to_onnx",
     "to_treelite",
     "to_xgboost",
     "validate",

@@ -17,7 +17,8 @@ import numpy as np
 
 from treeslim._api import compile as compile_forest
 from treeslim._api import compress, load
-from treeslim.backends import to_lightgbm, to_xgboost
+from treeslim._utils import write_atomic
+from treeslim.backends import to_lightgbm, to_onnx, to_treelite, to_xgboost
 from treeslim.distillation import distill, parse_student
 from treeslim.errors import TreeSlimError, UnsupportedModelError
 from treeslim.formats import save_tslim
@@ -224,6 +225,30 @@ def _distill(args: argparse.Namespace) -> int:
     return 0
 
 
+def _write_treelite(forest: Forest, path: str) -> None:
+    write_atomic(path, bytes(to_treelite(forest).serialize_bytes()))
+
+
+#: ``treeslim export --format`` -> a function writing a Forest to a path (atomically)
+_EXPORTERS = {
+    "onnx": to_onnx,
+    "xgboost": to_xgboost,
+    "lightgbm": to_lightgbm,
+    "treelite": _write_treelite,
+}
+
+
+def _export(args: argparse.Namespace) -> int:
+    forest = _load_forest(args.model, "export")
+    _EXPORTERS[args.format](forest, args.output)
+    size = os.path.getsize(args.output)
+    print(
+        f"wrote {args.output} ({args.format} format, {size:,} bytes; {forest.n_trees} trees,"
+        f" {forest.n_nodes} nodes)"
+    )
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="treeslim", description="Compress and compile tree ensembles."
@@ -247,6 +272,18 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--nthread", type=int, default=None, help="parallel compiler processes")
     p.add_argument("--no-cache", action="store_true", help="rebuild even if cached")
     p.set_defaults(func=_compile)
+
+    p = sub.add_parser("export", help="write a model file in another library's format")
+    p.add_argument("model", help="model file: XGBoost, LightGBM, Treelite, .tslim")
+    p.add_argument(
+        "--format",
+        required=True,
+        choices=sorted(_EXPORTERS),
+        help="onnx (ai.onnx.ml tree ensemble, float32 input X; needs treeslim[onnx]), xgboost"
+        " (JSON, or UBJSON for a .ubj name), lightgbm (model text), treelite (checkpoint)",
+    )
+    p.add_argument("-o", "--output", required=True, help="where to write the exported model")
+    p.set_defaults(func=_export)
 
     p = sub.add_parser("bench", help="size, latency and quality of a model on a data file")
     p.add_argument("model", help="model file")
