@@ -47,6 +47,15 @@ def test_kernel_equals_reference(lib, task):
     ref = forest.predict_margin(X)
     got = kf.margin(X, nthread=2)
     assert_close(got[:, 0] if ref.ndim == 1 else got, ref, what=f"{lib} {task}")
+    # the one-row walk (trees eight at a time, by depth) sums exactly what the blocked kernel sums
+    Xc = kf.prepare(X)
+    blocked = kf.raw_sum(Xc)
+    np.testing.assert_array_equal(kf.rows_raw_sum(Xc), blocked)
+    if kf.single_output:
+        rows = [kf.row_raw_sum(Xc[i].tobytes()) for i in range(len(Xc))]
+        np.testing.assert_array_equal(rows, blocked[:, 0])
+    for n in (1, 5, 8, 9, 17):  # both sides of the small-batch switch
+        np.testing.assert_array_equal(kf.margin(X[:n]), kf.margin(X)[:n])
 
 
 @pytest.mark.parametrize(("lib", "task"), ALL)
@@ -65,6 +74,29 @@ def test_compiled_equals_reference(compiled_cache, lib, task):
         assert_close(compiled.predict(X[i : i + 1]), expect, prob=prob, what=f"row {i} 2-D")
         if forest.feature_dtype == "float32":
             assert_close(compiled.predict(as_f32(X[i])), expect, prob=prob, what=f"row {i} f32")
+
+
+@pytest.mark.parametrize(("lib", "task"), [("xgboost", "binary"), ("lightgbm", "regression")])
+def test_without_the_kernel_tl2cgen_scores_the_same(compiled_cache, lib, task):
+    forest, compiled = _compiled(compiled_cache, lib, task)
+    plain = CompiledForest(forest, compiled.libpath)
+    plain._no_kernel = True  # a serving host without a C compiler
+    X = oracle_rows(forest, 200, seed=12)
+    prob = forest.postprocessor == "sigmoid"
+    assert_close(plain.predict(X), compiled.predict(X), prob=prob)
+    for i in range(30):
+        assert_close(plain.predict(X[i]), compiled.predict(X[i]), prob=prob, what=f"row {i}")
+    assert plain._kernel is None
+
+
+def test_single_row_link_overflow(compiled_cache):
+    forest, _ = _compiled(compiled_cache, "xgboost", "regression")
+    for post in ("sigmoid", "exponential"):
+        big = forest.replace(postprocessor=post, base_score=forest.base_score + 800.0)
+        compiled = treeslim.compile(big, verbose=0)
+        X = oracle_rows(big, 20, seed=3)
+        for i in range(len(X)):
+            assert_close(compiled.predict(X[i]), big.predict(X[i : i + 1]), prob=post == "sigmoid")
 
 
 def test_single_row_is_thread_safe(compiled_cache):

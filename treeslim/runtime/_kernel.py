@@ -36,7 +36,13 @@ from treeslim.runtime._toolchain import (
 if TYPE_CHECKING:
     from treeslim.ir import Forest
 
-__all__ = ["PARALLEL_MIN_STEPS", "KernelForest", "plan_ranges", "run_in_ranges"]
+__all__ = [
+    "PARALLEL_MIN_STEPS",
+    "ROW_WALK_MAX_ROWS",
+    "KernelForest",
+    "plan_ranges",
+    "run_in_ranges",
+]
 
 _SRC = Path(__file__).with_name("csrc") / "forest_kernel.c"
 _LOCK = threading.Lock()
@@ -69,7 +75,25 @@ def _load_kernel() -> ctypes.CDLL:
         # X, n, d, thr, child, feat_dl, roots, depths, n_trees, strict, leaves
         fn.argtypes = [ptr, i64, i32, ptr, ptr, ptr, ptr, ptr, i32, ctypes.c_int, ptr]
         fn.restype = None
+        fn = getattr(lib, f"ts_row_{t}")  # x, model, out
+        fn.argtypes = [ptr, ptr, ptr]
+        fn.restype = None
+        fn = getattr(lib, f"ts_rows_{t}")  # X, n, d, model, out
+        fn.argtypes = [ptr, i64, i32, ptr, ptr]
+        fn.restype = None
+        fn = getattr(lib, f"ts_row1_{t}")  # x (bytes, no copy), model -> raw sum
+        fn.argtypes = [ctypes.c_char_p, ptr]
+        fn.restype = ctypes.c_double
     return lib
+
+
+class _Model(ctypes.Structure):
+    """The C kernel's ``ts_model``: a Forest's kernel arrays, passed to a row call as one pointer."""
+
+    _fields_ = [(name, ctypes.c_void_p) for name in
+                ("thr", "child", "fdl", "depths", "tree_out", "values", "order")] + [
+        (name, ctypes.c_int32) for name in ("n_trees", "width", "n_out", "strict")
+    ]  # fmt: skip
 
 
 _KERNEL: ctypes.CDLL | None = None
@@ -80,6 +104,11 @@ _KERNEL: ctypes.CDLL | None = None
 #: and a scheduler time slice (milliseconds) when every core is busy, as on a loaded server.
 PARALLEL_MIN_STEPS = 2_000_000
 _BLOCK = 128  # rows per block in the C kernel; ranges are cut at block boundaries
+_ROW_CHUNK = 512  # TS_CHUNK of the C kernel: trees per chunk of the one-row walk
+#: Batches up to this many rows are walked a row at a time, eight trees side by side; larger
+#: ones by the blocked kernel (measured crossover on 500-tree XGBoost and LightGBM models: 8-16
+#: rows, benchmarks/latency.py).
+ROW_WALK_MAX_ROWS = 8
 _POOL: ThreadPoolExecutor | None = None
 _POOL_LOCK = threading.Lock()
 
@@ -172,6 +201,22 @@ class KernelForest:
         suffix = "float" if self.dtype == np.float32 else "double"
         self._margin = getattr(self._lib, f"ts_margin_{suffix}")
         self._leaves = getattr(self._lib, f"ts_leaves_{suffix}")
+        self._rows = getattr(self._lib, f"ts_rows_{suffix}")
+        self._row1 = getattr(self._lib, f"ts_row1_{suffix}")
+        # the one-row walk visits each chunk's trees by depth (leaves are still summed in order)
+        chunk = _ROW_CHUNK
+        self.walk_order = np.concatenate(
+            [lo + np.argsort(self.depths[lo : lo + chunk], kind="stable")
+             for lo in range(0, n_trees, chunk)]
+        ).astype(np.int32)  # fmt: skip
+        self._model = _Model(
+            self.thr.ctypes.data, self.child.ctypes.data, self.feat_dl.ctypes.data,
+            self.depths.ctypes.data, self.tree_out.ctypes.data, self.values.ctypes.data,
+            self.walk_order.ctypes.data, forest.n_trees, forest.leaf_width, forest.n_outputs,
+            self.strict,
+        )  # fmt: skip
+        self._model_ptr = ctypes.addressof(self._model)
+        self.single_output = forest.n_outputs == 1 and forest.leaf_width == 1
 
     def prepare(self, X: Any) -> NDArray[Any]:
         """``X`` validated and converted to the kernel's dtype, C-ordered."""
@@ -197,12 +242,32 @@ class KernelForest:
         return self.margin_prepared(self.prepare(X), nthread)
 
     def margin_prepared(self, Xc: NDArray[Any], nthread: int = 1) -> NDArray[np.float64]:
-        """:meth:`margin` of rows already passed through :meth:`prepare`."""
+        """:meth:`margin` of rows already passed through :meth:`prepare`: up to
+        :data:`ROW_WALK_MAX_ROWS` rows walked one at a time, more by the blocked kernel (the same
+        sums either way)."""
         f = self.forest
-        out = self.raw_sum(Xc, nthread)
+        if Xc.shape[0] <= ROW_WALK_MAX_ROWS:
+            out = self.rows_raw_sum(Xc)
+        else:
+            out = self.raw_sum(Xc, nthread)
         if f.average:
             out /= f.trees_per_output
         out += f.base_score
+        return out
+
+    def row_raw_sum(self, row: bytes) -> float:
+        """Summed leaf values of one row of a single-output forest, given as the bytes of a
+        C-ordered row in the kernel's dtype (``row.tobytes()``). The fastest call there is: one
+        pointer to the model, trees walked eight at a time; the sum is the one
+        :meth:`raw_sum` gives."""
+        return float(self._row1(row, self._model_ptr))
+
+    def rows_raw_sum(self, Xc: NDArray[Any]) -> NDArray[np.float64]:
+        """:meth:`raw_sum` of prepared rows, each walked by the one-row code (for small batches,
+        where the blocked kernel has too few rows to overlap); the same sums."""
+        out = np.zeros((Xc.shape[0], self.forest.n_outputs))
+        self._rows(Xc.ctypes.data, Xc.shape[0], self.forest.num_feature, self._model_ptr,
+                   out.ctypes.data)  # fmt: skip
         return out
 
     def leaves(self, X: Any, nthread: int = 1) -> NDArray[np.int64]:

@@ -8,6 +8,6 @@ TL2cgen, patched), :func:`~treeslim.backends.tl2cgen._build.build_library` (comp
 
 from __future__ import annotations
 
-from treeslim.backends.tl2cgen._compiled import ROWWISE_MAX_ROWS, CompiledForest, compile_forest
+from treeslim.backends.tl2cgen._compiled import CompiledForest, compile_forest
 
-__all__ = ["ROWWISE_MAX_ROWS", "CompiledForest", "compile_forest"]
+__all__ = ["CompiledForest", "compile_forest"]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import json
+import math
 import os
 import platform
 import sys
@@ -29,11 +30,9 @@ from treeslim.errors import ModelFormatError
 from treeslim.ir import Forest, apply_postprocessor, check_X
 from treeslim.runtime import CompilerError, KernelForest, cache_dir
 
-__all__ = ["ROWWISE_MAX_ROWS", "CompiledForest", "compile_forest"]
+__all__ = ["CompiledForest", "compile_forest"]
 
-#: Batches up to this size go row by row through the compiled code; larger ones through the
-#: tree-at-a-time kernel (measured crossover: 2-4 rows on a 500-tree model, benchmarks/latency.py).
-ROWWISE_MAX_ROWS = 2
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 def compile_forest(
@@ -111,6 +110,8 @@ class CompiledForest:
         self._kernel: KernelForest | None = None
         self._d = forest.num_feature
         self._single = forest.n_outputs == 1 and self.n_outputs == 1
+        self._per_output = float(forest.trees_per_output) if forest.average else 1.0
+        self._base = float(forest.base_score[0])
 
     def __repr__(self) -> str:
         return f"CompiledForest({self.forest!r}, lib={self.libpath.name})"
@@ -148,14 +149,20 @@ class CompiledForest:
     def _one_row(self, X: Any, margin: int) -> float | None:
         """The fast path: one float32/float64 row of the right width, else None.
 
-        ``X.tobytes()`` (a few hundred bytes) is cheaper than asking numpy for a pointer, and
+        With the batch kernel (built once per machine), the row is walked eight trees at a time
+        (:meth:`KernelForest.row_raw_sum`); without it, through TL2cgen's generated code. Either
+        way ``X.tobytes()`` (a few hundred bytes) is cheaper than asking numpy for a pointer, and
         ctypes hands the bytes to C as a pointer; each call has its own copy, so threads are safe.
         """
-        if self._single and type(X) is np.ndarray and X.size == self._d and X.ndim <= 2:
-            fn = self._row1.get(X.dtype)
-            if fn is not None:
-                return float(fn(X.tobytes(), margin))
-        return None
+        if not (self._single and type(X) is np.ndarray and X.size == self._d and X.ndim <= 2):
+            return None
+        kernel = self._batch_kernel()
+        if kernel is not None and X.dtype in _FLOATS:
+            row = X.tobytes() if X.dtype == self._dtype else X.astype(self._dtype).tobytes()
+            v = kernel.row_raw_sum(row) / self._per_output + self._base
+            return v if margin else _link1(self.forest, v)
+        fn = self._row1.get(X.dtype)
+        return None if fn is None else float(fn(X.tobytes(), margin))
 
     def predict(self, X: Any, *, nthread: int | None = None) -> NDArray[np.float64]:
         """Predictions, as :meth:`Forest.predict` (probability of class 1 for binary, ...)."""
@@ -171,7 +178,7 @@ class CompiledForest:
         if v is not None:
             return np.array([v])
         Xc = check_X(self.forest, X, dtype=self._dtype)
-        kernel = self._batch_kernel() if len(Xc) > ROWWISE_MAX_ROWS else None
+        kernel = self._batch_kernel()
         if kernel is None:
             return self._rowwise(Xc, margin=True)
         out = kernel.margin_prepared(Xc, nthread or self.nthread)
@@ -225,6 +232,19 @@ def _check_abi(lib: ctypes.CDLL, forest: Forest, path: Path) -> None:
             f"{path} has C ABI version {version} for {n_features} features; this treeslim needs"
             f" version {ABI_VERSION} for {forest.num_feature}: recompile with treeslim.compile."
         )
+
+
+def _link1(forest: Forest, margin: float) -> float:
+    """:func:`~treeslim.ir.apply_postprocessor` of one single-output margin, in plain floats."""
+    post = forest.postprocessor
+    try:
+        if post == "sigmoid":
+            return 1.0 / (1.0 + math.exp(-forest.sigmoid_alpha * margin))
+        if post == "exponential":
+            return math.exp(margin)
+    except OverflowError:  # numpy's exp gives inf there
+        return 0.0 if post == "sigmoid" else math.inf
+    return margin
 
 
 def _platform() -> str:

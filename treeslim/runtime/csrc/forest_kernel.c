@@ -7,8 +7,8 @@
  * "<" and the "<=" tests send every value, NaN included, "left" back to it. That makes each level
  * step branch-free, so a tree of depth D costs exactly D steps per row.
  *
- * NaN semantics: with default_left the test is !(x >= t) (NaN -> left), otherwise x < t (NaN ->
- * right); the "<=" variant uses !(x > t) and x <= t.
+ * NaN semantics: a row goes right when x >= t ("<" models; x > t for "<=" models), which is
+ * false for NaN, or when x is NaN and default_left is 0.
  *
  * Single-threaded on purpose: the caller splits big batches into row ranges and runs them on
  * blocking worker threads (treeslim/runtime/_kernel.py), so no thread ever spins waiting for work
@@ -20,17 +20,17 @@
 
 #define BLOCK 128
 
-/* depth level steps for all rows of a block; NOT_LEFT_IF_DL / LEFT_IF are the tests for nodes
- * whose default side is left / right (the first is false for NaN, so NaN goes left) */
-#define TS_LEVELS(T, NOT_LEFT_IF_DL, LEFT_IF)                                                      \
+/* depth level steps for all rows of a block, branch-free: a row goes right when its value is past
+ * the threshold (GOES_RIGHT: >= for "<" models, > for "<=" models; false for NaN), or when it is
+ * NaN and the node's default side is right */
+#define TS_LEVELS(T, GOES_RIGHT)                                                                   \
   for (int32_t l = 0; l < depth; ++l) {                                                            \
     for (int64_t r = 0; r < m; ++r) {                                                              \
       const int32_t i = idx[r];                                                                    \
       const int32_t fd = fdl[i];                                                                   \
       const T t = thr[i];                                                                          \
       const T x = Xb[r * d + (fd >> 1)];                                                           \
-      const int left = (fd & 1) ? !(x NOT_LEFT_IF_DL t) : (x LEFT_IF t);                           \
-      idx[r] = child[i] + !left;                                                                   \
+      idx[r] = child[i] + ((x GOES_RIGHT t) | ((x != x) & !(fd & 1)));                             \
     }                                                                                              \
   }
 
@@ -42,9 +42,9 @@
     for (int64_t r = 0; r < m; ++r) idx[r] = root;                                                 \
     const T* restrict Xb = X + r0 * d;                                                             \
     if (strict) {                                                                                  \
-      TS_LEVELS(T, >=, <)                                                                          \
+      TS_LEVELS(T, >=)                                                                             \
     } else {                                                                                       \
-      TS_LEVELS(T, >, <=)                                                                          \
+      TS_LEVELS(T, >)                                                                              \
     }                                                                                              \
   }                                                                                                \
                                                                                                    \
@@ -91,4 +91,80 @@
 DEFINE_KERNELS(float)
 DEFINE_KERNELS(double)
 
-int ts_kernel_abi(void) { return 3; }
+/* One row through every tree, eight trees walked side by side: a single row has no other rows to
+ * overlap with, so the independent trees supply the parallelism the CPU needs to hide each
+ * level's dependent loads. Within each chunk of TS_CHUNK trees the walk follows `order` (trees
+ * sorted by depth, so the eight trees of a group finish together), and the leaves are then added
+ * in tree order, as ts_margin_* adds them, so the sums are identical. The model's arrays travel
+ * in one struct (one pointer per call). */
+#define TS_CHUNK 512
+typedef struct {
+  const void* thr;
+  const int32_t* child;
+  const int32_t* fdl;
+  const int32_t* depths;
+  const int32_t* tree_out;
+  const double* values;
+  const int32_t* order; /* a permutation of each chunk's trees, by depth */
+  int32_t n_trees, width, n_out, strict;
+} ts_model;
+
+static inline void ts_add_leaf(const ts_model* m, int32_t t, int32_t leaf, double* out) {
+  if (m->width == 1) {
+    out[m->tree_out[t]] += m->values[leaf];
+  } else {
+    for (int32_t k = 0; k < m->width; ++k) out[k] += m->values[(int64_t)leaf * m->width + k];
+  }
+}
+
+#define TS_ROW_STEP(T, X, I)                                                                       \
+  do {                                                                                             \
+    const int32_t fd_ = fdl[I];                                                                    \
+    const T t_ = thr[I], x_ = X[fd_ >> 1];                                                         \
+    const int right_ = (strict ? (x_ >= t_) : (x_ > t_)) | ((x_ != x_) & !(fd_ & 1));               \
+    I = child[I] + right_;                                                                         \
+  } while (0)
+
+#define DEFINE_ROW(T)                                                                              \
+  void ts_row_##T(const T* x, const ts_model* m, double* out) {                                    \
+    const T* thr = (const T*)m->thr;                                                               \
+    const int32_t *child = m->child, *fdl = m->fdl, *depths = m->depths, *order = m->order;        \
+    const int strict = m->strict;                                                                  \
+    int32_t leaf[TS_CHUNK];                                                                        \
+    for (int32_t c0 = 0; c0 < m->n_trees; c0 += TS_CHUNK) {                                        \
+      const int32_t n = m->n_trees - c0 < TS_CHUNK ? m->n_trees - c0 : TS_CHUNK;                   \
+      const int32_t* ord = order + c0;                                                             \
+      int32_t j = 0;                                                                               \
+      for (; j + 8 <= n; j += 8) {                                                                 \
+        int32_t i[8], dmax = 0;                                                                    \
+        for (int k = 0; k < 8; ++k) {                                                              \
+          i[k] = ord[j + k];                                                                       \
+          dmax = depths[i[k]] > dmax ? depths[i[k]] : dmax;                                        \
+        }                                                                                          \
+        for (int32_t l = 0; l < dmax; ++l)                                                         \
+          for (int k = 0; k < 8; ++k) TS_ROW_STEP(T, x, i[k]);                                     \
+        for (int k = 0; k < 8; ++k) leaf[ord[j + k] - c0] = i[k];                                  \
+      }                                                                                            \
+      for (; j < n; ++j) {                                                                         \
+        int32_t i = ord[j];                                                                        \
+        for (int32_t l = 0; l < depths[ord[j]]; ++l) TS_ROW_STEP(T, x, i);                         \
+        leaf[ord[j] - c0] = i;                                                                     \
+      }                                                                                            \
+      for (int32_t t = 0; t < n; ++t) ts_add_leaf(m, c0 + t, leaf[t], out);                        \
+    }                                                                                              \
+  }                                                                                                \
+  /* n rows (row stride d), each walked as above; out (n, n_out) zeroed by the caller */         \
+  void ts_rows_##T(const T* X, int64_t n, int32_t d, const ts_model* m, double* out) {           \
+    for (int64_t r = 0; r < n; ++r) ts_row_##T(X + r * d, m, out + r * m->n_out);                 \
+  }                                                                                                \
+  /* one row, one output: the raw sum is returned (no base score, no averaging) */                \
+  double ts_row1_##T(const T* x, const ts_model* m) {                                              \
+    double out = 0.0;                                                                              \
+    ts_row_##T(x, m, &out);                                                                        \
+    return out;                                                                                    \
+  }
+
+DEFINE_ROW(float)
+DEFINE_ROW(double)
+
+int ts_kernel_abi(void) { return 4; }
