@@ -1,10 +1,20 @@
-"""Scoring latency and throughput: treeslim's CompiledForest against the native runtimes.
+"""Scoring engines side by side: treeslim against the strongest exact engines a user would pick.
 
-One run, the same models and rows for every runtime. Models: XGBoost and LightGBM binary
-classifiers with 100 and 500 trees at depth 6 and 8 (LightGBM: 63 / 255 leaves, max_depth 6 / 8)
-on ``make_classification(50_000, 50)`` in float32, as in ../shared/ANCHORS.md. For each runtime:
-single-row p50 / p99 in microseconds (one Python call per row; "same" repeats one row, "distinct"
-scores a different row each call) and batch rows/s on 100k rows at 1 and 2 threads.
+Models (500 trees, as in ../shared/ANCHORS.md): XGBoost binary (depth 6) and LightGBM binary
+(63 leaves) on ``make_classification(50_000, 50)``, and an XGBoost ranker (depth 6) on
+``mslr_web_sample`` (136 features; synthetic rows of that width when the data is absent).
+
+Engines, all in this process and this run: treeslim ``CompiledForest`` (Python) and the compiled
+library's C ABI called from C (``benchmarks/c/abi_bench.c``); the native library (XGBoost
+``inplace_predict``, LightGBM ``Booster.predict``); pylignum (interpreter and compiled trees);
+oneDAL through daal4py; lleaves (LightGBM); ONNX Runtime on ``treeslim.to_onnx``. A missing
+package is skipped and named. Before timing, every engine's predictions are compared with the
+native library's on 2,000 rows with NaN and values at split thresholds: "bit-identical", "exact"
+(within 1e-6) or "WRONG" (max difference shown).
+
+Measures: one row (p50 µs per call, a different row each call), one query (p50 µs of a call
+scoring 200 rows; also µs per row), and a batch (rows/s over 100k rows, best of 3), at 1 and 2
+threads where the engine takes a thread count.
 
     python benchmarks/latency.py [--quick] [--out benchmarks/results/latency.md]
 """
@@ -12,123 +22,222 @@ scores a different row each call) and batch rows/s on 100k rows at 1 and 2 threa
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import json
 import os
+import shutil
+import subprocess
+import tempfile
 import time
 
 import numpy as np
-from common import machine
+from common import default_data_dir, machine
 
 import treeslim
-from treeslim.measure import measure_batch, measure_single_row
+from treeslim.measure import measure_single_row
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+QUERY = 200
 
 
-def train(lib: str, n_trees: int, depth: int, X: np.ndarray, y: np.ndarray):
-    if lib == "xgboost":
-        import xgboost as xgb
-
-        return xgb.XGBClassifier(
-            n_estimators=n_trees, max_depth=depth, n_jobs=2, random_state=0
-        ).fit(X, y)
+def models(quick: bool):
+    """(label, native model, native library, float32 training-like rows) for each benchmark."""
     import lightgbm as lgb
+    import xgboost as xgb
+    from sklearn.datasets import make_classification
 
-    return lgb.LGBMClassifier(
-        n_estimators=n_trees,
-        num_leaves=2**depth - 1,
-        max_depth=depth,
-        n_jobs=2,
-        random_state=0,
-        verbose=-1,
-    ).fit(X, y)
+    n_trees = 100 if quick else 500
+    X, y = make_classification(50_000, 50, n_informative=20, random_state=0)
+    X = X.astype(np.float32)
+    out = [
+        (f"XGBoost binary {n_trees}x6", xgb.XGBClassifier(n_estimators=n_trees, max_depth=6,
+                                                          n_jobs=2, random_state=0).fit(X, y),
+         "xgboost", X),
+        (f"LightGBM binary {n_trees}x63 leaves", lgb.LGBMClassifier(
+            n_estimators=n_trees, num_leaves=63, n_jobs=2, random_state=0, verbose=-1).fit(X, y),
+         "lightgbm", X),
+    ]  # fmt: skip
+    if quick:
+        return out
+    path = os.path.join(default_data_dir(), "mslr_web_sample.npz")
+    if os.path.exists(path):
+        z = np.load(path)
+        Xr, yr, qid = z["X"].astype(np.float32), z["y"], z["qid"]
+    else:
+        rng = np.random.default_rng(0)
+        Xr = rng.normal(size=(10_000, 136)).astype(np.float32)
+        yr = rng.integers(0, 5, 10_000)
+        qid = np.repeat(np.arange(100), 100)
+    ranker = xgb.XGBRanker(n_estimators=n_trees, max_depth=6, n_jobs=2, random_state=0)
+    out.append((f"XGBoost ranker {n_trees}x6, 136 features", ranker.fit(Xr, yr, qid=qid),
+                "xgboost", Xr))  # fmt: skip
+    return out
 
 
-def runtimes(lib, model, compiled, tl2_predictor, nthread):
-    """name -> scorer of rows (1-D row or 2-D batch) with ``nthread`` threads, set up once."""
-    import tl2cgen
+def adversarial(forest, X: np.ndarray, n: int = 2000) -> np.ndarray:
+    """Rows of X with NaN and split thresholds planted (no inf: XGBoost refuses it)."""
+    rng = np.random.default_rng(1)
+    R = X[rng.integers(0, len(X), n)].astype(np.float64)
+    R[rng.random(R.shape) < 0.05] = np.nan
+    inner = forest.split_index >= 0
+    for j in range(R.shape[1]):
+        t = forest.threshold[inner & (forest.split_index == j)]
+        if t.size:
+            m = rng.random(n) < 0.2
+            R[m, j] = rng.choice(t.astype(np.float32), int(m.sum()))
+    return R
 
+
+def engines(name, model, lib, forest, compiled, tmp):
+    """engine -> (predict(rows, nthread) -> predictions of class 1 / scores, takes threads?)."""
     out = {}
+    out["treeslim CompiledForest"] = (lambda Z, t: compiled.predict(Z, nthread=t), True)
     if lib == "xgboost":
-        import xgboost as xgb
+        booster = model.get_booster()
 
-        booster = model.get_booster().copy()
-        booster.set_param({"nthread": nthread})
-        out["xgboost predict(DMatrix)"] = lambda X: booster.predict(
-            xgb.DMatrix(np.atleast_2d(X), nthread=nthread)
-        )
-        out["xgboost inplace_predict"] = lambda X: booster.inplace_predict(np.atleast_2d(X))
+        def native(Z, t):
+            booster.set_param({"nthread": t})
+            p = booster.inplace_predict(np.atleast_2d(Z).astype(np.float32))
+            return p
+
+        out["XGBoost inplace_predict"] = (native, True)
+        path = os.path.join(tmp, "model.json")
+        booster.save_model(path)
     else:
         booster = model.booster_
-        out["lightgbm Booster.predict"] = lambda X: booster.predict(
-            np.atleast_2d(X), num_threads=nthread
-        )
-    out["tl2cgen.Predictor"] = lambda X: tl2_predictor[nthread].predict(
-        tl2cgen.DMatrix(np.atleast_2d(X))
-    )
-    out["treeslim CompiledForest"] = lambda X: compiled.predict(X, nthread=nthread)
+        out["LightGBM Booster.predict"] = (
+            lambda Z, t: booster.predict(np.atleast_2d(Z), num_threads=t), True)  # fmt: skip
+        path = os.path.join(tmp, "model.txt")
+        booster.save_model(path)
+    if importlib.util.find_spec("lignum"):
+        import lignum
+
+        interp = lignum.load(path)
+        out["pylignum interpreter"] = (lambda Z, t: interp.predict(np.atleast_2d(Z), n_jobs=t),
+                                       True)  # fmt: skip
+        comp = lignum.load(path)
+        comp.compile()
+        out["pylignum compiled"] = (lambda Z, t: comp.predict(np.atleast_2d(Z), n_jobs=t), True)
+    if importlib.util.find_spec("daal4py"):
+        import daal4py
+
+        dmodel = daal4py.mb.convert_model(booster)
+        classifier = forest.task in ("binary", "multiclass")
+
+        def dal(Z, t):
+            daal4py.daalinit(t)
+            Z = np.atleast_2d(Z)
+            return dmodel.predict_proba(Z)[:, 1] if classifier else dmodel.predict(Z)
+
+        out["oneDAL (daal4py)"] = (dal, True)
+    if lib == "lightgbm" and importlib.util.find_spec("lleaves"):
+        import lleaves
+
+        ll = lleaves.Model(model_file=path)
+        ll.compile(cache=os.path.join(tmp, "lleaves.so"))
+        out["lleaves"] = (lambda Z, t: ll.predict(np.atleast_2d(Z), n_jobs=t), True)
+    if importlib.util.find_spec("onnxruntime") and importlib.util.find_spec("onnx"):
+        import onnxruntime as ort
+
+        sessions = {}
+        proto = treeslim.to_onnx(forest).SerializeToString()
+        for t in (1, 2):
+            opts = ort.SessionOptions()
+            opts.intra_op_num_threads = t
+            opts.inter_op_num_threads = 1
+            sessions[t] = ort.InferenceSession(proto, opts, providers=["CPUExecutionProvider"])
+        out["ONNX Runtime (to_onnx)"] = (
+            lambda Z, t: sessions[t].run(["prediction"],
+                                         {"X": np.atleast_2d(Z).astype(np.float32)})[0], True)  # fmt: skip
     return out
+
+
+def verdict(got, want) -> str:
+    got = np.asarray(got, dtype=np.float64).reshape(len(want), -1)[:, -1]
+    if np.array_equal(got, want):
+        return "bit-identical"
+    d = float(np.nanmax(np.abs(got - want)))
+    return "exact" if d <= 1e-6 else f"WRONG ({d:.1e})"
+
+
+def p50_query(fn, X, t) -> float:
+    batches = [X[i : i + QUERY] for i in range(0, 60 * QUERY, QUERY)]
+    for b in batches[:5]:
+        fn(b, t)
+    times = []
+    for b in batches:
+        t0 = time.perf_counter_ns()
+        fn(b, t)
+        times.append(time.perf_counter_ns() - t0)
+    return float(np.percentile(times, 50) / 1e3)
+
+
+def rows_per_s(fn, X, t) -> float:
+    best = float("inf")
+    for _ in range(3):
+        t0 = time.perf_counter()
+        fn(X, t)
+        best = min(best, time.perf_counter() - t0)
+    return len(X) / best
+
+
+def c_abi(compiled, X, tmp, calls):
+    cc = shutil.which(os.environ.get("CC") or "cc") or shutil.which("gcc")
+    if cc is None:
+        return None
+    exe = os.path.join(tmp, "abi_bench")
+    subprocess.run([cc, "-O2", "-o", exe, os.path.join(HERE, "c", "abi_bench.c"), "-ldl"],
+                   check=True)  # fmt: skip
+    lib, _ = compiled.save(tmp, name="model")
+    rows = os.path.join(tmp, "rows.f64")
+    np.ascontiguousarray(X, dtype=np.float64).tofile(rows)
+    run = subprocess.run([exe, str(lib), rows, str(len(X)), str(QUERY), str(calls)],
+                         check=True, capture_output=True, text=True)  # fmt: skip
+    return json.loads(run.stdout)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="one small model, fewer calls")
+    parser.add_argument("--quick", action="store_true", help="100-tree models, two models")
     parser.add_argument("--out", default=None, help="write the markdown table here")
     args = parser.parse_args()
-
-    import tl2cgen
-    from sklearn.datasets import make_classification
-
-    X, y = make_classification(50_000, 50, n_informative=20, random_state=0)
-    X = X.astype(np.float32)
-    Xb = np.ascontiguousarray(np.tile(X, (2, 1))[:100_000])
-    rows = np.ascontiguousarray(X[:2000])
-    configs = (
-        [("xgboost", 100, 6)]
-        if args.quick
-        else [(lib, n, d) for lib in ("xgboost", "lightgbm") for n in (100, 500) for d in (6, 8)]
-    )
-    n_calls = 300 if args.quick else 2000
+    calls = 500 if args.quick else 2000
     lines = [
         f"Machine: {machine()}",
         "",
-        "| model | runtime | same p50 | same p99 | distinct p50 | distinct p99 | batch 1 thr |"
-        " batch 2 thr |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
+        "| model | engine | exact? | 1 row p50 µs | 200-row query µs (µs/row) | batch rows/s"
+        " 1 thr | query µs 2 thr | batch rows/s 2 thr |",
+        "|---|---|---|---:|---:|---:|---:|---:|",
     ]
     compile_times = []
-    for lib, n_trees, depth in configs:
-        model = train(lib, n_trees, depth, X, y)
+    for label, model, lib, X in models(args.quick):
         forest = treeslim.from_model(model)
         t0 = time.perf_counter()
-        compiled = treeslim.compile(forest, cache=False, nthread=2)
-        compile_s = time.perf_counter() - t0
-        compile_times.append(
-            f"{lib} {n_trees} trees depth {depth}: {compile_s:.1f} s ({forest.n_nodes} nodes)"
-        )
-        tl2_predictor = {n: tl2cgen.Predictor(str(compiled.libpath), nthread=n) for n in (1, 2)}
-        label = f"{lib} {n_trees}x{depth}"
-        results = {}
-        one = runtimes(lib, model, compiled, tl2_predictor, 1)
-        two = runtimes(lib, model, compiled, tl2_predictor, 2)
-        for name, fn in one.items():
-            same = np.repeat(rows[:1], n_calls, axis=0)
-            sp50, sp99 = measure_single_row(fn, same, n_calls=n_calls)
-            dp50, dp99 = measure_single_row(fn, rows, n_calls=n_calls)
-            b1 = measure_batch(fn, Xb, repeat=2)
-            b2 = measure_batch(two[name], Xb, repeat=2)
-            results[name] = (sp50, sp99, dp50, dp99, b1, b2)
-            lines.append(
-                f"| {label} | {name} | {sp50:.1f} | {sp99:.1f} | {dp50:.1f} | {dp99:.1f} |"
-                f" {b1 / 1e3:,.0f}k | {b2 / 1e3:,.0f}k |"
-            )
-            print(lines[-1], flush=True)
-        ours = results["treeslim CompiledForest"]
-        for name, r in results.items():
-            if name != "treeslim CompiledForest":
-                lines.append(
-                    f"| {label} | ratio vs {name} | {r[0] / ours[0]:.1f}x | | {r[2] / ours[2]:.1f}x"
-                    f" | | {ours[4] / r[4]:.2f}x | {ours[5] / r[5]:.2f}x |"
-                )
-    lines += ["", "Compile times (treeslim.compile, 2 threads, cache off):", ""]
-    lines += [f"- {c}" for c in compile_times]
+        compiled = treeslim.compile(forest, cache=False, verbose=0)
+        compile_times.append(f"{label}: treeslim.compile {time.perf_counter() - t0:.1f} s")
+        rng = np.random.default_rng(0)
+        big = X[rng.integers(0, len(X), 100_000)].astype(np.float64)
+        check = adversarial(forest, X)
+        want = forest.predict(check)
+        with tempfile.TemporaryDirectory() as tmp:
+            for name, (fn, _threads) in engines(label, model, lib, forest, compiled, tmp).items():
+                exact = verdict(fn(check, 1), want)
+                row = measure_single_row(lambda r, fn=fn: fn(r, 1), big[:calls], n_calls=calls)[0]
+                q1, q2 = p50_query(fn, big, 1), p50_query(fn, big, 2)
+                b1, b2 = rows_per_s(fn, big, 1), rows_per_s(fn, big, 2)
+                lines.append(f"| {label} | {name} | {exact} | {row:.1f} | {q1:,.0f} "
+                             f"({q1 / QUERY:.2f}) | {b1 / 1e3:,.0f}k | {q2:,.0f} "
+                             f"| {b2 / 1e3:,.0f}k |")  # fmt: skip
+                print(lines[-1], flush=True)
+            c = c_abi(compiled, big, tmp, calls)
+            if c is not None:
+                exact = verdict(compiled.predict_rowwise(check), want)
+                lines.append(f"| {label} | treeslim C ABI from C (TL2cgen code) | {exact} "
+                             f"| {c['row_p50_us']:.1f} | {c['query_p50_us']:,.0f} "
+                             f"({c['query_p50_us'] / QUERY:.2f}) "
+                             f"| {c['batch_rows_per_s'] / 1e3:,.0f}k | - | - |")  # fmt: skip
+                print(lines[-1], flush=True)
+    lines += ["", *[f"- {c}" for c in compile_times]]
     text = "\n".join(lines)
     print(text)
     if args.out:

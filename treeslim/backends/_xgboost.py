@@ -187,7 +187,7 @@ def forest_to_xgboost_json(forest: Forest) -> dict[str, Any]:
                 "name": "gbtree",
             },
             "learner_model_param": {
-                "base_score": f"[{base_str}]"
+                "base_score": base_str
                 if not identity_multi
                 else "[" + ",".join([base_str] * k) + "]",
                 "boost_from_average": "1",
