@@ -20,7 +20,8 @@ def feature_thresholds(forest, j):
     t = np.unique(t[np.isfinite(t)])
     if t.size == 0:
         return np.array([0.0])
-    t32 = t.astype(np.float32)
+    with np.errstate(over="ignore"):  # thresholds beyond float32 range (fuzzed files) -> inf
+        t32 = t.astype(np.float32)
     near = [
         t,
         np.nextafter(t, np.inf),
@@ -77,3 +78,64 @@ def as_f32(X):
     """``X`` rounded to float32 (values beyond float32 range become inf, silently)."""
     with np.errstate(over="ignore"):
         return np.asarray(X).astype(np.float32)
+
+
+def native_rows(model, X):
+    """``X`` with what ``model``'s own library refuses at predict time replaced.
+
+    XGBoost and LightGBM take every row (XGBoost's inplace_predict takes inf, and rounds to
+    float32 itself). scikit-learn's CART-based estimators reject inf and values beyond float32
+    range (replaced by +-3e38), gradient boosting also NaN (replaced by 0.25); histogram gradient
+    boosting takes every row as is.
+    """
+    name = type(model).__name__
+    if type(model).__module__.split(".")[0] != "sklearn" or name.startswith("Hist"):
+        return X
+    X = np.array(X, dtype=np.float64)
+    with np.errstate(over="ignore"):
+        too_big = ~np.isfinite(X.astype(np.float32)) & ~np.isnan(X)
+    X[too_big] = np.sign(X[too_big]) * 3.0e38
+    if name.startswith("Gradient"):
+        X[np.isnan(X)] = 0.25
+    return X
+
+
+def native_predict(model, X, *, margin=False):
+    """What ``model``'s own library predicts on ``X``, shaped like :meth:`Forest.predict`:
+    (n,) for one output, (n, k) for k classes; ``margin=True`` for raw scores.
+
+    Takes XGBoost Boosters and wrappers (``inplace_predict``), LightGBM Boosters and wrappers
+    (``Booster.predict``), treelite Models (GTIL), and scikit-learn estimators (``predict_proba``
+    with the class-1 column for binary, else ``predict``; margins from ``decision_function`` or
+    ``_raw_predict``: ask only where :func:`has_native_margin`).
+    """
+    lib = type(model).__module__.split(".")[0]
+    if lib == "xgboost":
+        booster = model.get_booster() if hasattr(model, "get_booster") else model
+        kind = "margin" if margin else "value"
+        return np.asarray(booster.inplace_predict(X, predict_type=kind), dtype=np.float64)
+    if lib == "lightgbm":
+        booster = getattr(model, "booster_", model)
+        return np.asarray(booster.predict(X, raw_score=margin), dtype=np.float64)
+    if lib == "treelite":
+        import treelite
+
+        out = treelite.gtil.predict(model, X, pred_margin=margin, nthread=1)
+        out = out.reshape(len(X), -1)
+        return out[:, 0] if out.shape[1] == 1 else out
+    if margin:
+        if hasattr(model, "decision_function"):
+            return model.decision_function(X)
+        if type(model).__name__.startswith("Gradient"):  # takes validated float32 input
+            X = np.asarray(X, dtype=np.float32)
+        return model._raw_predict(X).ravel()
+    if hasattr(model, "predict_proba"):
+        p = model.predict_proba(X)
+        return p[:, 1] if p.shape[1] == 2 else p
+    return model.predict(X)
+
+
+def has_native_margin(model):
+    """Whether :func:`native_predict` can give ``model``'s raw scores (random forests have none)."""
+    lib = type(model).__module__.split(".")[0]
+    return lib != "sklearn" or hasattr(model, "decision_function") or hasattr(model, "_raw_predict")

@@ -1,15 +1,24 @@
-"""Compiled models and the batch kernel, tested against the reference predictor (the oracle)."""
+"""Compiled models and the batch kernel, tested against the reference predictor and against the
+native library itself (XGBoost, LightGBM, scikit-learn) on adversarial rows."""
 
 from __future__ import annotations
 
 import itertools
+import os
 import re
 import threading
 
 import numpy as np
 import pytest
 from models import ALL, model
-from oracle import as_f32, assert_close, oracle_rows
+from oracle import (
+    as_f32,
+    assert_close,
+    has_native_margin,
+    native_predict,
+    native_rows,
+    oracle_rows,
+)
 
 import treeslim
 from treeslim._utils import float32_thresholds
@@ -97,6 +106,72 @@ def test_single_row_link_overflow(compiled_cache):
         X = oracle_rows(big, 20, seed=3)
         for i in range(len(X)):
             assert_close(compiled.predict(X[i]), big.predict(X[i : i + 1]), prob=post == "sigmoid")
+
+
+# sklearn's finiteness check sums rows of +-3e38 entries and warns about the inf - inf it meets
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
+@pytest.mark.parametrize(("lib", "task"), ALL)
+def test_compiled_equals_native_library(compiled_cache, lib, task):
+    """Both paths of a compiled model (batch kernel and the single-row C function) against the
+    library that trained the model, on rows at thresholds, their neighbours, NaN and +-inf."""
+    native = model(lib, task)[0]
+    forest, compiled = _compiled(compiled_cache, lib, task)
+    X = native_rows(native, oracle_rows(forest, 300, seed=11))
+    prob = forest.postprocessor in ("sigmoid", "softmax")
+    expect = native_predict(native, X)
+    what = f"{lib} {task}"
+    assert_close(compiled.predict(X), expect, prob=prob, what=f"{what} batch")
+    assert_close(compiled.predict_rowwise(X), expect, prob=prob, what=f"{what} rowwise")
+    if has_native_margin(native):
+        margin = native_predict(native, X, margin=True)
+        assert_close(compiled.predict_margin(X), margin, what=f"{what} batch margin")
+        assert_close(compiled.predict_margin(X[5]), margin[5:6], what=f"{what} row margin")
+    for i in range(0, len(X), 5):  # the single-row path, float64 and (float32 models) float32
+        assert_close(compiled.predict(X[i]), expect[i : i + 1], prob=prob, what=f"{what} row {i}")
+        if forest.feature_dtype == "float32":
+            got = compiled.predict(as_f32(X[i]))
+            assert_close(got, expect[i : i + 1], prob=prob, what=f"{what} f32 row {i}")
+    if lib in ("xgboost", "lightgbm", "sklearn-hgb"):  # the traps reached the library
+        assert np.isnan(X).any() and np.isinf(X).any()
+
+
+WIDE_ROW_SCRIPT = """
+import sys, threading
+import numpy as np
+import treeslim
+from treeslim.backends.tl2cgen import CompiledForest
+
+forest = treeslim.load(sys.argv[1])
+compiled = CompiledForest(forest, sys.argv[2])
+x = np.linspace(-2.0, 2.0, forest.num_feature)
+out = []
+threading.stack_size(256 * 1024)
+worker = threading.Thread(target=lambda: out.append(
+    (compiled.predict(x), compiled.predict_rowwise(np.stack([x, -x])))))
+worker.start()
+worker.join()
+np.testing.assert_allclose(out[0][0], forest.predict(x[None]), rtol=1e-6)
+np.testing.assert_allclose(out[0][1], forest.predict(np.stack([x, -x])), rtol=1e-6)
+print("ok")
+"""
+
+
+def test_wide_rows_fit_a_small_thread_stack(compiled_cache, tmp_path):
+    """The row functions keep a row's entries on the C stack; a row wider than a thread's stack
+    (65,536 doubles, 512 KB, in a thread of 256 KB) takes a heap buffer instead of crashing the
+    process. Run in a child process, so a crash is a failure, not the end of the test run."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    forest = treeslim.from_model(model("lightgbm", "regression")[0]).replace(num_feature=2**16)
+    treeslim.save(forest, tmp_path / "wide.tslim")
+    treeslim.compile(forest, tmp_path / "wide.so", nthread=2, verbose=0)
+    env = dict(os.environ, PYTHONPATH=str(Path(treeslim.__file__).parents[1]))
+    args = [str(tmp_path / "wide.tslim"), str(tmp_path / "wide.so")]
+    run = subprocess.run([sys.executable, "-c", WIDE_ROW_SCRIPT, *args], env=env,
+                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert run.returncode == 0 and run.stdout.strip() == "ok", (run.returncode, run.stderr)
 
 
 def test_single_row_is_thread_safe(compiled_cache):

@@ -24,6 +24,7 @@ from treeslim.measure import evaluate
     [
         SlimClassifier(n_synthetic=200, random_state=0),
         SlimRegressor(n_synthetic=200, random_state=0),
+        SlimRanker(n_synthetic=200, random_state=0),
     ]
 )
 def test_sklearn_contract(estimator, check):
@@ -47,6 +48,8 @@ def test_compress_fitted_xgboost(task):
     assert "compressed" in slim.report_.to_text()
     booster = slim.export()
     assert type(booster).__name__ == "Booster"  # an XGBoost model stays an XGBoost model
+    got = booster.inplace_predict(X, predict_type="margin")  # the compressed model, not m
+    np.testing.assert_allclose(got, slim.forest_.predict_margin(X), rtol=1e-5, atol=1e-5)
 
 
 def test_max_loss_zero_is_exact():
@@ -64,8 +67,6 @@ def test_ranker_and_pipeline_and_pickle(tmp_path):
     _, y, qid = data("ranking")
     slim = compress(m, X, y, qid=qid, max_loss=0.02, random_state=0)
     assert isinstance(slim, SlimRanker) and slim.forest_.task == "ranking"
-    with pytest.raises(ValueError, match="needs qid"):
-        SlimRanker(m).fit(X, y)
 
     Xc, yc, _ = data("binary")
     Xc = np.nan_to_num(Xc)
@@ -80,6 +81,92 @@ def test_ranker_and_pipeline_and_pickle(tmp_path):
         SlimClassifier(n_synthetic=300, random_state=0), {"max_loss": [0.0, 0.02]}, cv=2
     ).fit(Xc, yc)
     assert grid.best_params_["max_loss"] in (0.0, 0.02)
+
+
+def interleave(qid):
+    """A row order that deals the queries out like cards (first row of each query, then the
+    second, ...), keeping each query's own rows in order: a stable sort by qid undoes it."""
+    rank = np.arange(len(qid)) - np.searchsorted(qid, qid)  # position within the (sorted) query
+    return np.lexsort((qid, rank))
+
+
+def _same_fit(a, b):
+    np.testing.assert_array_equal(a.forest_.leaf_value, b.forest_.leaf_value)
+    np.testing.assert_array_equal(a.forest_.threshold, b.forest_.threshold)
+    np.testing.assert_array_equal(a.teacher_.leaf_value, b.teacher_.leaf_value)
+
+
+@pytest.mark.parametrize("inner", ["default", "xgboost", "lightgbm"])
+def test_ranker_takes_queries_in_any_order(inner):
+    """Interleaved qids give the fit of the same rows sorted by query, whatever the inner model
+    wants: nothing (the default, a regressor of the relevance), ``qid`` (XGBRanker, which needs
+    grouped rows) or ``group`` sizes (LGBMRanker); ``group=`` works as LightGBM users write it."""
+    import lightgbm as lgb
+    import xgboost as xgb
+
+    X, y, qid = data("ranking", n=400)
+    est = {
+        "default": None,
+        "xgboost": xgb.XGBRanker(n_estimators=8, max_depth=3, n_jobs=1, random_state=0),
+        "lightgbm": lgb.LGBMRanker(n_estimators=8, num_leaves=7, n_jobs=1, verbose=-1,
+                                   random_state=0),
+    }[inner]  # fmt: skip
+    kw = dict(random_state=0, verbose=0, n_synthetic=300, distill=False)
+    ranked = SlimRanker(est, **kw).fit(X, y, qid=qid)
+    order = interleave(qid)
+    assert not np.all(np.diff(qid[order]) >= 0)  # the queries really are interleaved
+    mixed = SlimRanker(est, **kw).fit(X[order], y[order], qid=qid[order])
+    _same_fit(mixed, ranked)
+    np.testing.assert_array_equal(mixed.predict(X[order]), ranked.predict(X)[order])
+    grouped = SlimRanker(est, **kw).fit(X, y, group=np.bincount(qid))
+    _same_fit(grouped, ranked)
+    assert ranked.teacher_.task == "ranking" and ranked.search_.metric == "ndcg@10"
+    if inner == "default":
+        assert type(ranked.model_).__name__ == "HistGradientBoostingRegressor"
+
+
+def test_ranker_default_and_one_query():
+    """The documented default works without extra dependencies; without qid (as scikit-learn's
+    tools call fit) all rows are one query."""
+    X, y, _ = data("ranking", n=300)
+    kw = dict(random_state=0, verbose=0, n_synthetic=200, distill=False)
+    one = SlimRanker(**kw).fit(X, y)
+    _same_fit(one, SlimRanker(**kw).fit(X, y, qid=np.full(len(X), 7)))
+    assert one.score(X, y) > 0.3  # R^2 of the relevance: a pointwise ranker
+    with pytest.raises(ValueError, match="needs a ranker or a regressor with an identity link"):
+        SlimRanker(model("xgboost", "binary")[0], **kw).fit(X, y)
+    from sklearn.ensemble import HistGradientBoostingRegressor  # fit() takes no qid: none given
+
+    hgb = SlimRanker(HistGradientBoostingRegressor(max_iter=10), **kw)
+    assert hgb.fit(X, y, qid=np.arange(len(X)) // 10).predict(X).shape == (len(X),)
+
+
+def test_wrong_length_qid_and_group_name_both_lengths():
+    m, X = model("lightgbm", "ranking")
+    _, y, qid = data("ranking")
+    short = "qid must have one entry per row: X has 500 rows, qid has 495 entries"
+    with pytest.raises(ValueError, match=short):
+        SlimRanker(m, verbose=0).fit(X, y, qid=qid[:-5])
+    with pytest.raises(ValueError, match=short):
+        compress(m, X, y, qid=qid[:-5], verbose=0)
+    with pytest.raises(ValueError, match=short):
+        treeslim.search.search(treeslim.from_model(m), X, y, qid=qid[:-5], verbose=0)
+    with pytest.raises(ValueError, match=short):
+        evaluate("ranking", y, m.predict(X), qid=qid[:-5])
+    with pytest.raises(ValueError, match="X has 500 rows, qid has 505 entries"):
+        treeslim.refit_leaves(treeslim.from_model(m), X, y, task_loss=True,
+                              qid=np.concatenate([qid, qid[:5]]))  # fmt: skip
+    with pytest.raises(ValueError, match=short):
+        treeslim.distill(m, X, student=treeslim.distillation.parse_student("lightgbm"),
+                         qid=qid[:-5])  # fmt: skip
+    with pytest.raises(ValueError, match=r"X has 500 rows, qid has shape \(500, 1\)"):
+        compress(m, X, y, qid=qid[:, None], verbose=0)
+    with pytest.raises(ValueError, match="X has 500 rows, group sums to 480"):
+        SlimRanker(m, verbose=0).fit(X, y, group=[20] * 24)
+    with pytest.raises(ValueError, match="qid or group"):
+        SlimRanker(m, verbose=0).fit(X, y, qid=qid, group=[20] * 25)
+    with pytest.raises(ValueError, match="group must be a 1-D array of query sizes"):
+        SlimRanker(m, verbose=0).fit(X, y, group=[250.5, 249.5])
 
 
 def test_compress_pipeline_keeps_preprocessing():
@@ -140,7 +227,8 @@ def test_compress_with_bits_and_cli(tmp_path, capsys):
     assert code == 0
     small = treeslim.load(out)  # a LightGBM model stays a LightGBM model
     assert small.source["library"] == "lightgbm"
-    assert small.n_nodes <= treeslim.from_model(m).n_nodes
+    assert small.n_nodes == slim.forest_.n_nodes < treeslim.from_model(m).n_nodes
+    np.testing.assert_allclose(small.predict(X), slim.forest_.predict(X), rtol=1e-12)
     assert (tmp_path / "small.txt.report.json").exists()
     front = json.loads((tmp_path / "small.txt.pareto.json").read_text())["entries"]
     assert front and all(e["pareto"] for e in front)

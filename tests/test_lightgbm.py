@@ -7,7 +7,9 @@ import re
 import sys
 import time
 
+import fuzz
 import lightgbm as lgb
+import models
 import numpy as np
 import pytest
 import xgboost as xgb
@@ -16,7 +18,7 @@ from hypothesis import strategies as st
 from oracle import SPECIALS, assert_close, oracle_rows, rows
 
 import treeslim
-from treeslim import Forest, ModelFormatError, TreeSlimError, UnsupportedModelError
+from treeslim import Forest, ModelFormatError, UnsupportedModelError
 from treeslim.backends import forest_to_lightgbm_text, to_lightgbm
 from treeslim.formats import ZERO_THRESHOLD
 from treeslim.frontends import forest_from_lightgbm, forest_from_lightgbm_text, forest_from_xgboost
@@ -296,14 +298,77 @@ def test_truncated_text_raises_model_format_error():
             forest_from_lightgbm_text(SMALL_TEXT[:cut])
 
 
-@settings(max_examples=60)
-@given(st.integers(0, len(SMALL_TEXT) - 1), st.sampled_from(["x", "-", "9", " ", "\n", "=", ""]))
-def test_fuzzed_text_raises_only_treeslim_errors(pos, char):
-    text = SMALL_TEXT[:pos] + char + SMALL_TEXT[pos + 1 :]
-    try:
+@pytest.mark.slow  # TREESLIM_FUZZ_N mutants per kind (default: the small form)
+@pytest.mark.parametrize("objective", ["multiclass", "binary", "regression"])
+def test_fuzzed_text_parses_or_fails_cleanly(objective):
+    """Numbers replaced by extreme values, lines dropped or doubled, bytes flipped: each mutant
+    parses (and validates, and predicts) or raises a TreeSlimError, within the time and memory
+    bounds of the fuzz harness; both outcomes occur."""
+    text = train(objective, X_NAN, rounds=2, num_leaves=4).model_to_string().encode()
+    rng = np.random.default_rng(0)
+    parse = treeslim.frontends.from_bytes
+    fuzz.fuzz(parse, fuzz.text_mutations(text, rng), what=f"{objective} text")
+    head = text[: text.index(b"Tree=0")]  # the header, where the counts are
+    heads = (m + text[len(head) :] for m in fuzz.text_mutations(head, rng))
+    fuzz.fuzz(parse, heads, what=f"{objective} header")
+    fuzz.fuzz(parse, fuzz.byte_mutations(text, rng), what=f"{objective} bytes")
+
+
+def test_a_feature_count_the_trees_do_not_use_is_refused(tmp_path):
+    """The issue's file: max_feature_idx edited to 200,000,000, trees untouched. LightGBM itself
+    refuses it (feature_names has 6 entries); so does treeslim, at once, naming the field."""
+    m, _ = models.lightgbm_model("regression")
+    text = m.booster_.model_to_string()
+    big = re.sub(r"^max_feature_idx=\d+$", "max_feature_idx=200000000", text, flags=re.M)
+    with pytest.raises(lgb.basic.LightGBMError, match="Wrong size of feature_names"):
+        lgb.Booster(model_str=big)
+    path = tmp_path / "big.txt"
+    path.write_text(big)
+    t0 = time.perf_counter()
+    match = "max_feature_idx=200000000 declares 200,000,001 features, but feature_names lists 6"
+    with pytest.raises(ModelFormatError, match=match):
+        treeslim.load(path)
+    from treeslim.cli import main
+
+    assert main(["compile", str(path), "-o", str(tmp_path / "big.so")]) == 2
+    assert time.perf_counter() - t0 < 5.0
+    assert not (tmp_path / "big.so").exists()
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "match"),
+    [
+        (r"^feature_names=.*$", "", "no feature_names line"),
+        (r"^feature_infos=.*$", "", "no feature_infos line"),
+        (
+            r"^feature_infos=\S+ ",
+            "feature_infos=",
+            "declares 4 features, but feature_infos lists 3",
+        ),
+        (r"^feature_names=", "feature_names=extra ", "feature_names lists 5"),
+        (r"^num_class=1$", "num_class=5", "num_class=5, but objective 'regression' has one output"),
+    ],
+)
+def test_header_counts_are_checked(old, new, match):
+    text = re.sub(old, new, train("regression").model_to_string(), count=1, flags=re.M)
+    with pytest.raises(ModelFormatError, match=match):
         forest_from_lightgbm_text(text)
-    except TreeSlimError:
-        pass
+
+
+def test_unused_features_are_bounded(monkeypatch):
+    """Consistent names and infos, but far more features than the trees split on."""
+    text = train("regression").model_to_string()
+    wide = 4 + 11
+    names = " ".join(f"f{j}" for j in range(wide))
+    text = re.sub(r"^max_feature_idx=3$", f"max_feature_idx={wide - 1}", text, flags=re.M)
+    text = re.sub(r"^feature_names=.*$", f"feature_names={names}", text, flags=re.M)
+    text = re.sub(r"^feature_infos=.*$", "feature_infos=" + " ".join(["none"] * wide), text,
+                  flags=re.M)  # fmt: skip
+    assert forest_from_lightgbm_text(text).num_feature == wide  # LightGBM predicts on 15 columns
+    monkeypatch.setattr(treeslim.formats._limits, "MAX_UNUSED_FEATURES", 10)
+    with pytest.raises(ModelFormatError, match="max_feature_idx declares 15 features, but the trees"
+                                               " split on none beyond feature 1"):  # fmt: skip
+        forest_from_lightgbm_text(text)
 
 
 # ---------------------------------------------------------------- export

@@ -322,6 +322,152 @@ def test_refit_block_solver_matches_a_dense_solve():
         np.testing.assert_allclose(X[:, j], want, rtol=1e-5, atol=1e-9)
 
 
+def dense_designs(forest, X):
+    """Per output: the dense (n, L) leaf-indicator design of its trees (entries 1, or 1/trees per
+    output for averaged forests) and the global node ids of its L columns, the leaves reached."""
+    leaves = treeslim.ir.leaf_nodes(forest, X)
+    per_output = np.bincount(forest.tree_class, minlength=forest.n_outputs)
+    out = []
+    for c in range(forest.n_outputs):
+        trees = np.flatnonzero(forest.tree_class == c)
+        ids = np.unique(leaves[:, trees])
+        M = np.zeros((len(X), len(ids)))
+        for t in trees:
+            M[np.arange(len(X)), np.searchsorted(ids, leaves[:, t])] += (
+                1.0 / per_output[c] if forest.average else 1.0
+            )
+        out.append((M, ids))
+    return out
+
+
+def dense_ridge(forest, X, target, *, l2, w=None):
+    """Leaf values solving ``min sum_i w_i (m_i - t_i)^2 + l2 ||v - v0||^2`` (``w`` normalized
+    to mean 1, ``v0`` the current values) by a dense solve of the normal equations, per output."""
+    w = np.ones(len(X)) if w is None else w * (len(X) / w.sum())
+    m0 = forest.predict_margin(X).reshape(len(X), -1)
+    t = np.asarray(target, dtype=np.float64).reshape(len(X), -1)
+    v = forest.leaf_value.copy()
+    for c, (M, ids) in enumerate(dense_designs(forest, X)):
+        A = M.T @ (w[:, None] * M) + l2 * np.eye(len(ids))
+        v[ids, 0] += np.linalg.solve(A, M.T @ (w * (t[:, c] - m0[:, c])))
+    return v
+
+
+REFIT_CASES = [
+    ("xgboost", "regression"),
+    ("lightgbm", "multiclass"),
+    ("sklearn-forest", "regression"),
+]
+
+
+def assert_same_change(got, want, v0, rel=1e-2):
+    """Leaf values ``got`` and ``want`` moved ``v0`` by the same amount, to ``rel`` of the
+    largest move (a solver stopping at a relative residual meets this; half a step does not)."""
+    scale = np.abs(want - v0).max()
+    assert scale > 1e-3 * np.abs(v0).max()  # the refit had something to do
+    np.testing.assert_allclose(got - v0, want - v0, rtol=0, atol=rel * scale)
+
+
+@pytest.mark.parametrize(("lib", "task"), REFIT_CASES)
+@pytest.mark.parametrize("l2", [1e-3, 0.5])
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+def test_refit_toward_teacher_equals_a_dense_least_squares_solve(lib, task, l2, weighted):
+    """The documented ridge problem, solved densely (numpy): same margins, and with a ridge that
+    makes the problem well-conditioned, the same leaves (with a tiny one, leaf values that move
+    every margin equally, e.g. +c in one tree and -c in another, are barely determined)."""
+    f, X = forest_of(lib, task)
+    start = select_trees(f, X, n_trees=4 * f.n_outputs)
+    start = start.replace(leaf_value=0.5 * start.leaf_value)  # far from the teacher
+    target = f.predict_margin(X)
+    w = np.random.default_rng(0).uniform(0.0, 3.0, len(X)) if weighted else None
+    if weighted:
+        w[::7] = 0.0
+    got = refit_leaves(start, X, target_margin=target, l2=l2, sample_weight=w, max_cg=2000)
+    want = dense_ridge(start, X, target, l2=l2, w=w)
+
+    def objective(v):
+        m = start.replace(leaf_value=v).predict_margin(X)
+        r = (m - target).reshape(len(X), -1)
+        ww = np.ones(len(X)) if w is None else w * (len(X) / w.sum())
+        return float(np.sum(ww[:, None] * r * r) + l2 * np.sum((v - start.leaf_value) ** 2))
+
+    best, before = objective(want), objective(start.leaf_value)
+    assert best <= objective(got.leaf_value) <= best + 1e-6 * before  # the optimum, to 1e-6
+    m0 = start.predict_margin(X)
+    move = start.replace(leaf_value=want).predict_margin(X) - m0
+    np.testing.assert_allclose(got.predict_margin(X) - m0, move, atol=1e-2 * np.abs(move).max())
+    if l2 >= 0.5:
+        assert_same_change(got.leaf_value, want, start.leaf_value)
+
+
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+def test_refit_on_regression_labels_equals_a_dense_solve(weighted):
+    f, X = forest_of("xgboost", "regression")
+    _, y, _ = models.data("regression")
+    start = prune_nodes(select_trees(f, X, n_trees=5), X, fraction=0.5)
+    w = np.random.default_rng(1).uniform(0.5, 2.0, len(X)) if weighted else None
+    got = refit_leaves(start, X, y, l2=1.0, sample_weight=w, max_cg=2000)
+    want = dense_ridge(start, X, y, l2=1.0, w=w)
+    assert_same_change(got.leaf_value, want, start.leaf_value)
+    assert_close(got.predict_margin(X), start.replace(leaf_value=want).predict_margin(X))
+
+
+def dense_newton_step(forest, X, y, v, *, l2, w):
+    """One Newton step of refit's task loss plus ``l2/2 ||v - v0||^2`` from leaf values ``v``:
+    logistic for sigmoid links, softmax cross-entropy with its per-class diagonal Hessian."""
+    cur = forest.replace(leaf_value=v)
+    m = cur.predict_margin(X).reshape(len(X), -1)
+    if forest.task == "multiclass":
+        z = np.exp(m - m.max(axis=1, keepdims=True))
+        p, onehot = z / z.sum(axis=1, keepdims=True), np.eye(forest.n_outputs)[y]
+    else:
+        p, onehot = 1.0 / (1.0 + np.exp(-m)), y[:, None]
+    g, h = w[:, None] * (p - onehot), w[:, None] * p * (1.0 - p)
+    new = v.copy()
+    for c, (M, ids) in enumerate(dense_designs(forest, X)):
+        A = M.T @ (h[:, c, None] * M) + l2 * np.eye(len(ids))
+        new[ids, 0] -= np.linalg.solve(
+            A, M.T @ g[:, c] + l2 * (v[ids, 0] - forest.leaf_value[ids, 0])
+        )
+    return new
+
+
+def task_objective(forest, X, y, v, *, l2, w):
+    m = forest.replace(leaf_value=v).predict_margin(X).reshape(len(X), -1)
+    if forest.task == "multiclass":
+        lse = np.log(np.exp(m - m.max(axis=1, keepdims=True)).sum(axis=1)) + m.max(axis=1)
+        loss = w * (lse - m[np.arange(len(y)), y])
+    else:
+        loss = w * (np.logaddexp(0.0, m[:, 0]) - y * m[:, 0])
+    return float(loss.sum() + 0.5 * l2 * np.sum((v - forest.leaf_value) ** 2))
+
+
+@pytest.mark.parametrize(("lib", "task"), [("lightgbm", "binary"), ("xgboost", "multiclass")])
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+def test_refit_task_loss_equals_a_dense_newton_solve(lib, task, weighted):
+    """One Newton step is the dense Newton step; many reach the dense Newton optimum."""
+    f, X = forest_of(lib, task)
+    _, y, _ = models.data(task)
+    start = select_trees(f, X, n_trees=3 * f.n_outputs)
+    raw = np.random.default_rng(2).uniform(0.2, 3.0, len(X)) if weighted else np.ones(len(X))
+    w, l2 = raw * (len(X) / raw.sum()), 0.5
+    v0 = start.leaf_value
+    step = dense_newton_step(start, X, y, v0, l2=l2, w=w)
+    assert task_objective(start, X, y, step, l2=l2, w=w) < task_objective(
+        start, X, y, v0, l2=l2, w=w
+    )
+    sw = None if not weighted else raw
+    one = refit_leaves(start, X, y, task_loss=True, l2=l2, sample_weight=sw, max_newton=1,
+                       max_cg=2000)  # fmt: skip
+    assert_same_change(one.leaf_value, step, v0)
+    v = v0
+    for _ in range(30):
+        v = dense_newton_step(start, X, y, v, l2=l2, w=w)
+    full = refit_leaves(start, X, y, task_loss=True, l2=l2, sample_weight=sw, max_newton=30,
+                        max_cg=2000)  # fmt: skip
+    assert_close(full.predict_margin(X), start.replace(leaf_value=v).predict_margin(X))
+
+
 @pytest.mark.parametrize(
     ("lib", "task"), [("xgboost", "multiclass"), ("lightgbm", "multiclass"), ("lightgbm", "binary")]
 )

@@ -300,11 +300,38 @@ def test_refit_with_vector_leaves_and_averaging():
     assert rec["mse_after"] < rec["mse_before"]
 
 
-def test_quantization_error_of_a_forest_with_itself():
-    forest, X = forest_of("xgboost", "multiclass")
-    assert quantization_error(forest, forest, X) == {
+def test_quantization_error_has_the_known_answer():
+    """One tree with leaves -1, 0.2, 3 quantized to 1 bit: the uniform codebook is {-1, 3} and
+    0.2 rounds to -1 (1.2 away, against 2.8), which turns class 1 into class 0."""
+    f = Forest(split_index=[0, -1, 0, -1, -1], threshold=[0.0, 0, 1.0, 0, 0],
+               cleft=[1, -1, 3, -1, -1], cright=[2, -1, 4, -1, -1],
+               default_left=[True, False, True, False, False], leaf_value=[0, -1.0, 0, 0.2, 3.0],
+               tree_offsets=[0, 5], tree_class=[0], num_feature=1, task="binary",
+               postprocessor="sigmoid")  # fmt: skip
+    q = quantize_leaves(f, bits=1)
+    assert sorted(q.leaf_value[q.split_index < 0, 0]) == [-1.0, -1.0, 3.0]
+    X = np.array([[-1.0], [0.5], [0.5], [2.0], [np.nan]])  # NaN goes left: leaf -1
+    err = quantization_error(f, q, X)
+    assert err["max_abs_delta_margin"] == pytest.approx(1.2)
+    assert err["mean_abs_delta_margin"] == pytest.approx(2 * 1.2 / 5)
+    assert err["agreement"] == pytest.approx(3 / 5)
+    reg = f.replace(task="regression", postprocessor="identity")  # agreement: same margin
+    assert quantization_error(reg, quantize_leaves(reg, bits=1), X)["agreement"] == 0.6
+    assert quantization_error(f, f, X) == {
         "agreement": 1.0, "max_abs_delta_margin": 0.0, "mean_abs_delta_margin": 0.0,
     }  # fmt: skip
+
+
+def test_quantization_error_measures_a_real_quantization():
+    """A 2-bit leaf quantization of a multiclass model, checked against the margins themselves."""
+    forest, X = forest_of("xgboost", "multiclass")
+    q = quantize_leaves(forest, bits=2)
+    m0, m1 = forest.predict_margin(X), q.predict_margin(X)
+    err = quantization_error(forest, q, X)
+    assert err["max_abs_delta_margin"] == pytest.approx(np.abs(m1 - m0).max())
+    assert err["mean_abs_delta_margin"] == pytest.approx(np.abs(m1 - m0).mean())
+    assert err["agreement"] == pytest.approx(np.mean(m0.argmax(axis=1) == m1.argmax(axis=1)))
+    assert 0.01 < err["mean_abs_delta_margin"] and 0.5 < err["agreement"] < 1.0
 
 
 # ------------------------------------------------------------------------------ bad arguments

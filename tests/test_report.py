@@ -7,10 +7,12 @@ import json
 import numpy as np
 import pytest
 from models import data, model
+from oracle import native_predict
 
 import treeslim
 from treeslim.cli import main
 from treeslim.measure import evaluate, fidelity, ndcg_at_k
+from treeslim.passes import refit_leaves, select_trees
 
 
 def test_ndcg_by_hand():
@@ -44,13 +46,28 @@ def test_evaluate_and_fidelity():
         evaluate("binary", y, p[:3])
 
 
+def expected_fidelity(task, pred, margin, ref_pred, ref_margin):
+    """Agreement and largest margin difference, computed here from the two models' outputs."""
+    if task == "binary":
+        agree = np.mean((pred >= 0.5) == (ref_pred >= 0.5))
+    elif task == "multiclass":
+        agree = np.mean(pred.argmax(axis=1) == ref_pred.argmax(axis=1))
+    else:
+        agree = np.mean(np.abs(margin - ref_margin) <= 1e-6 * np.maximum(1.0, np.abs(ref_margin)))
+    return float(agree), float(np.abs(margin - ref_margin).max())
+
+
 @pytest.mark.parametrize("task", ["binary", "multiclass", "regression", "ranking"])
 def test_report_every_task(task):
+    """Quality and fidelity of an XGBoost model against a different model (its first trees,
+    refitted): the figures are the ones computed here from XGBoost's own predictions."""
     m, X = model("xgboost", task)
     _, y, qid = data(task)
-    rep = treeslim.report(m, X, y, qid=qid, reference=m, name="xgb", n_calls=200)
-    e = rep[0]
     forest = treeslim.from_model(m)
+    ref = refit_leaves(select_trees(forest, X, n_trees=3 * forest.n_outputs), X,
+                       target_margin=forest.predict_margin(X))  # fmt: skip
+    rep = treeslim.report(m, X, y, qid=qid, reference=ref, name="xgb", n_calls=200)
+    e = rep[0]
     assert (e["trees"], e["nodes"], e["leaves"]) == (
         forest.n_trees,
         forest.n_nodes,
@@ -58,9 +75,16 @@ def test_report_every_task(task):
     )
     assert e["bytes_xgboost_json"] > e["bytes_xgboost_ubj"] > 0
     assert 0 < e["p50_us"] <= e["p99_us"] and e["rows_per_s"] > 0
-    assert e["agreement"] == 1.0 and e["max_abs_delta_margin"] == 0.0
+    pred, margin = native_predict(m, X), native_predict(m, X, margin=True)
+    agree, delta = expected_fidelity(task, pred, margin, ref.predict(X), ref.predict_margin(X))
+    assert delta > 0.05  # the two models differ
+    assert e["agreement"] == pytest.approx(agree, abs=2 / len(X))  # float32 rounding may flip one
+    assert e["max_abs_delta_margin"] == pytest.approx(delta, rel=1e-5)
     metric = treeslim.measure.default_metric(task)
+    assert e[metric] == pytest.approx(evaluate(task, y, pred, qid=qid)[metric], abs=1e-6)
     assert 0 < e[metric] <= 1
+    same = treeslim.report(m, X, reference=m, latency=None, sizes=False)[0]
+    assert same["agreement"] == 1.0 and same["max_abs_delta_margin"] == 0.0
     json.loads(rep.to_json())
     assert "xgb" in rep.to_text() and "p50 us" in rep.to_text()
     frame = (rep + rep).to_frame()
@@ -103,3 +127,24 @@ def test_cli_compile_and_bench(tmp_path, capsys):
     assert "AUC" in capsys.readouterr().out
     assert main(["bench", str(path), "--data", str(csv), "--target", "nope"]) == 2
     assert "no column named 'nope'" in capsys.readouterr().err
+
+
+def test_cli_bench_on_a_csv_without_rows(tmp_path, capsys):
+    """A header-only (or empty) CSV is a clear error with exit code 2, not an IndexError."""
+    m, X = model("xgboost", "binary")
+    path = tmp_path / "m.json"
+    m.get_booster().save_model(path)
+    header_only = tmp_path / "header.csv"
+    header_only.write_text(",".join([f"f{i}" for i in range(X.shape[1])] + ["label"]) + "\n")
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    for csv, what in ((header_only, "has a header but no data rows"), (empty, "is empty")):
+        for extra in (["--target", "label"], []):
+            assert main(["bench", str(path), "--data", str(csv), *extra]) == 2
+            err = capsys.readouterr().err
+            assert f"treeslim bench: error: {csv}: the CSV file {what}" in err
+    one_column = tmp_path / "one.csv"  # one feature: n rows of one column, not one row
+    one_column.write_text("1.5\n-2\n3\n")
+    from treeslim.cli import read_data
+
+    assert read_data(str(one_column))[0].shape == (3, 1)

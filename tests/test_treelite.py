@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 
+import fuzz
 import numpy as np
 import pytest
 import treelite
@@ -365,3 +366,14 @@ def test_byte_flips_never_crash() -> None:
                 assert "flip.bin" in str(exc)
                 outcomes["error"] += 1
     assert outcomes["ok"] > 0 and outcomes["error"] > 0
+
+
+@pytest.mark.slow  # TREESLIM_FUZZ_N mutants per kind (default: the small form)
+@pytest.mark.filterwarnings("ignore:.*newer Treelite version:UserWarning")
+@pytest.mark.parametrize("name", ["sk-rf-multi", "xgb-softprob", "sk-hgb-poisson"])
+def test_fuzzed_checkpoints_parse_or_fail_cleanly(name: str) -> None:
+    """Bit flips, truncations and overwritten runs: a Forest that validates and predicts, or a
+    TreeSlimError, within the time and memory bounds of the fuzz harness; both occur."""
+    data_ = to_treelite(forest(name)).serialize_bytes()
+    mutants = fuzz.byte_mutations(data_, np.random.default_rng(3))
+    fuzz.fuzz(lambda d: forest_from_treelite_checkpoint(d, name="fuzz.bin"), mutants, what=name)

@@ -7,6 +7,7 @@ import json
 import struct
 import zlib
 
+import fuzz
 import models
 import numpy as np
 import pytest
@@ -302,12 +303,43 @@ def test_fuzzed_files_fail_cleanly(lib, task):
     assert not any(loaded)  # the checksum catches every one
 
 
+def split_payload(data):
+    """(JSON header as a dict, the bitstream after it) of .tslim bytes."""
+    payload = data[_HEADER.size :]
+    (n,) = struct.unpack_from("<I", payload)
+    return json.loads(payload[4 : 4 + n]), payload[4 + n :]
+
+
+def join_payload(meta, bits):
+    head = json.dumps(meta).encode()
+    return frame(struct.pack("<I", len(head)) + head + bits)
+
+
+@pytest.mark.slow  # TREESLIM_FUZZ_N mutants per kind (default: the small form)
 @pytest.mark.parametrize(("lib", "task"), [("xgboost", "binary"), ("lightgbm", "multiclass")])
 def test_fuzzed_payloads_behind_a_valid_checksum_fail_cleanly(lib, task):
-    """The decoder itself: mutate the payload, fix the CRC; only clean errors or valid Forests."""
+    """The decoder itself: mutate the payload (bytes, or a field of the JSON header), fix the
+    CRC; each mutant is a clean error or a Forest that validates and predicts, within the time
+    and memory bounds of the fuzz harness, and both occur."""
     forest, _ = forest_of(lib, task)
+    rng = np.random.default_rng(1)
     for data in (dump_tslim_bytes(forest), dump_tslim_bytes(quantize_leaves(forest, bits=2))):
         payload = data[_HEADER.size :]
-        rng = np.random.default_rng(1)
-        results = [check_clean(frame(bad)) for bad in mutations(payload, rng, 300)]
-        assert results.count(False) > 100  # most mutations are caught
+        mutants = (frame(bad) for bad in fuzz.byte_mutations(payload, rng))
+        fuzz.fuzz(load_tslim_bytes, mutants, what=f"{lib} {task} payload bytes")
+        meta, bits = split_payload(data)
+        mutants = (join_payload(m, bits) for m in fuzz.doc_mutations(meta, rng))
+        fuzz.fuzz(load_tslim_bytes, mutants, what=f"{lib} {task} JSON header")
+
+
+def test_a_feature_count_the_trees_do_not_use_is_refused(monkeypatch):
+    meta, bits = split_payload(dump_tslim_bytes(tiny_forest()))  # splits on features 0 and 1
+    meta["num_feature"] = 200_000_001
+    with pytest.raises(ModelFormatError, match="num_feature declares 200,000,001 features, but the"
+                                               " trees split on none beyond feature 1"):  # fmt: skip
+        load_tslim_bytes(join_payload(meta, bits))
+    meta["num_feature"] = 1000  # within the bound: kept
+    assert load_tslim_bytes(join_payload(meta, bits)).num_feature == 1000
+    monkeypatch.setattr(treeslim.formats._limits, "MAX_UNUSED_FEATURES", 100)
+    with pytest.raises(ModelFormatError, match="more than 100 unused features"):
+        load_tslim_bytes(join_payload(meta, bits))

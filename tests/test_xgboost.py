@@ -5,13 +5,18 @@ from __future__ import annotations
 import functools
 import json
 
+import fuzz
 import numpy as np
 import pytest
 from hypothesis import given
 from oracle import as_f32, assert_close, oracle_rows, rows
 
 import treeslim
-from treeslim.frontends import forest_from_xgboost
+from treeslim.frontends import (
+    forest_from_xgboost,
+    forest_from_xgboost_bytes,
+    forest_from_xgboost_dict,
+)
 
 xgb = pytest.importorskip("xgboost")
 
@@ -19,13 +24,21 @@ OBJECTIVES = [
     ("binary:logistic", {}),
     ("binary:logitraw", {}),
     ("reg:squarederror", {}),
+    ("reg:squaredlogerror", {}),
+    ("reg:pseudohubererror", {}),
+    ("reg:absoluteerror", {}),
+    ("reg:quantileerror", {"quantile_alpha": 0.7}),
     ("reg:logistic", {}),
     ("count:poisson", {}),
+    ("reg:gamma", {}),
+    ("reg:tweedie", {"tweedie_variance_power": 1.4}),
     ("multi:softprob", {"num_class": 3}),
     ("multi:softmax", {"num_class": 3}),
     ("rank:ndcg", {}),
     ("rank:pairwise", {}),
+    ("rank:map", {}),
 ]
+POSITIVE = {"count:poisson", "reg:gamma", "reg:tweedie", "reg:squaredlogerror"}
 PROB = {"binary:logistic", "multi:softprob", "reg:logistic"}
 
 
@@ -48,8 +61,11 @@ def booster(objective, booster_kind="gbtree"):
         y = np.digitize(score, [-0.5, 0.5]).astype(np.float32)
     elif objective == "count:poisson":
         y = np.round(np.exp(0.5 * score)).astype(np.float32)
+    elif objective in POSITIVE:
+        y = np.exp(0.5 * score).astype(np.float32)
     elif objective.startswith("rank"):
-        y = np.digitize(score, [-0.5, 0.5]).astype(np.float32)
+        cuts = [0.0] if objective == "rank:map" else [-0.5, 0.5]  # MAP takes 0/1 relevance
+        y = np.digitize(score, cuts).astype(np.float32)
         qid = np.repeat(np.arange(30), 20)
     else:
         y = (3 * score + 10).astype(np.float32)
@@ -61,6 +77,13 @@ def booster(objective, booster_kind="gbtree"):
 
 def _native(b, X, margin=False):
     return b.inplace_predict(X, predict_type="margin" if margin else "value")
+
+
+def test_every_accepted_objective_is_compared_with_xgboost():
+    """The frontend's objective table and the objectives trained here are the same set."""
+    from treeslim.formats import OBJECTIVES as ACCEPTED
+
+    assert {o for o, _ in OBJECTIVES} == set(ACCEPTED)
 
 
 @pytest.mark.parametrize("booster_kind", ["gbtree", "dart"])
@@ -196,17 +219,107 @@ def test_corrupt_and_truncated_files(tmp_path):
         treeslim.load(path)
 
 
-def test_ubjson_fuzz_never_crashes():
-    ubj = bytes(booster("reg:squarederror").save_raw("ubj"))
-    rng = np.random.default_rng(0)
-    for _ in range(200):
-        data = bytearray(ubj[: rng.integers(1, len(ubj))])
-        for pos in rng.integers(0, len(data), size=3):
-            data[pos] = rng.integers(0, 256)
-        try:
-            treeslim.frontends.forest_from_xgboost_bytes(bytes(data))
-        except treeslim.TreeSlimError:
-            pass
+FUZZ_SEEDS = ["binary:logistic", "multi:softprob", "reg:squarederror"]
+
+
+@functools.cache
+def small_booster(objective):
+    """A few shallow trees: mutations then hit the header as often as the node tables."""
+    X, score = _data()
+    y = np.digitize(score, [-0.5, 0.5]) if objective.startswith("multi") else score > 0
+    params = dict(dict(OBJECTIVES)[objective], objective=objective, max_depth=3, seed=0)
+    return xgb.train(params, xgb.DMatrix(X, y.astype(np.float32)), num_boost_round=3)
+
+
+@pytest.mark.slow  # TREESLIM_FUZZ_N mutants per kind (default: the small form)
+@pytest.mark.parametrize("objective", FUZZ_SEEDS)
+def test_fuzzed_json_documents_parse_or_fail_cleanly(objective):
+    """Mutated documents and JSON text: each parses (and validates, and predicts) or raises a
+    TreeSlimError, within the time and memory bounds; both outcomes occur."""
+    text = bytes(small_booster(objective).save_raw("json"))
+    doc = json.loads(text)
+    rng = np.random.default_rng(1)
+    docs = (json.dumps(d).encode() for d in fuzz.doc_mutations(doc, rng))
+    fuzz.fuzz(forest_from_xgboost_bytes, docs, what=f"{objective} documents")
+    fuzz.fuzz(forest_from_xgboost_bytes, fuzz.text_mutations(text, rng), what=f"{objective} text")
+
+
+@pytest.mark.slow  # TREESLIM_FUZZ_N mutants per kind (default: the small form)
+@pytest.mark.parametrize("objective", FUZZ_SEEDS)
+def test_fuzzed_ubjson_parses_or_fails_cleanly(objective):
+    ubj = bytes(small_booster(objective).save_raw("ubj"))
+    doc = treeslim.formats.decode_ubjson(ubj)
+    assert fuzz.encode_ubjson(doc) and forest_from_xgboost_bytes(fuzz.encode_ubjson(doc))
+    rng = np.random.default_rng(2)
+    docs = (fuzz.encode_ubjson(d) for d in fuzz.doc_mutations(doc, rng))
+    fuzz.fuzz(forest_from_xgboost_bytes, docs, what=f"{objective} UBJSON documents")
+    fuzz.fuzz(forest_from_xgboost_bytes, fuzz.byte_mutations(ubj, rng), what=f"{objective} bytes")
+
+
+def _edited(objective, edit):
+    doc = json.loads(bytes(booster(objective).save_raw("json")))
+    edit(doc["learner"])
+    return json.dumps(doc).encode()
+
+
+def _params(learner, **kw):
+    learner["learner_model_param"].update(kw)
+
+
+def _gbtree(learner):
+    return learner["gradient_booster"]["model"]
+
+
+@pytest.mark.parametrize(
+    ("objective", "edit", "match"),
+    [
+        ("binary:logistic", lambda L: _params(L, num_feature="200000001"),
+         "num_feature declares 200,000,001 features, but the trees split on none beyond"),
+        ("binary:logistic", lambda L: _params(L, num_feature="2"),
+         "num_feature declares 2 features, but the trees split on feature 5"),
+        ("binary:logistic", lambda L: _params(L, num_feature="x"), "num_feature is not a count"),
+        ("binary:logistic", lambda L: L["learner_model_param"].pop("num_feature"),
+         "has no num_feature"),
+        ("binary:logistic", lambda L: L.update(feature_names=["a", "b"]),
+         "num_feature declares 6 features, but feature_names lists 2"),
+        ("binary:logistic", lambda L: _params(L, num_class="3"),
+         "num_class=3, but objective 'binary:logistic' has one output"),
+        ("multi:softprob", lambda L: _params(L, num_class="1000000000"),
+         "num_class=1000000000 and 45 trees"),
+        ("multi:softprob", lambda L: _params(L, num_class="-3"), "num_class is not a count"),
+        ("reg:squarederror", lambda L: _gbtree(L)["gbtree_model_param"].update(num_trees="99"),
+         "num_trees=99, but 15 trees"),
+        ("reg:squarederror", lambda L: _gbtree(L)["tree_info"].pop(), "15 trees but 14 tree_info"),
+        ("reg:squarederror", lambda L: _gbtree(L)["trees"][0]["tree_param"].update(
+            num_nodes="10000000000000"), "for 10000000000000 nodes"),
+        ("reg:squarederror", lambda L: _gbtree(L)["trees"][0]["sum_hessian"].pop(),
+         "tree 0 'sum_hessian' has"),
+        ("reg:squarederror", lambda L: _gbtree(L)["trees"][0].update(split_indices="oops"),
+         "split_indices. holds values that are not integers"),
+        ("binary:logistic", lambda L: _params(L, base_score="[1.5E0]"),
+         r"base_score \[1.5\] has no finite margin under objective 'binary:logistic'"),
+        ("reg:squarederror", lambda L: L["gradient_booster"].pop("model"),
+         r"corrupt document \(KeyError: 'model'\)"),
+    ],
+)  # fmt: skip
+def test_header_counts_are_checked_against_the_trees(objective, edit, match):
+    with pytest.raises(treeslim.ModelFormatError, match=match):
+        forest_from_xgboost_bytes(_edited(objective, edit))
+
+
+def test_dart_weights_and_iteration_pointers_are_checked():
+    doc = json.loads(bytes(booster("reg:squarederror", "dart").save_raw("json")))
+    doc["learner"]["gradient_booster"]["weight_drop"].pop()
+    with pytest.raises(treeslim.ModelFormatError, match="14 weight_drop entries for 15 trees"):
+        forest_from_xgboost_bytes(json.dumps(doc).encode())
+    doc = json.loads(bytes(booster("reg:squarederror").save_raw("json")))
+    doc["learner"]["gradient_booster"]["model"]["iteration_indptr"][3] = 10**6
+    with pytest.raises(treeslim.ModelFormatError, match="iteration_indptr does not rise"):
+        forest_from_xgboost_dict(doc, n_iterations=5)
+    # a feature count within the bound is kept: XGBoost itself wants rows that wide
+    doc = json.loads(bytes(booster("reg:squarederror").save_raw("json")))
+    doc["learner"]["learner_model_param"]["num_feature"] = "1000"
+    assert forest_from_xgboost_dict(doc).num_feature == 1000
 
 
 def test_to_xgboost_with_infinite_thresholds():

@@ -11,7 +11,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 from sklearn.pipeline import Pipeline
 
-from treeslim._utils import frozen, is_dask
+from treeslim._utils import check_qid, frozen, is_dask
 from treeslim.backends.tl2cgen import CompiledForest, compile_forest
 from treeslim.data import predict_chunked, sample_rows
 from treeslim.errors import ModelFormatError
@@ -153,6 +153,8 @@ def compress(
         )
         return Pipeline([*model.steps[:-1], (model.steps[-1][0], slim)])
     forest = from_model(model)
+    if qid is not None and not (is_dask(X) or is_dask(qid)):
+        qid = check_qid(qid, len(X))  # type: ignore[arg-type]
     cls = {
         "binary": SlimClassifier,
         "multiclass": SlimClassifier,

@@ -10,6 +10,7 @@ import argparse
 import json
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -92,8 +93,14 @@ def read_data(path: str, target: str | None = None) -> tuple[Any, Any, Any]:
         with open(path) as fh:
             header = fh.readline().strip().split(",")
         has_header = any(not _is_number(h) for h in header)
-        data = np.genfromtxt(path, delimiter=",", skip_header=int(has_header), dtype=np.float64)
-        data = np.atleast_2d(data)
+        with warnings.catch_warnings():  # numpy warns about a file without rows: refused below
+            warnings.simplefilter("ignore", UserWarning)
+            data = np.genfromtxt(
+                path, delimiter=",", skip_header=int(has_header), dtype=np.float64, ndmin=2
+            )
+        if data.size == 0:
+            what = "is empty" if header == [""] else "has a header but no data rows"
+            raise ValueError(f"{path}: the CSV file {what}; expected one row per sample.")
         if target is None:
             return data, None, None
         if not has_header or target not in header:

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from treeslim._utils import is_dask
+from treeslim._utils import check_qid, is_dask
 from treeslim.ir import apply_postprocessor
 from treeslim.runtime import KernelForest
 
@@ -87,6 +87,8 @@ def sample_rows(
         qd = None
         if qid is not None:
             qd = as_dask_array(qid) if is_dask(qid) else da.from_array(np.asarray(qid))
+            if not np.isnan(qd.shape[0]) and qd.shape[0] != n:
+                check_qid(np.broadcast_to(0, int(qd.shape[0])), n)  # the numpy error
             qd = qd.rechunk((Xd.chunks[0],))
         frac = min(1.0, max_rows / max(n, 1))
         if qd is not None:
@@ -107,6 +109,7 @@ def sample_rows(
         return Xs, np.asarray(got[1]), (np.asarray(got[2]) if qd is not None else None), n
     Xa = np.asarray(X, dtype=np.float64)
     n = len(Xa)
+    qid = None if qid is None else check_qid(qid, n)
     if n <= max_rows:
         return Xa, np.asarray(y), None if qid is None else np.asarray(qid), n
     keep = _keep(n, qid, max_rows / n, seed)

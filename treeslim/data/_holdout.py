@@ -8,6 +8,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from treeslim._utils import check_qid
+
 __all__ = ["holdout"]
 
 
@@ -24,7 +26,7 @@ def holdout(
     if qid is None:
         judge = rng.random(n) < fraction
     else:
-        q = np.asarray(qid)
+        q = check_qid(qid, n)
         ids = np.unique(q)
         judge = np.isin(q, ids[rng.random(len(ids)) < fraction])
     if judge.all() or not judge.any():

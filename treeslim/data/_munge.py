@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
-from treeslim._utils import float32_strict_thresholds
+from treeslim._utils import check_qid, float32_strict_thresholds
 from treeslim.runtime import KernelForest
 
 if TYPE_CHECKING:
@@ -148,9 +148,7 @@ class Sampler:
 
 
 def _groups(qid: Any, m: int) -> _Groups:
-    q = np.asarray(qid)
-    if q.shape != (m,):
-        raise ValueError(f"qid must have one entry per row of X ({m}); got shape {q.shape}.")
+    q = check_qid(qid, m)
     _, code = np.unique(q, return_inverse=True)
     code = code.astype(np.intp)
     order = np.argsort(code, kind="stable").astype(np.intp)

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from treeslim._utils import is_dask
+from treeslim._utils import check_qid, is_dask
 from treeslim.data import sampler, sampler_chunks, sampler_rows, seed_of
 from treeslim.distillation._soft import SoftTargets
 from treeslim.distillation._students import fit_student, student_kind
@@ -95,7 +95,8 @@ def training_set(
     yr = None if yv is None else np.asarray(yv.compute() if is_dask(yv) else yv)
     if yr is not None and yr.shape != (n,):
         raise ValueError(f"y must have shape ({n},), one label per row of X; got {yr.shape}.")
-    q = None if qid is None else np.asarray(qid)
+    qv: Any = qid
+    q = None if qv is None else check_qid(qv.compute() if is_dask(qv) else qv, n)
     if teacher.task == "ranking" and q is None:
         raise ValueError("Distilling a ranking teacher needs qid (the query of each row).")
     seed = seed_of(random_state, "distill")

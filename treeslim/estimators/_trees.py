@@ -10,6 +10,7 @@ calibration data; the learned state is ``forest_`` (the compressed Forest), ``te
 
 from __future__ import annotations
 
+import inspect
 import math
 from typing import Any
 
@@ -19,10 +20,11 @@ from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, clone
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from treeslim._utils import class_codes, is_fitted, unwrap
+from treeslim._utils import check_qid, class_codes, group_to_qid, is_fitted, unwrap
 from treeslim.backends import to_lightgbm, to_treelite, to_xgboost
 from treeslim.backends.tl2cgen import compile_forest
 from treeslim.frontends import from_model
+from treeslim.ir import Forest
 from treeslim.measure import Report, report
 from treeslim.search import search, time_per_row
 
@@ -88,7 +90,7 @@ class _SlimBase(BaseEstimator):
                 f"{type(self).__name__} needs at least 2 samples; got {len(X)} sample."
             )
         model = self._inner(X, y, fit_params or {})
-        teacher = from_model(model)
+        teacher = self._as_teacher(from_model(model))
         if teacher.num_feature != X.shape[1]:
             raise ValueError(
                 f"X has {X.shape[1]} features, but the inner model expects {teacher.num_feature}."
@@ -138,6 +140,10 @@ class _SlimBase(BaseEstimator):
             entry["row_us"] = time_per_row(forest, X[:256])
         self.report_ = ends + Report(steps)
 
+    def _as_teacher(self, forest: Forest) -> Forest:
+        """The inner model's Forest as the search should judge it."""
+        return forest
+
     def _check_X(self, X: ArrayLike) -> NDArray[np.float64]:
         check_is_fitted(self, "forest_")
         out: NDArray[np.float64] = validate_data(
@@ -162,6 +168,19 @@ class _SlimBase(BaseEstimator):
         if path is not None:
             model.serialize(str(path))
         return model
+
+
+def _ranking_fit_params(estimator: Any, qid: NDArray[Any]) -> dict[str, Any]:
+    """How to hand sorted query ids to ``estimator.fit``: as ``qid``, as LightGBM's ``group``
+    sizes, or not at all (a pointwise model of the relevance labels; also the default)."""
+    if estimator is None:
+        return {}
+    taken = inspect.signature(unwrap(estimator).fit).parameters
+    if "qid" in taken:
+        return {"qid": qid}
+    if "group" in taken:
+        return {"group": np.unique(qid, return_counts=True)[1]}
+    return {}
 
 
 class SlimClassifier(ClassifierMixin, _SlimBase):
@@ -258,27 +277,86 @@ class SlimRegressor(RegressorMixin, _SlimBase):
 
 
 class SlimRanker(RegressorMixin, _SlimBase):
-    """A compressed learning-to-rank ensemble; ``fit(X, y, qid=...)`` with query ids, metric
-    NDCG@10. The inner model must be a ranker (e.g. ``XGBRanker``, ``LGBMRanker``)."""
+    """A compressed learning-to-rank ensemble: ``fit(X, y, qid=...)`` with relevance labels ``y``
+    and query ids, judged by NDCG@10; other parameters as :class:`SlimClassifier`.
+
+    The inner ``estimator`` is fitted according to what its ``fit`` takes: ``qid`` (``XGBRanker``)
+    or LightGBM's ``group`` sizes (``LGBMRanker``) are passed with the rows grouped by query;
+    an estimator whose ``fit`` takes neither (the default,
+    ``HistGradientBoostingRegressor(max_iter=30)``) is fitted on ``(X, y)`` alone: a pointwise
+    ranker, a regressor of the relevance labels, which needs no extra dependency.
+
+    Query ids may come in any order (interleaved queries are fine): the rows are sorted by query
+    once, stably, and everything is fitted on that order, so the result is the same as for the
+    same rows sorted by query. ``group=`` (LightGBM's consecutive query sizes) is accepted
+    instead of ``qid``. Without either, all rows form one query (what scikit-learn's tools, which
+    pass only ``X`` and ``y``, get).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from treeslim import SlimRanker
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.normal(size=(400, 4))
+    >>> y = np.digitize(X[:, 0] + 0.3 * rng.normal(size=400), [-0.5, 0.5])
+    >>> qid = rng.integers(0, 20, size=400)  # interleaved queries
+    >>> slim = SlimRanker(random_state=0, verbose=0).fit(X, y, qid=qid)
+    >>> slim.predict(X[:3]).shape
+    (3,)
+    """
 
     _default = "HistGradientBoostingRegressor"
 
-    def fit(self, X: ArrayLike, y: ArrayLike, qid: ArrayLike | None = None) -> SlimRanker:
-        """Fit (or take) the inner ranker and compress it on ``(X, y, qid)``."""
-        if qid is None:
-            raise ValueError("SlimRanker.fit needs qid, the query id of every row.")
-        X, y = validate_data(self, X, y, ensure_all_finite="allow-nan", dtype=np.float64)
-        qid = np.asarray(qid)
-        fit_params = {} if is_fitted(self.estimator) else {"qid": qid}
-        self._search(X, y, qid=qid, fit_params=fit_params)
+    def fit(
+        self,
+        X: ArrayLike,
+        y: ArrayLike,
+        qid: ArrayLike | None = None,
+        *,
+        group: ArrayLike | None = None,
+    ) -> SlimRanker:
+        """Fit (or take) the inner ranker and compress it on ``(X, y, qid)``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+            Relevance labels.
+        qid : array-like of shape (n_samples,), optional
+            Query id of each row, in any order.
+        group : array-like of shape (n_queries,), optional
+            Instead of ``qid``: sizes of consecutive queries (LightGBM's ``group``), summing
+            to ``n_samples``.
+        """
+        Xc, yc = validate_data(
+            self, X, y, ensure_all_finite="allow-nan", dtype=np.float64, y_numeric=True
+        )
+        n = Xc.shape[0]
+        if qid is not None and group is not None:
+            raise ValueError("SlimRanker.fit takes qid or group (query sizes), not both.")
+        if group is not None:
+            q = group_to_qid(group, n)
+        elif qid is not None:
+            q = check_qid(qid, n)
+        else:
+            q = np.zeros(n, dtype=np.intp)
+        order = np.argsort(q, kind="stable")  # grouped rows, the same for any order of queries
+        Xc, yc, q = Xc[order], yc[order], q[order]
+        fit_params = {} if is_fitted(self.estimator) else _ranking_fit_params(self.estimator, q)
+        self._search(Xc, yc, qid=q, fit_params=fit_params)
         return self
 
-    def decision_function(self, X: ArrayLike) -> NDArray[np.float64]:
-        """Raw scores (margins) of the compressed forest, shape (n,) or (n, n_classes)."""
-        Xc = self._check_X(X)
-        return self.forest_.predict_margin(Xc)
+    def _as_teacher(self, forest: Forest) -> Forest:
+        if forest.task == "ranking":
+            return forest
+        if forest.task == "regression" and forest.postprocessor == "identity":
+            return forest.replace(task="ranking")  # a pointwise ranker: its scores rank the rows
+        raise ValueError(
+            "SlimRanker needs a ranker or a regressor with an identity link as its inner model;"
+            f" got a {forest.task} model with postprocessor={forest.postprocessor!r}."
+        )
 
     def predict(self, X: ArrayLike) -> NDArray[np.float64]:
-        """Ranking scores."""
+        """Ranking scores (the margins: a ranker has no link; higher ranks first)."""
         Xc = self._check_X(X)
         return self.forest_.predict(Xc)

@@ -1,11 +1,13 @@
 """File formats, shared by the stages that read and write them: the ``.tslim`` container and the
-forest codec, UBJSON, and the parts of XGBoost's and LightGBM's model schemas that both their
-frontend and their backend need (objectives, ``base_score``, LightGBM's zero band)."""
+forest codec, UBJSON, the parts of XGBoost's and LightGBM's model schemas that both their
+frontend and their backend need (objectives, ``base_score``, LightGBM's zero band), and the
+bounds every reader puts on header counts the trees do not need."""
 
 from __future__ import annotations
 
 from treeslim.formats._container import HEADER, pack_container, unpack_container
 from treeslim.formats._lightgbm import ZERO_THRESHOLD, parse_objective
+from treeslim.formats._limits import MAX_UNUSED_FEATURES, check_feature_count
 from treeslim.formats._tslim import dump_tslim_bytes, load_tslim_bytes, save_tslim
 from treeslim.formats._ubjson import decode_ubjson
 from treeslim.formats._xgboost import (
@@ -18,9 +20,11 @@ from treeslim.formats._xgboost import (
 __all__ = [
     "HEADER",
     "MARGIN_TO_BASE",
+    "MAX_UNUSED_FEATURES",
     "OBJECTIVES",
     "ZERO_THRESHOLD",
     "base_score_to_margin",
+    "check_feature_count",
     "decode_ubjson",
     "dump_tslim_bytes",
     "load_tslim_bytes",

@@ -18,7 +18,8 @@ Every field is stored at its real width, so the structure quantization passes le
 Loading is exactly lossless: the same arrays up to node order (nodes come back in preorder), so
 predictions are bit-identical. Node statistics (``sum_hess``, ``data_count``, ``gain``) are *not*
 stored unless ``stats=True``. A corrupt, truncated or foreign file raises :class:`ModelFormatError`;
-every count is checked against the bytes left before anything is allocated.
+every count is checked against the bytes left before anything is allocated, and ``num_feature``
+against the features the trees split on (see :func:`~treeslim.formats.check_feature_count`).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from treeslim._utils import write_atomic
 from treeslim.errors import ModelFormatError
 from treeslim.formats._bits import BitReader, BitWriter, bitlen
 from treeslim.formats._container import pack_container, unpack_container
+from treeslim.formats._limits import check_feature_count
 from treeslim.ir import Forest, validate
 
 __all__ = ["dump_tslim_bytes", "load_tslim_bytes", "save_tslim"]
@@ -318,6 +320,8 @@ def _decode(payload: bytes, flags: int) -> Forest:
     if n_internal:
         feats, thr, dl = _read_thresholds(r, n_internal, meta["num_feature"])
         split_index[internal], threshold[internal], default_left[internal] = feats, thr, dl
+    n_used = int(split_index.max()) + 1
+    check_feature_count(meta["num_feature"], n_used, field="num_feature", where="the JSON header")
     values = _read_leaves(r, (n - n_internal) * width)  # checks the bytes before allocating
     leaf_value = np.zeros((n, width))
     leaf_value[~internal] = values.reshape(-1, width)

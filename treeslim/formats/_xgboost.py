@@ -46,9 +46,10 @@ def parse_base_score(text: Any) -> np.ndarray:
 
 
 def base_score_to_margin(values: np.ndarray, how: str) -> np.ndarray:
-    """``base_score`` in margin space, computed in float32 as XGBoost's ``ProbToMargin`` does."""
-    v = values.astype(np.float32)
-    with np.errstate(divide="ignore"):
+    """``base_score`` in margin space, computed in float32 as XGBoost's ``ProbToMargin`` does
+    (a value outside the link's domain gives a non-finite margin, for the caller to refuse)."""
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        v = values.astype(np.float32)
         if how == "logit":
             out = -np.log(np.float32(1.0) / v - np.float32(1.0))
         elif how == "log":

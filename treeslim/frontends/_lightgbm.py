@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from treeslim.errors import InvalidForestError, ModelFormatError, UnsupportedModelError
-from treeslim.formats import ZERO_THRESHOLD, parse_objective
+from treeslim.formats import ZERO_THRESHOLD, check_feature_count, parse_objective
 from treeslim.ir import Forest, TreeArrays
 
 __all__ = ["forest_from_lightgbm", "forest_from_lightgbm_text"]
@@ -83,6 +83,22 @@ def _key_values(lines: list[str]) -> dict[str, str]:
         key, sep, value = line.partition("=")
         out[key.strip()] = value.strip() if sep else ""
     return out
+
+
+def _check_feature_lines(header: dict[str, str], num_feature: int) -> list[str]:
+    """The feature names; like LightGBM, refuse a header whose ``feature_names`` and
+    ``feature_infos`` lines do not hold one entry per feature of ``max_feature_idx``."""
+    lines = {}
+    for key in ("feature_names", "feature_infos"):
+        if key not in header:
+            raise _fail(f"the header has no {key} line (LightGBM cannot load such a model either).")
+        lines[key] = header[key].split()
+        if len(lines[key]) != num_feature:
+            raise _fail(
+                f"max_feature_idx={num_feature - 1} declares {num_feature:,} features, but"
+                f" {key} lists {len(lines[key]):,}."
+            )
+    return lines["feature_names"]
 
 
 def _check_splits(
@@ -154,6 +170,8 @@ def _trees(
             f"tree {t}, node {node}: split_feature {int(feat[bad[0]])} is not in"
             f" [0, {num_feature})."
         )
+    n_used = int(feat.max()) + 1 if feat.size else 0
+    check_feature_count(num_feature, n_used, field="max_feature_idx", where="LightGBM model text")
     dtype = _column(blocks, "decision_type", inner, np.int64)
     _check_splits(blocks, where, feat, dtype, names)
     thr = _column(blocks, "threshold", inner, np.float64)
@@ -221,7 +239,11 @@ def forest_from_lightgbm_text(text: str) -> Forest:
     Raises
     ------
     ModelFormatError
-        For text that is not a LightGBM model, or is truncated or corrupt.
+        For text that is not a LightGBM model, or is truncated or corrupt; also when the header's
+        counts do not fit: ``feature_names`` / ``feature_infos`` not one per feature of
+        ``max_feature_idx`` (LightGBM refuses those too), ``num_class`` other than 1 for a
+        one-output objective, or more than
+        :data:`~treeslim.formats.MAX_UNUSED_FEATURES` features beyond the highest split feature.
     UnsupportedModelError
         For categorical splits, linear trees, ``zero_as_missing`` and unsupported objectives.
     """
@@ -255,11 +277,11 @@ def forest_from_lightgbm_text(text: str) -> Forest:
             f"objective {objective!r} does not fit num_class={num_class} and"
             f" num_tree_per_iteration={per_iter}."
         )
-    names: list[str] | None = header.get("feature_names", "").split()
-    if names is None or len(names) != num_feature:
-        names = None
-    elif all(n == f"Column_{j}" for j, n in enumerate(names)):  # LightGBM's default names
-        names = None
+    if task != "multiclass" and num_class != 1:
+        raise _fail(f"num_class={num_class}, but objective {objective!r} has one output.")
+    names: list[str] | None = _check_feature_lines(header, num_feature)
+    if names is not None and all(n == f"Column_{j}" for j, n in enumerate(names)):
+        names = None  # LightGBM's default names
     bounds = [*starts, end]
     blocks = []
     for t in range(len(starts)):

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from treeslim.errors import InvalidForestError, ModelFormatError, UnsupportedModelError
+from treeslim.formats import check_feature_count
 from treeslim.ir import Forest, TreeArrays
 
 __all__ = [
@@ -241,6 +242,8 @@ def _build(header_fields: dict[str, Any], trees: list[dict[str, Any]]) -> Forest
         raise UnsupportedModelError("This Treelite model has no trees.")
     comparison = _comparison(trees)
     built = [_tree(t, i, int(tree_class[i]), width, comparison) for i, t in enumerate(trees)]
+    n_used = max((int(np.max(t.split_index)) + 1 for t in built), default=0)
+    check_feature_count(header["num_feature"], n_used, field="num_feature", where="header")
     return Forest.from_trees(built, comparison=comparison, **header)
 
 

@@ -14,8 +14,14 @@ from typing import Any
 
 import numpy as np
 
-from treeslim.errors import ModelFormatError, UnsupportedModelError
-from treeslim.formats import OBJECTIVES, base_score_to_margin, decode_ubjson, parse_base_score
+from treeslim.errors import ModelFormatError, TreeSlimError, UnsupportedModelError
+from treeslim.formats import (
+    OBJECTIVES,
+    base_score_to_margin,
+    check_feature_count,
+    decode_ubjson,
+    parse_base_score,
+)
 from treeslim.ir import Forest, TreeArrays
 
 __all__ = ["forest_from_xgboost", "forest_from_xgboost_bytes", "forest_from_xgboost_dict"]
@@ -24,7 +30,15 @@ __all__ = ["forest_from_xgboost", "forest_from_xgboost_bytes", "forest_from_xgbo
 def _arr(tree: dict[str, Any], key: str, dtype: Any, n: int, t_idx: int) -> np.ndarray:
     if key not in tree:
         raise ModelFormatError(f"XGBoost model: tree {t_idx} has no {key!r}.")
-    a = np.asarray(tree[key], dtype=dtype)
+    raw = np.asarray(tree[key])
+    if np.issubdtype(dtype, np.integer) and raw.dtype.kind not in "iub":
+        whole = raw.dtype.kind == "f" and np.all(np.isfinite(raw) & (raw == np.round(raw)))
+        if not whole or (raw.size and np.abs(raw).max() >= 2**62):
+            raise ModelFormatError(
+                f"XGBoost model: tree {t_idx} {key!r} holds values that are not integers."
+            )
+    with np.errstate(over="ignore", invalid="ignore"):  # 1e308 in a float32 table reads as inf
+        a = raw.astype(dtype)
     if a.shape != (n,):
         raise ModelFormatError(
             f"XGBoost model: tree {t_idx} {key!r} has {a.size} entries for {n} nodes."
@@ -44,7 +58,11 @@ def _tree(tree: dict[str, Any], t_idx: int, tree_class: int, scale: float) -> Tr
             f"XGBoost tree {t_idx} has vector leaves (multi_strategy='multi_output_tree'); treeslim"
             " supports one output per tree: retrain with multi_strategy='one_output_per_tree'."
         )
-    split_type = np.asarray(tree.get("split_type", np.zeros(n)), dtype=np.int64)
+    if n < 1:
+        raise ModelFormatError(f"XGBoost model: tree {t_idx} has num_nodes={n}.")
+    split_type = (
+        _arr(tree, "split_type", np.int64, n, t_idx) if "split_type" in tree else np.zeros(1)
+    )
     if np.any(split_type != 0):
         node = int(np.flatnonzero(split_type != 0)[0])
         feat = int(np.asarray(tree["split_indices"])[node])
@@ -71,18 +89,95 @@ def _tree(tree: dict[str, Any], t_idx: int, tree_class: int, scale: float) -> Tr
         default_left=_arr(tree, "default_left", np.int64, n, t_idx).astype(bool),
         leaf_value=value,
         tree_class=tree_class,
-        sum_hess=np.asarray(tree["sum_hessian"], dtype=np.float64)
-        if "sum_hessian" in tree
-        else None,
-        gain=np.asarray(tree["loss_changes"], dtype=np.float64) if "loss_changes" in tree else None,
+        sum_hess=_arr(tree, "sum_hessian", np.float64, n, t_idx) if "sum_hessian" in tree else None,
+        gain=_arr(tree, "loss_changes", np.float64, n, t_idx) if "loss_changes" in tree else None,
     )
+
+
+def _count(params: dict[str, Any], key: str, default: int, where: str) -> int:
+    """An integer field of the model's header (XGBoost stores them as strings)."""
+    if default < 0 and key not in params:
+        raise ModelFormatError(f"XGBoost model: {where} has no {key}.")
+    value = params.get(key, default)
+    try:
+        number = float(value if not isinstance(value, str) else value.strip() or default)
+    except (TypeError, ValueError):
+        number = math.nan
+    if not (math.isfinite(number) and number == int(number) and 0 <= number < 2**31):
+        raise ModelFormatError(f"XGBoost model: {where}.{key} is not a count: {value!r:.40}.")
+    return int(number)
+
+
+def _check_header(
+    learner: dict[str, Any], gbtree: dict[str, Any], task: str, objective: str, n_trees: int
+) -> tuple[int, int]:
+    """``(num_feature, num_class)``, each checked against what the trees and names hold."""
+    params = learner["learner_model_param"]
+    num_feature = _count(params, "num_feature", -1, "learner_model_param")
+    num_class = _count(params, "num_class", 0, "learner_model_param")
+    if num_feature < 1:
+        raise ModelFormatError(f"XGBoost model: num_feature={num_feature}.")
+    for key in ("feature_names", "feature_types"):
+        listed = learner.get(key)
+        if listed is not None and not isinstance(listed, (list, np.ndarray)):
+            raise ModelFormatError(f"XGBoost model: {key} is not a list.")
+        if listed is not None and len(listed) not in (0, num_feature):
+            raise ModelFormatError(
+                f"XGBoost model: num_feature declares {num_feature:,} features, but {key} lists"
+                f" {len(listed):,}."
+            )
+    if task == "multiclass" and not 2 <= num_class <= n_trees:
+        raise ModelFormatError(
+            f"XGBoost {objective} model with num_class={num_class} and {n_trees} trees (each"
+            " class needs at least one tree)."
+        )
+    if task != "multiclass" and num_class > 1:
+        raise ModelFormatError(
+            f"XGBoost model: num_class={num_class}, but objective {objective!r} has one output."
+        )
+    tree_param = gbtree.get("gbtree_model_param", {})
+    if isinstance(tree_param, dict) and "num_trees" in tree_param:
+        declared = _count(tree_param, "num_trees", 0, "gbtree_model_param")
+        if declared != n_trees:
+            raise ModelFormatError(
+                f"XGBoost model: gbtree_model_param.num_trees={declared}, but {n_trees} trees."
+            )
+    return num_feature, num_class
+
+
+def _first_iterations(gbtree: dict[str, Any], n_trees: int, n_iterations: int) -> int:
+    """How many trees the first ``n_iterations`` boosting rounds hold (``iteration_indptr``)."""
+    indptr = np.asarray(gbtree.get("iteration_indptr", []), dtype=np.int64)
+    if len(indptr) <= n_iterations:
+        return n_trees
+    if indptr[0] != 0 or indptr[-1] != n_trees or np.any(np.diff(indptr) < 0):
+        raise ModelFormatError(
+            f"XGBoost model: iteration_indptr does not rise from 0 to the {n_trees} trees."
+        )
+    return int(indptr[n_iterations])
 
 
 def forest_from_xgboost_dict(model: dict[str, Any], *, n_iterations: int | None = None) -> Forest:
     """Build a Forest from XGBoost's model schema (the parsed JSON / UBJSON document).
 
     ``n_iterations`` keeps only the first boosting rounds (an early-stopped model's best ones).
+    Header counts are checked against the trees: ``num_feature`` against ``feature_names`` /
+    ``feature_types`` and the highest split feature (at most
+    :data:`~treeslim.formats.MAX_UNUSED_FEATURES` beyond it), ``num_class`` against the objective
+    and the tree count, ``num_trees`` / ``tree_info`` / ``iteration_indptr`` / ``weight_drop``
+    against the trees; a document that breaks any of them raises :class:`ModelFormatError`.
     """
+    try:
+        return _forest_from_dict(model, n_iterations)
+    except TreeSlimError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError) as exc:
+        raise ModelFormatError(
+            f"XGBoost model: corrupt document ({type(exc).__name__}: {exc})."
+        ) from None
+
+
+def _forest_from_dict(model: dict[str, Any], n_iterations: int | None) -> Forest:
     try:
         learner = model["learner"]
         params = learner["learner_model_param"]
@@ -110,39 +205,47 @@ def forest_from_xgboost_dict(model: dict[str, Any], *, n_iterations: int | None 
             f"XGBoost booster {kind!r} is not a tree model; treeslim compresses booster='gbtree'"
             " or 'dart'."
         )
-    if int(params.get("num_target", 1) or 1) > 1:
+    if _count(params, "num_target", 1, "learner_model_param") > 1:
         raise UnsupportedModelError(
             "This XGBoost model has several targets (multi-output regression or several"
             " quantiles); treeslim supports one target: train one model per target."
         )
-    num_feature = int(params["num_feature"])
-    num_class = int(params.get("num_class", 0) or 0)
     trees = gbtree.get("trees", [])
     tree_info = np.asarray(gbtree.get("tree_info", []), dtype=np.int64)
-    if len(tree_info) != len(trees):
+    if not isinstance(trees, list) or tree_info.shape != (len(trees),):
         raise ModelFormatError(
-            f"XGBoost model: {len(trees)} trees but {len(tree_info)} tree_info entries."
+            f"XGBoost model: {len(trees)} trees but {tree_info.size} tree_info entries."
         )
-    if n_iterations is not None:
-        indptr = np.asarray(gbtree.get("iteration_indptr", []), dtype=np.int64)
-        if len(indptr) > n_iterations:
-            keep = int(indptr[n_iterations])
-            trees, tree_info = trees[:keep], tree_info[:keep]
     if not trees:
         raise UnsupportedModelError("This XGBoost model has no trees (it was never trained).")
-    n_outputs = num_class if task == "multiclass" else 1
-    if task == "multiclass" and num_class < 2:
-        raise ModelFormatError(f"XGBoost {objective} model with num_class={num_class}.")
-    built = [
-        _tree(
-            t,
-            i,
-            int(tree_info[i]) if n_outputs > 1 else 0,
-            1.0 if weights is None or len(weights) == 0 else float(weights[i]),
+    if weights is not None and len(weights) not in (0, len(trees)):
+        raise ModelFormatError(
+            f"XGBoost DART model: {len(weights)} weight_drop entries for {len(trees)} trees."
         )
-        for i, t in enumerate(trees)
-    ]
-    base = base_score_to_margin(parse_base_score(params.get("base_score", "0.5")), base_how)
+    num_feature, num_class = _check_header(learner, gbtree, task, objective, len(trees))
+    if n_iterations is not None:
+        keep = _first_iterations(gbtree, len(trees), n_iterations)
+        trees, tree_info = trees[:keep], tree_info[:keep]
+    n_outputs = num_class if task == "multiclass" else 1
+    with np.errstate(over="ignore", invalid="ignore"):  # float32 reads: inf / NaN, then checked
+        built = [
+            _tree(
+                t,
+                i,
+                int(tree_info[i]) if n_outputs > 1 else 0,
+                1.0 if weights is None or len(weights) == 0 else float(weights[i]),
+            )
+            for i, t in enumerate(trees)
+        ]
+    n_used = max((int(t.split_index.max()) + 1 for t in built), default=0)
+    check_feature_count(num_feature, n_used, field="num_feature", where="XGBoost model")
+    raw_base = parse_base_score(params.get("base_score", "0.5"))
+    base = base_score_to_margin(raw_base, base_how)
+    if not np.all(np.isfinite(base)):
+        raise ModelFormatError(
+            f"XGBoost model: base_score {raw_base.tolist()} has no finite margin under objective"
+            f" {objective!r}."
+        )
     if base.size == 1 and n_outputs > 1:
         base = np.repeat(base, n_outputs)
     if base.size != n_outputs:
@@ -210,6 +313,4 @@ def forest_from_xgboost(obj: Any) -> Forest:
         names = tuple(booster.feature_names)
         if len(names) == forest.num_feature:
             forest = forest.replace(feature_names=names)
-    if not math.isfinite(float(forest.base_score.sum())):
-        raise UnsupportedModelError("XGBoost base_score maps to an infinite margin.")
     return forest

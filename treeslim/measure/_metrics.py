@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from treeslim._utils import check_qid
 from treeslim.ir import Forest, apply_postprocessor, predict_margin
 
 __all__ = ["quantization_error", "default_metric", "evaluate", "fidelity", "ndcg_at_k"]
@@ -33,9 +34,7 @@ def default_metric(task: str) -> str:
 
 
 def _groups(qid: ArrayLike, n: int) -> list[NDArray[np.intp]]:
-    q = np.asarray(qid)
-    if q.shape != (n,):
-        raise ValueError(f"qid must have one entry per row ({n}); got shape {q.shape}.")
+    q = check_qid(qid, n)
     order = np.argsort(q, kind="stable")
     cuts = np.flatnonzero(np.diff(q[order])) + 1
     return np.split(order, cuts)

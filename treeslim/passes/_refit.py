@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from treeslim._utils import check_qid
 from treeslim.ir import Forest
 from treeslim.passes._exact import record, tree_scale
 from treeslim.passes._select import check_count, check_target, teacher_margin
@@ -48,9 +49,7 @@ def _ranking_loss(y: NDArray[np.float64], qid: ArrayLike, w: NDArray[np.float64]
     """LambdaMART: pairwise logistic loss within queries, each pair weighted by the NDCG change
     of swapping it at the margins the loss is taken at."""
     n = len(y)
-    q = np.asarray(qid)
-    if q.shape != (n,):
-        raise ValueError(f"qid must have one entry per row ({n}); got shape {q.shape}.")
+    q = check_qid(qid, n)
     order = np.argsort(q, kind="stable")
     groups = [g for g in np.split(order, np.flatnonzero(np.diff(q[order])) + 1) if len(g) > 1]
 

@@ -19,7 +19,7 @@ import numpy as np
 from joblib import Parallel, delayed
 from numpy.typing import ArrayLike, NDArray
 
-from treeslim._utils import Progress
+from treeslim._utils import Progress, check_qid
 from treeslim.data import generate_rows
 from treeslim.data import holdout as split_holdout
 from treeslim.ir import Forest
@@ -256,6 +256,12 @@ def search(
     if max_loss < 0:
         raise ValueError(f"max_loss must be >= 0; got {max_loss}.")
     Xall, yall = np.asarray(X, dtype=np.float64), np.asarray(y)
+    if len(yall) != len(Xall):
+        raise ValueError(
+            f"y must have one entry per row: X has {len(Xall)} rows, y has {len(yall)}."
+        )
+    if qid is not None:
+        qid = check_qid(qid, len(Xall))
     fit_idx, val_idx = split_holdout(len(Xall), qid, holdout, random_state)
     # candidates are fitted on one part and judged on the other, so the budget is not judged on
     # the rows the leaves were refitted on

@@ -194,19 +194,29 @@ def _exact_threshold_table(path: Path, forest: Forest) -> None:
     m = re.search(r"static const (float|double) threshold\[\] = \{[^}]*\}", src)
     if m is None:
         raise TreeSlimError("TL2cgen's quantize.c has no threshold table; unsupported version.")
-    values: list[str] = []
     inner = forest.split_index >= 0
-    for j in range(forest.num_feature):
-        t = forest.threshold[inner & (forest.split_index == j)]
-        if m.group(1) == "float":
-            t = float32_thresholds(t, forest.comparison).astype(np.float64)
-        t = np.unique(t)
-        if len(t) != length[j] or begin[j] != len(values):
-            raise TreeSlimError(
-                f"TL2cgen's threshold table for feature {j} has {length[j]} entries, the model"
-                f" {len(t)}; cannot make it exact."
-            )
-        values.extend(float(v).hex() for v in t)
+    feat, t = forest.split_index[inner], forest.threshold[inner]
+    if m.group(1) == "float":
+        t = float32_thresholds(t, forest.comparison).astype(np.float64)
+    order = np.lexsort((t, feat))  # by feature, then value: one sort, not one pass per feature
+    feat, t = feat[order], t[order]
+    first = np.ones(len(t), dtype=bool)
+    first[1:] = (feat[1:] != feat[:-1]) | (t[1:] != t[:-1])  # distinct values (0.0 == -0.0)
+    if len(begin) != forest.num_feature or len(length) != forest.num_feature:
+        raise TreeSlimError(
+            f"TL2cgen's threshold table covers {len(length)} features, the model"
+            f" {forest.num_feature}; unsupported tl2cgen version."
+        )
+    counts = np.bincount(feat[first], minlength=forest.num_feature)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    bad = np.flatnonzero((counts != np.asarray(length)) | (starts != np.asarray(begin)))
+    if len(bad):
+        j = int(bad[0])
+        raise TreeSlimError(
+            f"TL2cgen's threshold table for feature {j} has {length[j]} entries, the model"
+            f" {int(counts[j])}; cannot make it exact."
+        )
+    values = [float(v).hex() for v in t[first]]
     table = (
         f"static const {m.group(1)} threshold[] = {{\n  " + ",\n  ".join(values or ["0"]) + "\n}"
     )

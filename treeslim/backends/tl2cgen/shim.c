@@ -1,13 +1,27 @@
 /* treeslim's entry points around TL2cgen's generated predict(), compiled with TL2cgen's sources:
  * a one-row function for the Python fast path and the public C ABI (treeslim_*). TS_ENTRY_T,
  * TS_LEAF_T, TS_NFEAT, TS_INPUT_T, TS_LINK, TS_ALPHA, TS_ABI_VERSION and TS_MODEL_INFO are
- * defined in front of this file by treeslim.backends.tl2cgen._codegen. Nothing here allocates. */
+ * defined in front of this file by treeslim.backends.tl2cgen._codegen. A row's entries live on
+ * the C stack, so nothing here allocates; only rows wider than TS_STACK_BYTES (a model with more
+ * than 32,768 features) take a heap buffer, since a thread's stack may be smaller than the row
+ * (8 MB for a million doubles). */
 #include "header.h"
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define TS_NOUT (N_TARGET * MAX_N_CLASS)
+#define TS_STACK_BYTES 262144
+#if TS_NFEAT * 8 > TS_STACK_BYTES
+#define TS_ENTRIES(e)                                                    \
+  union Entry* e = (union Entry*)malloc(sizeof(union Entry) * TS_NFEAT); \
+  if (e == NULL) abort()
+#define TS_FREE(e) free(e)
+#else
+#define TS_ENTRIES(e) union Entry e[TS_NFEAT]
+#define TS_FREE(e) (void)0
+#endif
 
 void ts_predict_noq(union Entry* data, int pred_margin, TS_LEAF_T* result);
 
@@ -41,11 +55,12 @@ static void ts_link(double* r, int k) {
   }                                                                                 \
   /* one row, one output: the value is returned, nothing is allocated */            \
   double ts_row1_##SUFFIX(const IN_T* x, int margin) {                              \
-    union Entry e[TS_NFEAT];                                                        \
+    TS_ENTRIES(e);                                                                  \
     TS_LEAF_T r[TS_NOUT] = {0};                                                     \
     double v;                                                                       \
     ts_fill_##SUFFIX(e, x, TS_NFEAT);                                               \
     ts_predict_noq(e, 1, r);                                                        \
+    TS_FREE(e);                                                                     \
     v = (double)r[0];                                                               \
     if (!margin) ts_link(&v, 1);                                                    \
     return v;                                                                       \
@@ -56,13 +71,14 @@ TS_DEFINE(f32, float)
 
 /* ------------------------------------------------------------------------------------------
  * The stable C ABI, documented in the generated header (treeslim.h.in). No global state is
- * written and nothing is allocated: every call keeps its buffers on its own stack, so concurrent
- * calls from any number of threads are safe.
+ * written and nothing is allocated (but for rows wider than TS_STACK_BYTES, see above): every
+ * call keeps its buffers on its own stack, so concurrent calls from any number of threads are
+ * safe.
  * ------------------------------------------------------------------------------------------ */
 
 #define TS_PUBLIC(NAME, IN_T, SUFFIX)                                               \
   void NAME(const IN_T* X, int64_t n_rows, int32_t margin, double* out) {          \
-    union Entry e[TS_NFEAT];                                                        \
+    TS_ENTRIES(e);                                                                  \
     for (int64_t i = 0; i < n_rows; ++i) {                                          \
       TS_LEAF_T r[TS_NOUT] = {0};                                                   \
       double* o = out + i * TS_NOUT;                                                \
@@ -71,6 +87,7 @@ TS_DEFINE(f32, float)
       for (int k = 0; k < TS_NOUT; ++k) o[k] = (double)r[k];                        \
       if (!margin) ts_link(o, TS_NOUT);                                             \
     }                                                                               \
+    TS_FREE(e);                                                                     \
   }
 
 TS_PUBLIC(treeslim_predict, double, f64)
