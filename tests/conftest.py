@@ -26,6 +26,14 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 import pytest  # noqa: E402
 
+import treeslim  # noqa: E402
+
+if os.environ.get("CI") and "site-packages" not in treeslim.__file__:  # CI tests what users get
+    raise pytest.UsageError(
+        f"CI must test the installed package, but treeslim was imported from {treeslim.__file__};"
+        " run `pytest` (not `python -m pytest`) after `pip install .`"
+    )
+
 
 @pytest.fixture(scope="session")
 def dask_client():

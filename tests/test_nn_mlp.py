@@ -95,14 +95,15 @@ def test_unsupported_models_are_refused():
         from_sklearn(
             fit(MLPClassifier(hidden_layer_sizes=(3,), max_iter=5), X, (X[:, :2] > 0).astype(int))
         )
-    with pytest.raises(UnsupportedModelError, match="'exp'"):
-        from_sklearn(
-            fit(
-                MLPRegressor(hidden_layer_sizes=(3,), loss="poisson", max_iter=5),
-                X,
-                np.abs(X[:, 0]),
+    if "loss" in MLPRegressor().get_params():  # scikit-learn >= 1.7 has Poisson MLPs
+        with pytest.raises(UnsupportedModelError, match="'exp'"):
+            from_sklearn(
+                fit(
+                    MLPRegressor(hidden_layer_sizes=(3,), loss="poisson", max_iter=5),
+                    X,
+                    np.abs(X[:, 0]),
+                )
             )
-        )
     with pytest.raises(UnsupportedModelError, match="not fitted"):
         from_sklearn(MLPRegressor())
     with pytest.raises(UnsupportedModelError, match=r"Cannot convert a .*LinearRegression"):
