@@ -15,7 +15,7 @@ import treeslim
 import treeslim.nn
 
 PACKAGE = pathlib.Path(treeslim.__file__).parent
-PYPROJECT = PACKAGE.parent / "pyproject.toml"
+PYPROJECT = pathlib.Path(__file__).resolve().parents[1] / "pyproject.toml"
 
 
 @pytest.mark.parametrize("module", [treeslim, treeslim.nn], ids=["treeslim", "treeslim.nn"])
