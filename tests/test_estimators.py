@@ -150,7 +150,7 @@ def test_compress_with_bits_and_cli(tmp_path, capsys):
 
 
 def test_paired_standard_error():
-    from treeslim.search._judge import paired_se as _paired_se
+    from treeslim.measure import paired_se as _paired_se
 
     rng = np.random.default_rng(0)
     y = rng.integers(0, 2, 400)

@@ -23,7 +23,7 @@ from treeslim._utils import class_codes, is_fitted, unwrap
 from treeslim.backends import to_lightgbm, to_treelite, to_xgboost
 from treeslim.backends.tl2cgen import compile_forest
 from treeslim.frontends import from_model
-from treeslim.measure import Certificate, Report, report
+from treeslim.measure import Report, certificate_fields, report
 from treeslim.search import search, time_per_row
 
 __all__ = ["SlimClassifier", "SlimRanker", "SlimRegressor"]
@@ -145,7 +145,7 @@ class _SlimBase(BaseEstimator):
                 "accepted": c.accepted,
                 "pareto": c.pareto,
                 "chosen": c.chosen,
-                **_certificate_fields(c.certificate),
+                **certificate_fields(c.certificate),
             }
             for c in result.candidates
         ]
@@ -156,7 +156,7 @@ class _SlimBase(BaseEstimator):
         )
         for entry, forest in zip(ends.entries, (teacher, result.forest), strict=True):
             entry["row_us"] = time_per_row(forest, X[:256])
-        ends.entries[1].update(_certificate_fields(result.certificate))
+        ends.entries[1].update(certificate_fields(result.certificate))
         self.report_ = ends + Report(steps)
 
     def _check_X(self, X: ArrayLike) -> NDArray[np.float64]:
@@ -183,20 +183,6 @@ class _SlimBase(BaseEstimator):
         if path is not None:
             model.serialize(str(path))
         return model
-
-
-def _certificate_fields(cert: Certificate | None) -> dict[str, Any]:
-    """A report entry's certificate columns (none for a candidate certification never reached)."""
-    if cert is None:
-        return {}
-    return {
-        "loss_bound": cert.loss_bound,
-        "confidence": cert.confidence,
-        "certified": cert.certified,
-        "certified_rows": cert.rows,
-        "certified_queries": cert.queries,
-        "certificate": cert.method,
-    }
 
 
 class SlimClassifier(ClassifierMixin, _SlimBase):

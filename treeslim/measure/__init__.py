@@ -6,9 +6,12 @@ from __future__ import annotations
 
 from treeslim.measure._certify import (
     Certificate,
+    certificate_fields,
     certify_in_sequence,
     exact_certificate,
     loss_bound,
+    paired_se,
+    proposal_margin,
     sequence_order,
     smallest_budget,
 )
@@ -29,6 +32,7 @@ __all__ = [
     "HIGHER_IS_BETTER",
     "Certificate",
     "Report",
+    "certificate_fields",
     "certify_in_sequence",
     "default_metric",
     "evaluate",
@@ -41,6 +45,8 @@ __all__ = [
     "measure_single_row",
     "ndcg_at_k",
     "ndcg_per_query",
+    "paired_se",
+    "proposal_margin",
     "quantization_error",
     "report",
     "sequence_order",

@@ -40,9 +40,12 @@ from treeslim.measure._metrics import HIGHER_IS_BETTER, evaluate, ndcg_per_query
 
 __all__ = [
     "Certificate",
+    "certificate_fields",
     "certify_in_sequence",
     "exact_certificate",
     "loss_bound",
+    "paired_se",
+    "proposal_margin",
     "sequence_order",
     "smallest_budget",
 ]
@@ -88,6 +91,20 @@ class Certificate:
             f"{self.metric} loss <= {self.loss_bound:.4g} with {self.confidence:.0%} confidence "
             f"(budget {self.max_loss:g}: {verdict}; {self.method}; {units})"
         )
+
+
+def certificate_fields(cert: Certificate | None) -> dict[str, Any]:
+    """A report entry's certificate columns; none for a model certification never reached."""
+    if cert is None:
+        return {}
+    return {
+        "loss_bound": cert.loss_bound,
+        "confidence": cert.confidence,
+        "certified": cert.certified,
+        "certified_rows": cert.rows,
+        "certified_queries": cert.queries,
+        "certificate": cert.method,
+    }
 
 
 def _units(y: Any, qid: Any) -> tuple[int, int | None, int]:
@@ -318,3 +335,54 @@ def sequence_order(sizes: Sequence[Any], losses: Sequence[float]) -> list[int]:
             kept.append(i)
             best = losses[i]
     return kept[::-1]
+
+
+def proposal_margin(confidence: float, judge_units: int, cert_units: int) -> float:
+    """Standard errors (of the paired difference on the judge rows) a proposal's loss should stay
+    clear of the budget by: the one-sided normal quantile at ``confidence``, scaled from
+    ``judge_units`` to the ``cert_units`` the certification will see (the bound it will add)."""
+    from scipy.stats import norm
+
+    return float(norm.ppf(confidence)) * math.sqrt(judge_units / max(cert_units, 1))
+
+
+def paired_se(
+    task: str,
+    y: Any,
+    qid: Any,
+    metric: str,
+    ref: NDArray[np.float64],
+    pred: NDArray[np.float64],
+    random_state: int | None,
+    n_boot: int = 30,
+) -> float:
+    """Bootstrap standard error of the metric difference between two models on the same rows
+    (whole queries resampled for ranking).
+
+    The searches propose a candidate for certification when its loss on the judge rows plus
+    :func:`proposal_margin` of these standard errors fits the budget: a candidate likely to pass,
+    not a promise (only the certification rows make one).
+    """
+    if np.array_equal(ref, pred):
+        return 0.0
+    rng = np.random.default_rng(random_state)
+    n = len(y)
+    if qid is not None:
+        q = np.asarray(qid)
+        groups = [np.flatnonzero(q == g) for g in np.unique(q)]
+    diffs = []
+    for _ in range(n_boot):
+        if qid is None:
+            idx = rng.integers(0, n, n)
+            qb = None
+        else:
+            pick = rng.integers(0, len(groups), len(groups))
+            idx = np.concatenate([groups[g] for g in pick])
+            qb = np.repeat(np.arange(len(pick)), [len(groups[g]) for g in pick])
+        yb = y[idx]
+        if task == "binary" and len(np.unique(yb)) < 2:
+            continue
+        a = evaluate(task, yb, ref[idx], qid=qb)[metric]
+        c = evaluate(task, yb, pred[idx], qid=qb)[metric]
+        diffs.append(a - c)
+    return float(np.std(diffs)) if len(diffs) > 1 else 0.0

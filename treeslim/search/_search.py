@@ -22,7 +22,6 @@ from typing import Any
 import numpy as np
 from joblib import Parallel, delayed
 from numpy.typing import ArrayLike, NDArray
-from scipy.stats import norm
 
 from treeslim._utils import Progress
 from treeslim.data import calibration_split, generate_rows
@@ -35,6 +34,8 @@ from treeslim.measure import (
     certify_in_sequence,
     default_metric,
     exact_certificate,
+    paired_se,
+    proposal_margin,
     sequence_order,
     smallest_budget,
 )
@@ -47,7 +48,6 @@ from treeslim.passes import (
 )
 from treeslim.runtime import KernelForest
 from treeslim.search._candidate import Candidate, Plan, build_candidate, score
-from treeslim.search._judge import paired_se
 from treeslim.search._pareto import annotate_front
 
 __all__ = ["SearchResult", "search"]
@@ -388,7 +388,7 @@ def search(
     # the standard errors a proposal keeps clear of the budget: what certification will add
     n_judge, n_cert = (len(val_idx), len(cert_idx)) if qall is None else (
         len(np.unique(judge[2])), len(np.unique(cert[2])))  # fmt: skip
-    factor = float(norm.ppf(confidence)) * math.sqrt(n_judge / n_cert)
+    factor = proposal_margin(confidence, n_judge, n_cert)
     budget = _Budget(judge, metric, base, teacher.predict(judge[0]), max_loss, random_state,
                      factor)  # fmt: skip
     run = _Runner(teacher, X_fit, target, order, budget, result, bar, n_jobs)
