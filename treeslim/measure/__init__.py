@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from treeslim.measure._certify import (
     Certificate,
+    cannot_certify_message,
     certificate_fields,
     certify_in_sequence,
     exact_certificate,
@@ -32,6 +33,7 @@ __all__ = [
     "HIGHER_IS_BETTER",
     "Certificate",
     "Report",
+    "cannot_certify_message",
     "certificate_fields",
     "certify_in_sequence",
     "default_metric",

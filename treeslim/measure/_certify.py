@@ -1,13 +1,14 @@
 """The loss certificate: an upper confidence bound of a compressed model's loss on new data, and
-the fixed-sequence test that certifies one of many candidates without a multiplicity correction.
+the fixed-sequence test that certifies many candidates at once without a multiplicity correction.
 
 One rule, used by the tree search and the MLP search alike. The search proposes candidates on one
 part of the calibration rows; the certification rows (:func:`treeslim.data.calibration_split`)
 are never seen while proposing. The proposed candidates are ordered before the certification rows
-are looked at, largest first (:func:`sequence_order`), and tested in that order at level
-``1 - confidence`` each, stopping at the first that fails (:func:`certify_in_sequence`). Since
-the order is fixed in advance, the chance that *any* certified candidate's true loss exceeds
-``max_loss`` is at most ``1 - confidence`` (fixed-sequence testing; "learn then test").
+are looked at, likeliest to pass first (:func:`sequence_order`), and tested in that order at
+level ``1 - confidence`` each, stopping at the first that fails (:func:`certify_in_sequence`).
+Since the order is fixed in advance, the chance that *any* certified candidate's true loss
+exceeds ``max_loss`` is at most ``1 - confidence`` (fixed-sequence testing, as in "learn then
+test"), so the smallest certified one may be returned.
 
 The bound of one candidate (:func:`loss_bound`) is on the paired difference, teacher minus
 candidate, of the metric on the certification rows, assuming rows (whole queries for ranking) are
@@ -40,6 +41,7 @@ from treeslim.measure._metrics import HIGHER_IS_BETTER, evaluate, ndcg_per_query
 
 __all__ = [
     "Certificate",
+    "cannot_certify_message",
     "certificate_fields",
     "certify_in_sequence",
     "exact_certificate",
@@ -105,6 +107,28 @@ def certificate_fields(cert: Certificate | None) -> dict[str, Any]:
         "certified_queries": cert.queries,
         "certificate": cert.method,
     }
+
+
+def cannot_certify_message(
+    max_loss: float, metric: str, confidence: float, n_rows: int, cert_y: Any, cert_qid: Any,
+    fallback: str,
+) -> str:  # fmt: skip
+    """What the small-data warning (or error) says: the smallest budget these rows can certify,
+    what was asked, and what is returned instead (``fallback``)."""
+    floor = smallest_budget(metric, cert_y, cert_qid, confidence)
+    rows, queries, _ = _units(np.asarray(cert_y), cert_qid)
+    units = f"{rows:,} rows" + ("" if queries is None else f", {queries:,} queries")
+    can = (
+        "no loss budget but 0"
+        if math.isinf(floor)
+        else f"a loss budget ({metric}) of {floor:.4g} or more"
+    )
+    return (
+        f"These {n_rows:,} calibration rows ({units} set aside to certify) can certify {can} at "
+        f"{confidence:.0%} confidence; max_loss={max_loss:g} cannot be certified, so only what "
+        f"can be certified is returned: {fallback}. Give more calibration rows or a larger "
+        f"max_loss."
+    )
 
 
 def _units(y: Any, qid: Any) -> tuple[int, int | None, int]:
@@ -319,22 +343,23 @@ def certify_in_sequence(
     return out
 
 
-def sequence_order(sizes: Sequence[Any], losses: Sequence[float]) -> list[int]:
-    """The order to certify candidates in: largest first, keeping only those no other candidate
-    beats on both size (compared as given: numbers or tuples) and proposal loss.
+def sequence_order(sizes: Sequence[Any], scores: Sequence[float]) -> list[int]:
+    """The order to certify candidates in, fixed before the certification rows are seen: the
+    most likely to pass first (lowest ``scores``: the proposal's loss plus its margin of
+    standard errors on the judge rows), the larger first among equals (sizes compared as given:
+    numbers or tuples).
+
+    Every candidate the sequence certifies before its first failure is certified at once (the
+    fixed-sequence test controls the chance that any of them exceeds the budget), so the caller
+    may return the smallest of them; putting the likeliest first makes that prefix long.
 
     Examples
     --------
-    >>> sequence_order([100, 50, 60, 10], [0.0, 0.001, 0.002, 0.004])
-    [0, 1, 3]
+    >>> sequence_order([100, 50, 60, 10], [0.0, 0.001, 0.001, 0.004])
+    [0, 2, 1, 3]
     """
-    best = math.inf
-    kept = []
-    for i in sorted(range(len(sizes)), key=lambda i: (sizes[i], losses[i])):
-        if losses[i] < best:
-            kept.append(i)
-            best = losses[i]
-    return kept[::-1]
+    by_size = sorted(range(len(sizes)), key=lambda i: sizes[i], reverse=True)
+    return sorted(by_size, key=lambda i: scores[i])
 
 
 def proposal_margin(confidence: float, judge_units: int, cert_units: int) -> float:

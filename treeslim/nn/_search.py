@@ -30,6 +30,7 @@ from treeslim.errors import InsufficientDataError, InsufficientDataWarning
 from treeslim.measure import (
     HIGHER_IS_BETTER,
     Certificate,
+    cannot_certify_message,
     certify_in_sequence,
     default_metric,
     evaluate,
@@ -142,13 +143,8 @@ def search_mlp(
     result.certificate = exact_certificate(metric, max_loss, confidence, yc, None)
     floor = smallest_budget(metric, yc, None, confidence)
     if 0 < max_loss < floor:
-        smallest = "no budget but 0" if math.isinf(floor) else f"{floor:.4g}"
-        message = (
-            f"These {len(Xa):,} calibration rows ({len(cert_idx):,} set aside to certify) can "
-            f"certify a {metric} loss budget of {smallest} at {confidence:.0%} confidence; "
-            f"max_loss={max_loss:g} cannot be certified, so only what can be certified is "
-            f"returned: the original network. Give more calibration rows or a larger max_loss."
-        )
+        message = cannot_certify_message(max_loss, metric, confidence, len(Xa), yc, None,
+                                         "the original network")  # fmt: skip
         if strict:
             raise InsufficientDataError(message)
         warnings.warn(message, InsufficientDataWarning, stacklevel=3)
@@ -173,6 +169,7 @@ def search_mlp(
         loss = sign * (baseline - value)
         size = len(dump_mlp_bytes(m))
         ok = bool(loss <= max_loss + 1e-12)
+        se = None
         if ok:  # proposed only when likely to pass certification
             se = paired_se(m.task, yv, None, metric, ref_v, m.predict(Xv), seed)
             ok = loss + margin * se <= max_loss + 1e-12
@@ -183,6 +180,7 @@ def search_mlp(
                 "params": m.n_params,
                 "score": value,
                 "loss": loss,
+                "loss_se": se,
                 "accepted": ok,
                 "seconds": time.perf_counter() - t0,
             }
@@ -230,25 +228,30 @@ def search_mlp(
                 continue
             if judge(f"lowrank {e:g}", partial(tune, factored)) is None:
                 break
-    _certify(result, models, teacher, Xc, yc, max_loss, confidence, seed)
+    _certify(result, models, teacher, Xc, yc, max_loss, confidence, seed, margin)
     bar.close()
     return result
 
 
 def _certify(result: MLPSearchResult, models: list[MLP], teacher: MLP, Xc: Any, yc: Any,
-             max_loss: float, confidence: float, seed: int | None) -> None:  # fmt: skip
-    """Certify the proposals on the certification rows, largest ``.tslim`` first, up to the
-    first failure; the last certified one is the result (else the original)."""
-    proposed = [i for i, c in enumerate(result.candidates) if c["accepted"]]
-    order = sequence_order([result.candidates[i]["bytes"] for i in proposed],
-                           [result.candidates[i]["loss"] for i in proposed])  # fmt: skip
+             max_loss: float, confidence: float, seed: int | None,
+             margin: float) -> None:  # fmt: skip
+    """Certify the proposals on the certification rows in a fixed sequence, likeliest first,
+    until one fails; the smallest certified ``.tslim`` is the result (else the original)."""
+    cands = result.candidates
+    proposed = [i for i, c in enumerate(cands) if c["accepted"]]
+    order = sequence_order([cands[i]["bytes"] for i in proposed],
+                           [cands[i]["loss"] + margin * (cands[i]["loss_se"] or 0.0)
+                            for i in proposed])  # fmt: skip
     chain = [proposed[k] for k in order]
     certs = certify_in_sequence((models[i].predict(Xc) for i in chain), task=teacher.task,
                                 metric=result.metric, y=yc, qid=None, ref=teacher.predict(Xc),
                                 max_loss=max_loss, confidence=confidence,
                                 random_state=seed)  # fmt: skip
+    best = math.inf
     for i, cert in zip(chain, certs, strict=False):
-        result.candidates[i]["certificate"] = cert
-        if cert.certified:
-            result.mlp, result.name = models[i], result.candidates[i]["name"]
+        cands[i]["certificate"] = cert
+        if cert.certified and cands[i]["bytes"] < best:
+            best = cands[i]["bytes"]
+            result.mlp, result.name = models[i], cands[i]["name"]
             result.certificate = cert

@@ -14,7 +14,6 @@ is returned. Candidates are evaluated in parallel with joblib, so
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 import warnings
 from typing import Any
@@ -31,6 +30,7 @@ from treeslim.ir import Forest
 from treeslim.measure import (
     HIGHER_IS_BETTER,
     Certificate,
+    cannot_certify_message,
     certify_in_sequence,
     default_metric,
     exact_certificate,
@@ -241,37 +241,25 @@ def _size(c: Candidate, objective: str) -> tuple[float, ...]:
 
 def _certify(result: SearchResult, budget: _Budget, cert: tuple[Any, Any, Any],
              teacher: Forest, objective: str, confidence: float) -> None:  # fmt: skip
-    """Certify the proposals in a fixed sequence (largest first, by ``objective``) on the
-    certification rows; return the last certified one, else the exact passes."""
-    exact = result.candidates[0]
+    """Certify the proposals on the certification rows in a fixed sequence, likeliest first,
+    until one fails; return the smallest certified one (by ``objective``), else the exact
+    passes."""
     proposed = [c for c in result.candidates[1:] if c.accepted]
     order = sequence_order([_size(c, objective) for c in proposed],
-                           [budget.loss(c) for c in proposed])  # fmt: skip
+                           [budget.loss(c) + budget.se_factor * (c.loss_se or 0.0)
+                            for c in proposed])  # fmt: skip
     chain = [proposed[i] for i in order]
     X, y, qid = cert
     certs = certify_in_sequence((c.forest.predict(X) for c in chain), task=teacher.task,
-                                metric=budget.metric, y=y, qid=qid,
-                                ref=teacher.predict(X), max_loss=budget.max_loss,
-                                confidence=confidence,
+                                metric=budget.metric, y=y, qid=qid, ref=teacher.predict(X),
+                                max_loss=budget.max_loss, confidence=confidence,
                                 random_state=budget.random_state)  # fmt: skip
-    chosen = exact
     for c, cert_ in zip(chain, certs, strict=False):
         c.certificate = cert_
-        if cert_.certified:
-            chosen = c
+    certified = [c for c in chain if c.certificate is not None and c.certificate.certified]
+    chosen = min(certified, key=lambda c: _size(c, objective), default=result.candidates[0])
     result.forest = chosen.forest
     result.certificate = chosen.certificate
-
-
-def _cannot_certify(max_loss: float, floor: float, metric: str, confidence: float,
-                    n: int, cert_units: str) -> str:  # fmt: skip
-    smallest = "no budget but 0 (the exact passes)" if math.isinf(floor) else f"{floor:.4g}"
-    return (
-        f"These {n:,} calibration rows ({cert_units} set aside to certify) can certify a "
-        f"{metric} loss budget of {smallest} at {confidence:.0%} confidence; max_loss="
-        f"{max_loss:g} cannot be certified, so only what can be certified is returned: the "
-        f"exact passes (loss 0). Give more calibration rows or a larger max_loss."
-    )
 
 
 def search(
@@ -365,10 +353,8 @@ def search(
     higher = HIGHER_IS_BETTER[metric]
     floor = smallest_budget(metric, cert[1], cert[2], confidence)
     if 0 < max_loss < floor:
-        units = f"{len(cert_idx):,} rows" + (
-            "" if qall is None else f", {len(np.unique(cert[2])):,} queries"
-        )
-        message = _cannot_certify(max_loss, floor, metric, confidence, len(Xall), units)
+        message = cannot_certify_message(max_loss, metric, confidence, len(Xall), cert[1],
+                                         cert[2], "the exact passes (loss 0)")  # fmt: skip
         if strict:
             raise InsufficientDataError(message)
         warnings.warn(message, InsufficientDataWarning, stacklevel=2)
