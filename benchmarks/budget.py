@@ -116,7 +116,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.quick:
         args.datasets = args.datasets or ["adult", "mq2008"]
-        args.seeds, args.rows, args.trees = 1, min(args.rows, 6000), min(args.trees, 100)
+        args.seeds, args.rows, args.trees = 1, min(args.rows, 12_000), min(args.trees, 100)
     names = args.datasets or DATASETS
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     print(machine(), flush=True)

@@ -37,13 +37,16 @@ def test_compress_fitted_xgboost(task):
     X, y, _ = data(task, n=2000)
     cls = xgb.XGBRegressor if task == "regression" else xgb.XGBClassifier
     m = cls(n_estimators=60, max_depth=4, learning_rate=0.1, n_jobs=1, random_state=0).fit(X, y)
-    slim = compress(m, X, y, max_loss=0.01, random_state=0)
+    budget = 0.03 if task == "multiclass" else 0.01  # 800 rows certify accuracy coarsely
+    slim = compress(m, X, y, max_loss=budget, random_state=0)
     assert isinstance(slim, SlimRegressor if task == "regression" else SlimClassifier)
     teacher = treeslim.from_model(m)
     assert slim.forest_.n_nodes < teacher.n_nodes
     metric = slim.search_.metric
     got = evaluate(task, y, slim.forest_.predict(X))[metric]
-    assert slim.search_.teacher_metric - got <= 0.01 + 1e-12
+    assert slim.search_.teacher_metric - got <= budget + 1e-12
+    cert = slim.search_.certificate
+    assert cert.certified and cert.loss_bound <= budget and cert.rows >= 700
     assert "compressed" in slim.report_.to_text()
     booster = slim.export()
     assert type(booster).__name__ == "Booster"  # an XGBoost model stays an XGBoost model
