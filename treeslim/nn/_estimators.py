@@ -172,7 +172,8 @@ class SlimMLPClassifier(ClassifierMixin, _SlimMLPBase):
     >>> from sklearn.preprocessing import StandardScaler
     >>> from treeslim.nn import SlimMLPClassifier
     >>> X, y = load_breast_cancer(return_X_y=True)
-    >>> pipe = make_pipeline(StandardScaler(), SlimMLPClassifier(random_state=0)).fit(X, y)
+    >>> pipe = make_pipeline(StandardScaler(), SlimMLPClassifier(max_loss=0.02, random_state=0))
+    >>> pipe = pipe.fit(X, y)
     >>> slim = pipe[-1]
     >>> slim.mlp_.n_params < slim.teacher_.n_params or slim.mlp_.layers[0].precision != "float64"
     True
