@@ -121,7 +121,10 @@ def engines(name, model, lib, forest, compiled, tmp):
     if importlib.util.find_spec("daal4py"):
         import daal4py
 
-        dmodel = daal4py.mb.convert_model(booster)
+        # daal4py 2024.7 cannot read XGBoost 3's base_score list: give it the same model as
+        # treeslim exports it (checked for exactness below like every engine)
+        dmodel = daal4py.mb.convert_model(treeslim.to_xgboost(forest) if lib == "xgboost"
+                                          else booster)  # fmt: skip
         classifier = forest.task in ("binary", "multiclass")
 
         def dal(Z, t):

@@ -2,7 +2,8 @@
 
 Trains an ``MLPClassifier`` (128, 64) on scikit-learn's bundled digits, then lets
 ``treeslim.nn.compress`` search pruning, neuron pruning, low-rank, fp16 and int8 (with short
-fine-tuning) for the smallest network within 0.01 accuracy on calibration rows. The compressed
+fine-tuning) for the smallest network certified within 0.03 accuracy on new data (0.01 is more
+than 359 calibration rows can certify). The compressed
 network is saved at its real width (``treeslim.save``), loaded back, and exported to a plain
 ``MLPClassifier`` (dequantized) for serving stacks that only know scikit-learn.
 
@@ -31,7 +32,9 @@ def main() -> None:
     mlp = MLPClassifier(hidden_layer_sizes=(128, 64), max_iter=300, random_state=0)
     mlp.fit(X_train, y_train)
 
-    est = treeslim.nn.compress(mlp, X_cal, y_cal, max_loss=0.01, random_state=0)
+    # 359 calibration rows, about 140 of them set aside: they certify 0.021 accuracy or more
+    est = treeslim.nn.compress(mlp, X_cal, y_cal, max_loss=0.03, random_state=0)
+    print(f"certificate: {est.search_.certificate}")
     acc_before = mlp.score(X_test, y_test)
     acc_after = float(np.mean(est.predict(X_test) == y_test))
     print(f"test accuracy {acc_before:.4f} -> {acc_after:.4f}")

@@ -27,6 +27,7 @@ from treeslim.measure import evaluate
         SlimRanker(n_synthetic=200, random_state=0),
     ]
 )
+@pytest.mark.filterwarnings("ignore::treeslim.InsufficientDataWarning")  # the checks' tiny sets
 def test_sklearn_contract(estimator, check):
     check(estimator)
 
@@ -38,13 +39,16 @@ def test_compress_fitted_xgboost(task):
     X, y, _ = data(task, n=2000)
     cls = xgb.XGBRegressor if task == "regression" else xgb.XGBClassifier
     m = cls(n_estimators=60, max_depth=4, learning_rate=0.1, n_jobs=1, random_state=0).fit(X, y)
-    slim = compress(m, X, y, max_loss=0.01, random_state=0)
+    budget = 0.03 if task == "multiclass" else 0.01  # 800 rows certify accuracy coarsely
+    slim = compress(m, X, y, max_loss=budget, random_state=0)
     assert isinstance(slim, SlimRegressor if task == "regression" else SlimClassifier)
     teacher = treeslim.from_model(m)
     assert slim.forest_.n_nodes < teacher.n_nodes
     metric = slim.search_.metric
     got = evaluate(task, y, slim.forest_.predict(X))[metric]
-    assert slim.search_.teacher_metric - got <= 0.01 + 1e-12
+    assert slim.search_.teacher_metric - got <= budget + 1e-12
+    cert = slim.search_.certificate
+    assert cert.certified and cert.loss_bound <= budget and cert.rows >= 700
     assert "compressed" in slim.report_.to_text()
     booster = slim.export()
     assert type(booster).__name__ == "Booster"  # an XGBoost model stays an XGBoost model
@@ -62,6 +66,7 @@ def test_max_loss_zero_is_exact():
     )
 
 
+@pytest.mark.filterwarnings("ignore::treeslim.InsufficientDataWarning")  # 500 rows, 25 queries
 def test_ranker_and_pipeline_and_pickle(tmp_path):
     m, X = model("lightgbm", "ranking")
     _, y, qid = data("ranking")
@@ -172,11 +177,10 @@ def test_wrong_length_qid_and_group_name_both_lengths():
 def test_compress_pipeline_keeps_preprocessing():
     from sklearn.ensemble import RandomForestClassifier
 
-    X, y, _ = data("binary")
+    X, y, _ = data("binary", n=2000)  # 800 rows set aside certify 0.02
     X = np.nan_to_num(X)
-    pipe = Pipeline(
-        [("scale", StandardScaler()), ("rf", RandomForestClassifier(n_estimators=30, max_depth=5))]
-    ).fit(X, y)
+    rf = RandomForestClassifier(n_estimators=30, max_depth=5, random_state=0)
+    pipe = Pipeline([("scale", StandardScaler()), ("rf", rf)]).fit(X, y)
     out = compress(pipe, X, y, max_loss=0.02, random_state=0)
     assert isinstance(out, Pipeline) and out.steps[0][1] is pipe.steps[0][1]
     assert isinstance(out[-1], SlimClassifier)
@@ -199,7 +203,8 @@ def test_compress_with_bits_and_cli(tmp_path, capsys):
 
     m, X = model("lightgbm", "regression")
     _, y, _ = data("regression")
-    slim = compress(m, X, y, max_loss=0.02, random_state=0, bits=8)
+    # 500 rows certify an R^2 budget of ~0.1, not 0.02: this test needs a model that compresses
+    slim = compress(m, X, y, max_loss=0.1, random_state=0, bits=8)
     steps = [" > ".join(c["steps"]) for c in slim.search_.candidates]
     assert any("quantize_leaves(bits=8)" in s for s in steps)
     leaves = slim.forest_.leaf_value[slim.forest_.split_index < 0]
@@ -217,7 +222,7 @@ def test_compress_with_bits_and_cli(tmp_path, capsys):
             "--data",
             str(npz),
             "--max-loss",
-            "0.02",
+            "0.1",
             "--bits",
             "8",
             "-o",
@@ -238,7 +243,7 @@ def test_compress_with_bits_and_cli(tmp_path, capsys):
 
 
 def test_paired_standard_error():
-    from treeslim.search._judge import paired_se as _paired_se
+    from treeslim.measure import paired_se as _paired_se
 
     rng = np.random.default_rng(0)
     y = rng.integers(0, 2, 400)
@@ -252,22 +257,26 @@ def test_paired_standard_error():
 
 
 def test_search_is_independent_of_n_jobs_and_finds_the_smallest():
-    """The bisection rounds are fixed, so 1 and 2 workers return the same model; every accepted
-    candidate is at least as large as the chosen one, and a failed probe is never chosen."""
+    """The bisection rounds are fixed, so 1 and 2 workers return the same model; the chosen one
+    is the smallest certified candidate, and every proposal kept its margin on the judge rows."""
+    import xgboost as xgb
+
     from treeslim.search import search
 
-    m, X = model("xgboost", "binary")
-    _, y, _ = data("binary")
+    X, y, _ = data("binary", n=3000)
+    m = xgb.XGBClassifier(n_estimators=40, max_depth=4, n_jobs=1, random_state=0).fit(X, y)
     teacher = treeslim.from_model(m)
-    a = search(teacher, X, y, max_loss=0.01, random_state=0, n_jobs=1, verbose=0)
-    b = search(teacher, X, y, max_loss=0.01, random_state=0, n_jobs=2, verbose=0)
+    kw = dict(max_loss=0.01, random_state=0, verbose=0, n_synthetic=1000)
+    a = search(teacher, X, y, n_jobs=1, **kw)
+    b = search(teacher, X, y, n_jobs=2, **kw)
     np.testing.assert_array_equal(a.forest.leaf_value, b.forest.leaf_value)
     assert [c["steps"] for c in a.candidates] == [c["steps"] for c in b.candidates]
-    accepted = [c for c in a.candidates if c["accepted"]]
-    assert a.forest.n_nodes == min(c["nodes"] for c in accepted) < teacher.n_nodes
+    certified = [c for c in a.candidates if c.certificate and c.certificate.certified]
+    assert a.forest.n_nodes == min(c["nodes"] for c in certified) < teacher.n_nodes
     assert any(not c["accepted"] for c in a.candidates)  # the search went below the budget
-    for c in accepted[1:]:
-        assert a.teacher_metric - c["score"] + c["loss_se"] <= 0.01 + 1e-12
+    for c in a.candidates[1:]:
+        if c["accepted"]:
+            assert a.teacher_metric - c["score"] + c["loss_se"] <= 0.01 + 1e-12
 
 
 def test_bisection_probes():

@@ -35,8 +35,12 @@ def test_compress_keeps_the_budget_and_shrinks(digits, tmp_path):
     res = est.search_
     chosen = [c for c in res.candidates if c["name"] == res.name]
     assert chosen and chosen[0]["loss"] <= 0.01
-    assert all(c["bytes"] >= chosen[0]["bytes"] for c in res.candidates if c["accepted"])
+    assert res.certificate is chosen[0]["certificate"] and res.certificate.certified
+    assert res.certificate.loss_bound <= 0.01 and res.certificate.rows > 600
+    certified = [c for c in res.candidates if c.get("certificate") and c["certificate"].certified]
+    assert all(c["bytes"] >= chosen[0]["bytes"] for c in certified)
     original, compressed = est.report_[0], est.report_[1]
+    assert compressed["certified"] and compressed["loss_bound"] == res.certificate.loss_bound
     assert compressed["bytes_tslim"] * 4 < original["bytes_tslim"]
     assert compressed["accuracy"] > original["accuracy"] - 0.03
     treeslim.save(est.mlp_, tmp_path / "m.tslim")
@@ -113,4 +117,20 @@ _FAST = {"methods": ["int8", "prune"], "fine_tune_epochs": 2}
 def test_sklearn_estimator_contract(estimator, check):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
+        warnings.simplefilter("ignore", treeslim.InsufficientDataWarning)  # the checks' tiny sets
         check(estimator)
+
+
+def test_mlp_small_data_warns_and_strict_raises(digits):
+    """Too few rows to certify the budget: a warning naming the smallest certifiable budget and
+    the original network back (its certificate: exact); ``strict=True`` raises instead."""
+    X, y, clf = digits
+    with pytest.warns(
+        treeslim.InsufficientDataWarning,
+        match=r"can certify a loss budget \(accuracy\) of 0.0\d+ or more",
+    ):
+        est = compress(clf, X[:150], y[:150], max_loss=0.01, random_state=0, verbose=0)
+    assert est.search_.name == "original" and est.search_.candidates == []
+    assert est.search_.certificate.certified and est.search_.certificate.loss_bound == 0.0
+    with pytest.raises(treeslim.InsufficientDataError, match=r"max_loss=0\.01 cannot be certified"):
+        compress(clf, X[:150], y[:150], max_loss=0.01, strict=True, verbose=0)

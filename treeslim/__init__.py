@@ -14,6 +14,8 @@ from treeslim.backends import to_lightgbm, to_onnx, to_treelite, to_xgboost
 from treeslim.backends.tl2cgen import CompiledForest
 from treeslim.distillation import distill
 from treeslim.errors import (
+    InsufficientDataError,
+    InsufficientDataWarning,
     InvalidForestError,
     MissingDependencyError,
     ModelFormatError,
@@ -24,7 +26,7 @@ from treeslim.estimators import SlimClassifier, SlimRanker, SlimRegressor
 from treeslim.formats import dump_tslim_bytes, load_tslim_bytes
 from treeslim.frontends import from_model
 from treeslim.ir import Forest, validate
-from treeslim.measure import Report, quantization_error, report
+from treeslim.measure import Certificate, Report, quantization_error, report
 from treeslim.passes import (
     exact_passes,
     prune_nodes,
@@ -43,7 +45,10 @@ __version__ = VERSION
 __all__ = [
     "CompiledForest",
     "CompilerError",
+    "Certificate",
     "Forest",
+    "InsufficientDataError",
+    "InsufficientDataWarning",
     "InvalidForestError",
     "MissingDependencyError",
     "ModelFormatError",

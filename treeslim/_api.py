@@ -107,6 +107,9 @@ def compress(
     metric: str | None = None,
     random_state: int | None = None,
     max_rows: int = 200_000,
+    confidence: float = 0.95,
+    strict: bool = False,
+    objective: str = "nodes",
     **kwargs: Any,
 ) -> Any:
     """Compress a fitted model on calibration data; return a fitted ``Slim*`` estimator.
@@ -121,8 +124,10 @@ def compress(
     qid : array-like of shape (n_samples,), optional
         Query ids (ranking).
     max_loss : float, default=0.005
-        Largest allowed absolute drop of the metric (AUC for binary, accuracy for multiclass,
-        R^2 for regression, NDCG@10 for ranking unless ``metric`` says otherwise).
+        Largest allowed absolute drop of the metric on new data (AUC for binary, accuracy for
+        multiclass, R^2 for regression, NDCG@10 for ranking unless ``metric`` says otherwise).
+        A share of the calibration rows (whole queries for ranking) never seen while proposing
+        candidates certifies it: ``slim.search_.certificate`` holds the bound.
     metric : str, optional
     random_state : int, optional
     max_rows : int, default=200000
@@ -130,6 +135,16 @@ def compress(
         sampled down to about this many rows for the search (:func:`treeslim.data.sample_rows`,
         chunk by chunk on the cluster for dask); the original and the compressed model are then
         scored on all rows, chunk by chunk, as the report's ``(all rows)`` entries.
+    confidence : float, default=0.95
+        The returned model's loss on new data from the calibration data's distribution is at
+        most ``max_loss`` with at least this probability (see :func:`treeslim.search.search`).
+    strict : bool, default=False
+        Raise :class:`~treeslim.errors.InsufficientDataError` when the calibration rows cannot
+        certify ``max_loss``, instead of an
+        :class:`~treeslim.errors.InsufficientDataWarning` and the exact passes.
+    objective : {"nodes", "bytes", "latency"}, default="nodes"
+        What the smallest certified model minimises: nodes, ``.tslim`` bytes, or the C
+        kernel's time per row.
     **kwargs
         Parameters of the ``Slim*`` estimator (``n_jobs``, ``verbose``, ``bits``, ...).
 
@@ -149,6 +164,9 @@ def compress(
             metric=metric,
             random_state=random_state,
             max_rows=max_rows,
+            confidence=confidence,
+            strict=strict,
+            objective=objective,
             **kwargs,
         )
         return Pipeline([*model.steps[:-1], (model.steps[-1][0], slim)])
@@ -161,7 +179,8 @@ def compress(
         "regression": SlimRegressor,
         "ranking": SlimRanker,
     }[forest.task]
-    est = cls(frozen(model), max_loss=max_loss, metric=metric, random_state=random_state, **kwargs)
+    est = cls(frozen(model), max_loss=max_loss, metric=metric, random_state=random_state,
+              confidence=confidence, strict=strict, objective=objective, **kwargs)  # fmt: skip
     big = is_dask(X) or is_dask(y) or len(X) > max_rows  # type: ignore[arg-type]
     Xs, ys, qs, n = X, y, qid, 0
     if big:

@@ -171,11 +171,15 @@ def _compress(args: argparse.Namespace) -> int:
         random_state=args.seed,
         verbose=args.verbose,
         bits=args.bits,
+        confidence=args.confidence,
+        strict=args.strict,
+        objective=args.objective,
     )
     lib = forest.source.get("library")
     slim.export(args.output)
     slim.report_.to_json(args.output + ".report.json")
     print(slim.report_.to_text())
+    print(f"certificate: {slim.search_.certificate}")
     wrote = [f"{args.output} ({lib or 'treelite'} format)", f"{args.output}.report.json"]
     front = Report([e for e in slim.report_.entries if e.get("pareto")])
     front.to_json(args.output + ".pareto.json")
@@ -309,6 +313,16 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--metric", default=None, help="auc, accuracy, logloss, rmse, r2, ndcg@10")
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--bits", type=int, default=None, help="also quantize leaves and thresholds")
+    p.add_argument(
+        "--confidence", type=float, default=0.95, help="probability the loss on new data fits"
+    )
+    p.add_argument(
+        "--strict", action="store_true", help="fail when the data cannot certify --max-loss"
+    )
+    p.add_argument(
+        "--objective", default="nodes", choices=["nodes", "bytes", "latency"],
+        help="what the smallest model minimises",
+    )  # fmt: skip
     p.add_argument(
         "--verbose", type=int, default=1, help="0: silent; 1: progress bar on a terminal; 2: always"
     )

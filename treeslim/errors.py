@@ -8,6 +8,8 @@ not know treeslim.
 from __future__ import annotations
 
 __all__ = [
+    "InsufficientDataError",
+    "InsufficientDataWarning",
     "InvalidForestError",
     "MissingDependencyError",
     "ModelFormatError",
@@ -34,3 +36,13 @@ class ModelFormatError(TreeSlimError, ValueError):
 
 class MissingDependencyError(TreeSlimError, ImportError):
     """An optional dependency is needed for this call; the message names the package to install."""
+
+
+class InsufficientDataError(TreeSlimError, ValueError):
+    """The calibration data cannot certify the loss budget asked for (``strict=True``); the
+    message names the smallest budget these rows can certify."""
+
+
+class InsufficientDataWarning(UserWarning):
+    """The calibration data cannot certify the loss budget asked for; only what these rows can
+    certify is returned (at worst the exact passes). The message names the smallest budget."""

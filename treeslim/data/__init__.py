@@ -1,5 +1,5 @@
 """Calibration data: rows generated for distillation and leaf refit (feature swaps, bootstrap,
-MUNGE, jitter, leaf boxes), the fit / judge split, and samples and predictions of data sets
+MUNGE, jitter, leaf boxes), the fit / judge / certify split, and samples and predictions of data sets
 larger than memory (numpy or dask), chunk by chunk."""
 
 from __future__ import annotations
@@ -13,12 +13,13 @@ from treeslim.data._augment import (
     seed_of,
 )
 from treeslim.data._chunked import as_dask_array, predict_block, predict_chunked, sample_rows
-from treeslim.data._holdout import holdout
+from treeslim.data._holdout import calibration_split, holdout
 from treeslim.data._munge import Sampler, make_sampler
 
 __all__ = [
     "Sampler",
     "as_dask_array",
+    "calibration_split",
     "generate_rows",
     "holdout",
     "iter_generated_rows",

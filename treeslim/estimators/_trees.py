@@ -25,7 +25,7 @@ from treeslim.backends import to_lightgbm, to_treelite, to_xgboost
 from treeslim.backends.tl2cgen import compile_forest
 from treeslim.frontends import from_model
 from treeslim.ir import Forest
-from treeslim.measure import Report, report
+from treeslim.measure import Report, certificate_fields, report
 from treeslim.search import search, time_per_row
 
 __all__ = ["SlimClassifier", "SlimRanker", "SlimRegressor"]
@@ -46,6 +46,9 @@ class _SlimBase(BaseEstimator):
         verbose: int = 1,
         bits: int | None = None,
         distill: bool = True,
+        confidence: float = 0.95,
+        strict: bool = False,
+        objective: str = "nodes",
     ) -> None:
         self.estimator = estimator
         self.max_loss = max_loss
@@ -56,6 +59,9 @@ class _SlimBase(BaseEstimator):
         self.verbose = verbose
         self.bits = bits
         self.distill = distill
+        self.confidence = confidence
+        self.strict = strict
+        self.objective = objective
 
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
@@ -85,10 +91,20 @@ class _SlimBase(BaseEstimator):
                 f"The 'max_loss' parameter of {type(self).__name__} must be a float >= 0."
                 f" Got {self.max_loss!r} instead."
             )
-        if len(X) < 2:
+        name = type(self).__name__
+        conf = self.confidence
+        if not isinstance(conf, (int, float)) or isinstance(conf, bool) or not 0 < conf < 1:
             raise ValueError(
-                f"{type(self).__name__} needs at least 2 samples; got {len(X)} sample."
+                f"The 'confidence' parameter of {name} must be a float in the range (0, 1)."
+                f" Got {conf!r} instead."
             )
+        if self.objective not in ("nodes", "bytes", "latency"):
+            raise ValueError(
+                f"The 'objective' parameter of {name} must be one of 'nodes', 'bytes',"
+                f" 'latency'. Got {self.objective!r} instead."
+            )
+        if len(X) < 2:
+            raise ValueError(f"{name} needs at least 2 samples; got {len(X)} sample.")
         model = self._inner(X, y, fit_params or {})
         teacher = self._as_teacher(from_model(model))
         if teacher.num_feature != X.shape[1]:
@@ -111,6 +127,9 @@ class _SlimBase(BaseEstimator):
             verbose=self.verbose,
             bits=self.bits,
             distill=self.distill,
+            confidence=float(conf),
+            objective=self.objective,
+            strict=bool(self.strict),
         )
         self.model_ = model
         self.teacher_ = teacher
@@ -128,6 +147,7 @@ class _SlimBase(BaseEstimator):
                 "accepted": c.accepted,
                 "pareto": c.pareto,
                 "chosen": c.chosen,
+                **certificate_fields(c.certificate),
             }
             for c in result.candidates
         ]
@@ -138,6 +158,7 @@ class _SlimBase(BaseEstimator):
         )
         for entry, forest in zip(ends.entries, (teacher, result.forest), strict=True):
             entry["row_us"] = time_per_row(forest, X[:256])
+        ends.entries[1].update(certificate_fields(result.certificate))
         self.report_ = ends + Report(steps)
 
     def _as_teacher(self, forest: Forest) -> Forest:
@@ -192,7 +213,9 @@ class SlimClassifier(ClassifierMixin, _SlimBase):
         The model to compress; unfitted estimators are fitted on ``(X, y)`` first
         (default: ``HistGradientBoostingClassifier(max_iter=30)``).
     max_loss : float, default=0.005
-        Largest allowed drop of the metric on the calibration data.
+        Largest allowed drop of the metric on new data (the teacher's metric minus the
+        compressed model's), certified at ``confidence`` on calibration rows the search never
+        saw (see :func:`treeslim.search.search`); ``search_.certificate`` holds the bound.
     metric : str, optional
         ``"auc"`` for binary and ``"accuracy"`` for multiclass by default.
     n_synthetic : int or "auto", default="auto"
@@ -209,15 +232,24 @@ class SlimClassifier(ClassifierMixin, _SlimBase):
     bits : int, optional
         Also quantize leaves and thresholds to this many bits when the budget allows (stored at
         that width by :func:`treeslim.save`).
+    confidence : float, default=0.95
+        Probability that the returned model's loss on new data (rows i.i.d. from the
+        calibration data's distribution) is at most ``max_loss``.
+    strict : bool, default=False
+        When the calibration rows cannot certify ``max_loss`` (too few rows, queries or
+        positives), raise :class:`~treeslim.errors.InsufficientDataError` instead of warning
+        and returning the exact passes.
+    objective : {"nodes", "bytes", "latency"}, default="nodes"
+        What "smallest" means: nodes, ``.tslim`` bytes, or the C kernel's time per row.
 
     Examples
     --------
     >>> from sklearn.datasets import load_breast_cancer
     >>> from treeslim import SlimClassifier
     >>> X, y = load_breast_cancer(return_X_y=True)
-    >>> slim = SlimClassifier(random_state=0).fit(X, y)
-    >>> slim.forest_.n_nodes <= slim.teacher_.n_nodes
-    True
+    >>> slim = SlimClassifier(max_loss=0.02, random_state=0).fit(X, y)
+    >>> slim.forest_.n_nodes <= slim.teacher_.n_nodes, slim.search_.certificate.certified
+    (True, True)
     """
 
     _default = "HistGradientBoostingClassifier"

@@ -15,7 +15,14 @@ from numpy.typing import ArrayLike, NDArray
 from treeslim._utils import check_qid
 from treeslim.ir import Forest, apply_postprocessor, predict_margin
 
-__all__ = ["quantization_error", "default_metric", "evaluate", "fidelity", "ndcg_at_k"]
+__all__ = [
+    "default_metric",
+    "evaluate",
+    "fidelity",
+    "ndcg_at_k",
+    "ndcg_per_query",
+    "quantization_error",
+]
 
 _DEFAULT = {"binary": "auc", "multiclass": "accuracy", "regression": "r2", "ranking": "ndcg@10"}
 HIGHER_IS_BETTER = {
@@ -40,8 +47,11 @@ def _groups(qid: ArrayLike, n: int) -> list[NDArray[np.intp]]:
     return np.split(order, cuts)
 
 
-def ndcg_at_k(y: ArrayLike, score: ArrayLike, qid: ArrayLike, k: int = 10) -> float:
-    """Mean NDCG@k over query groups, gain ``2**rel - 1``, discount ``log2(rank + 1)``."""
+def ndcg_per_query(
+    y: ArrayLike, score: ArrayLike, qid: ArrayLike, k: int = 10
+) -> NDArray[np.float64]:
+    """NDCG@k of every query group (in sorted query-id order), gain ``2**rel - 1``, discount
+    ``log2(rank + 1)``; a query with no relevant document scores 1."""
     y = np.asarray(y, dtype=np.float64)
     score = np.asarray(score, dtype=np.float64)
     values = []
@@ -53,7 +63,13 @@ def ndcg_at_k(y: ArrayLike, score: ArrayLike, qid: ArrayLike, k: int = 10) -> fl
         ideal = np.sort(rel)[::-1][:k]
         idcg = float(((2.0**ideal - 1.0) * disc[: len(ideal)]).sum())
         values.append(dcg / idcg if idcg > 0 else 1.0)
-    return float(np.mean(values)) if values else float("nan")
+    return np.asarray(values, dtype=np.float64)
+
+
+def ndcg_at_k(y: ArrayLike, score: ArrayLike, qid: ArrayLike, k: int = 10) -> float:
+    """Mean NDCG@k over query groups (:func:`ndcg_per_query`)."""
+    values = ndcg_per_query(y, score, qid, k)
+    return float(np.mean(values)) if len(values) else float("nan")
 
 
 def evaluate(

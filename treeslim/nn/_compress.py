@@ -26,6 +26,8 @@ def compress(
     fine_tune_epochs: int = 10,
     random_state: int | None = None,
     verbose: int = 1,
+    confidence: float = 0.95,
+    strict: bool = False,
 ) -> Any:
     """Compress a fitted MLP as far as ``max_loss`` allows; return a fitted estimator.
 
@@ -34,11 +36,15 @@ def compress(
     mlp : MLPClassifier, MLPRegressor, FrozenEstimator or MLP
         The fitted network (its inputs already preprocessed as it expects).
     X : array-like of shape (n_samples, n_features)
-        Calibration rows: a share ``validation_fraction`` is held out to judge candidates, the
-        rest feeds calibration and fine-tuning.
+        Calibration rows: 40% are set aside to certify the budget (never seen while proposing);
+        of the rest, a share ``validation_fraction`` is held out to judge candidates and the
+        others feed calibration and fine-tuning.
     y : array-like of shape (n_samples,) or (n_samples, n_outputs)
     max_loss : float, default=0.01
-        Largest allowed drop of ``metric`` on the held-out rows.
+        Largest allowed drop of ``metric`` on new data from the calibration rows' distribution,
+        with probability ``confidence``: the same certificate as :func:`treeslim.compress`
+        (``est.search_.certificate``; exact Clopper-Pearson bound for accuracy, bootstrap
+        otherwise).
     metric : str, optional
         AUC (binary), accuracy (multiclass), R^2 (regression) unless given.
     methods : sequence of str, optional
@@ -46,6 +52,11 @@ def compress(
     validation_fraction, fine_tune_epochs, random_state
     verbose : int, default=1
         0: silent; 1: a progress bar of the search on a terminal; 2: always.
+    confidence : float, default=0.95
+    strict : bool, default=False
+        When the rows cannot certify ``max_loss``: raise
+        :class:`~treeslim.errors.InsufficientDataError` instead of an
+        :class:`~treeslim.errors.InsufficientDataWarning` and the original network.
 
     Returns
     -------
@@ -76,5 +87,7 @@ def compress(
         fine_tune_epochs=fine_tune_epochs,
         random_state=random_state,
         verbose=verbose,
+        confidence=confidence,
+        strict=strict,
     )
     return est.fit(X, y)

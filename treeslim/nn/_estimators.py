@@ -20,7 +20,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from treeslim._utils import class_codes, is_fitted, unwrap
-from treeslim.measure import Report
+from treeslim.measure import Report, certificate_fields
 from treeslim.nn._mlp import MLP
 from treeslim.nn._report import mlp_report
 from treeslim.nn._search import label_codes, search_mlp
@@ -43,6 +43,8 @@ class _SlimMLPBase(BaseEstimator):
         fine_tune_epochs: int = 10,
         random_state: int | None = None,
         verbose: int = 1,
+        confidence: float = 0.95,
+        strict: bool = False,
     ) -> None:
         self.estimator = estimator
         self.max_loss = max_loss
@@ -52,6 +54,8 @@ class _SlimMLPBase(BaseEstimator):
         self.fine_tune_epochs = fine_tune_epochs
         self.random_state = random_state
         self.verbose = verbose
+        self.confidence = confidence
+        self.strict = strict
 
     def _inner(self, X: NDArray[np.float64], y: Any) -> Any:
         est = self.estimator
@@ -93,6 +97,8 @@ class _SlimMLPBase(BaseEstimator):
             fine_tune_epochs=self.fine_tune_epochs,
             random_state=self.random_state,
             verbose=self.verbose,
+            confidence=self.confidence,
+            strict=bool(self.strict),
         )
         self.model_ = model
         self.teacher_ = teacher
@@ -109,13 +115,16 @@ class _SlimMLPBase(BaseEstimator):
                 "bytes_tslim": c["bytes"],
                 result.metric: c["score"],
                 "seconds": c["seconds"],
+                "accepted": c["accepted"],
+                **certificate_fields(c.get("certificate")),
             }
             for c in result.candidates
         ]
+        compressed = mlp_report(result.mlp, X, codes, teacher, name=f"compressed ({result.name})",
+                                **quick)  # fmt: skip
+        compressed.entries[0].update(certificate_fields(result.certificate))
         self.report_ = (
-            mlp_report(teacher, X, codes, name="original", **quick)
-            + mlp_report(result.mlp, X, codes, teacher, name=f"compressed ({result.name})", **quick)
-            + Report(steps)
+            mlp_report(teacher, X, codes, name="original", **quick) + compressed + Report(steps)
         )
 
     def _check_X(self, X: ArrayLike) -> NDArray[np.float64]:
@@ -138,17 +147,23 @@ class SlimMLPClassifier(ClassifierMixin, _SlimMLPBase):
         The network to compress; an unfitted one is fitted on ``(X, y)`` first (default:
         ``MLPClassifier(hidden_layer_sizes=(32,), max_iter=300)``).
     max_loss : float, default=0.01
-        Largest allowed drop of ``metric`` on the held-out calibration rows.
+        Largest allowed drop of ``metric`` on new data, certified at ``confidence`` on
+        calibration rows the search never saw (``search_.certificate``).
     metric : str, optional
         ``"auc"`` for binary, ``"accuracy"`` for multiclass by default.
     methods : sequence of str, optional
         Which compression methods to try (see :func:`treeslim.nn.compress`).
     validation_fraction : float, default=0.25
-        Share of ``(X, y)`` held out to judge candidates.
+        Share of the rows not set aside for certification held out to judge candidates.
     fine_tune_epochs : int, default=10
     random_state : int, optional
     verbose : int, default=1
         0: silent; 1: a progress bar of the search on a terminal; 2: always.
+    confidence : float, default=0.95
+        Probability that the returned network's loss on new data is at most ``max_loss``.
+    strict : bool, default=False
+        Raise :class:`~treeslim.errors.InsufficientDataError` when the rows cannot certify
+        ``max_loss``, instead of a warning and the original network.
 
     Examples
     --------
@@ -157,7 +172,8 @@ class SlimMLPClassifier(ClassifierMixin, _SlimMLPBase):
     >>> from sklearn.preprocessing import StandardScaler
     >>> from treeslim.nn import SlimMLPClassifier
     >>> X, y = load_breast_cancer(return_X_y=True)
-    >>> pipe = make_pipeline(StandardScaler(), SlimMLPClassifier(random_state=0)).fit(X, y)
+    >>> pipe = make_pipeline(StandardScaler(), SlimMLPClassifier(max_loss=0.02, random_state=0))
+    >>> pipe = pipe.fit(X, y)
     >>> slim = pipe[-1]
     >>> slim.mlp_.n_params < slim.teacher_.n_params or slim.mlp_.layers[0].precision != "float64"
     True

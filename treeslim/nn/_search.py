@@ -1,8 +1,10 @@
-"""`compress`: search compression settings for an MLP within a quality budget.
+"""`compress`: search compression settings for an MLP within a certified quality budget.
 
-The calibration rows are split: passes and fine-tuning see one part, every candidate is judged on
-the other (held out), and the smallest ``.tslim`` within ``max_loss`` of the original's score
-wins. Candidates, cheapest first: float32 / fp16 casts, int8 post-training quantization (weights
+The calibration rows are split as the tree search splits them
+(:func:`treeslim.data.calibration_split`): passes and fine-tuning see one part, every candidate
+is judged on another (held out), and a third, never seen while proposing, certifies the
+proposals in a fixed sequence, largest ``.tslim`` first (:func:`treeslim.measure.certify_in_sequence`);
+the smallest certified one wins, else the original. Candidates, cheapest first: float32 / fp16 casts, int8 post-training quantization (weights
 only, then int8 activations), magnitude pruning at growing sparsity with fine-tuning toward the
 original and the labels (each also quantized to int8, with quantization-aware fine-tuning when the
 post-training int8 loses too much), neuron pruning and low-rank factorisation with fine-tuning.
@@ -11,7 +13,9 @@ A sparsity / fraction / energy ladder stops at its first rung over budget.
 
 from __future__ import annotations
 
+import math
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -21,7 +25,21 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from treeslim._utils import Progress, class_codes
-from treeslim.measure import HIGHER_IS_BETTER, default_metric, evaluate
+from treeslim.data import calibration_split
+from treeslim.errors import InsufficientDataError, InsufficientDataWarning
+from treeslim.measure import (
+    HIGHER_IS_BETTER,
+    Certificate,
+    cannot_certify_message,
+    certify_in_sequence,
+    default_metric,
+    evaluate,
+    exact_certificate,
+    paired_se,
+    proposal_margin,
+    sequence_order,
+    smallest_budget,
+)
 from treeslim.nn._format import dump_mlp_bytes
 from treeslim.nn._mlp import MLP
 from treeslim.nn._passes import low_rank, prune_neurons, prune_weights, quantize_weights
@@ -44,6 +62,7 @@ class MLPSearchResult:
     metric: str
     baseline: float
     candidates: list[dict[str, Any]] = field(default_factory=list)
+    certificate: Certificate | None = None  # the chosen MLP's
 
 
 def label_codes(mlp: MLP, y: ArrayLike) -> Any:
@@ -75,11 +94,15 @@ def search_mlp(
     fine_tune_epochs: int = 10,
     random_state: int | None = None,
     verbose: int = 1,
+    confidence: float = 0.95,
+    strict: bool = False,
+    certify: float = 0.4,
 ) -> MLPSearchResult:
-    """Judge compressed candidates of ``teacher`` on held-out calibration rows; keep the smallest
-    within ``max_loss``. Parameters as :func:`compress`; with ``validation_data=(X_val, y_val)``
-    candidates are judged on those rows (e.g. rows the teacher never saw) and all of ``(X, y)``
-    feeds calibration and fine-tuning."""
+    """Judge compressed candidates of ``teacher`` on held-out calibration rows, certify those
+    within ``max_loss`` on rows set aside before (a share ``certify``), largest first; keep the
+    smallest certified one. Parameters as :func:`compress`; with ``validation_data=(X_val,
+    y_val)`` candidates are judged on those rows (e.g. rows the teacher never saw) and all of
+    ``(X, y)`` but the certification rows feeds calibration and fine-tuning."""
     methods = tuple(METHODS if methods is None else methods)
     unknown = sorted(set(methods) - set(METHODS))
     if unknown:
@@ -90,26 +113,24 @@ def search_mlp(
         raise ValueError(
             f"The 'validation_fraction' parameter must be in (0, 1). Got {validation_fraction!r}."
         )
+    if not 0 < confidence < 1:
+        raise ValueError(f"The 'confidence' parameter must be in (0, 1). Got {confidence!r}.")
     Xa = np.asarray(X, dtype=np.float64)
     ya = np.asarray(y)
     metric = metric or default_metric(teacher.task)
     if metric not in HIGHER_IS_BETTER:
         raise ValueError(f"Unknown metric {metric!r}; choose from {sorted(HIGHER_IS_BETTER)}.")
-    rng = np.random.default_rng(random_state)
-    n = len(Xa)
-    n_val = round(validation_fraction * n)
-    if validation_data is not None:
-        Xf, yf = Xa, ya
+    fit_idx, val_idx, cert_idx = calibration_split(len(Xa), None, certify=certify,
+                                                   holdout_fraction=validation_fraction,
+                                                   random_state=random_state)  # fmt: skip
+    Xc, yc = Xa[cert_idx], label_codes(teacher, ya[cert_idx])
+    if validation_data is not None:  # judged on those rows; all the others fit
+        fit_idx = np.union1d(fit_idx, val_idx)
         Xv = np.asarray(validation_data[0], dtype=np.float64)
         yv = label_codes(teacher, validation_data[1])
     else:
-        if n_val < 10 or n - n_val < 10:  # too few rows to split: judge on what was seen
-            fit_idx = val_idx = np.arange(n)
-        else:
-            perm = rng.permutation(n)
-            val_idx, fit_idx = np.sort(perm[:n_val]), np.sort(perm[n_val:])
-        Xf, yf, Xv = Xa[fit_idx], ya[fit_idx], Xa[val_idx]
-        yv = label_codes(teacher, ya[val_idx])
+        Xv, yv = Xa[val_idx], label_codes(teacher, ya[val_idx])
+    Xf, yf = Xa[fit_idx], ya[fit_idx]
     sign = 1.0 if HIGHER_IS_BETTER[metric] else -1.0
 
     def score(m: MLP) -> float:
@@ -117,10 +138,23 @@ def search_mlp(
         return float(value) if np.isfinite(value) else -np.inf * sign
 
     baseline = score(teacher)
-    bar = Progress(0, "treeslim.nn search", verbose=verbose)
     seed = None if random_state is None else int(random_state)
     result = MLPSearchResult(teacher, "original", metric, baseline)
+    result.certificate = exact_certificate(metric, max_loss, confidence, yc, None)
+    floor = smallest_budget(metric, yc, None, confidence)
+    if 0 < max_loss < floor:
+        message = cannot_certify_message(max_loss, metric, confidence, len(Xa), yc, None,
+                                         "the original network")  # fmt: skip
+        if strict:
+            raise InsufficientDataError(message)
+        warnings.warn(message, InsufficientDataWarning, stacklevel=3)
+    if max_loss < floor:
+        return result
+    bar = Progress(0, "treeslim.nn search", verbose=verbose)
     best_bytes = len(dump_mlp_bytes(teacher))
+    ref_v = teacher.predict(Xv)
+    margin = proposal_margin(confidence, len(Xv), len(cert_idx))
+    models: list[MLP] = []
 
     def tune(m: MLP) -> MLP:
         out = fine_tune(m, Xf, yf, teacher=teacher, epochs=fine_tune_epochs, random_state=seed)
@@ -135,6 +169,10 @@ def search_mlp(
         loss = sign * (baseline - value)
         size = len(dump_mlp_bytes(m))
         ok = bool(loss <= max_loss + 1e-12)
+        se = None
+        if ok:  # proposed only when likely to pass certification
+            se = paired_se(m.task, yv, None, metric, ref_v, m.predict(Xv), seed)
+            ok = loss + margin * se <= max_loss + 1e-12
         result.candidates.append(
             {
                 "name": name,
@@ -142,14 +180,13 @@ def search_mlp(
                 "params": m.n_params,
                 "score": value,
                 "loss": loss,
+                "loss_se": se,
                 "accepted": ok,
                 "seconds": time.perf_counter() - t0,
             }
         )
+        models.append(m)
         bar.update(note=f"{name}: {metric}={value:.4f} {size:,d} B")
-        if ok and size < best_bytes:
-            best_bytes = size
-            result.mlp, result.name = m, name
         return m if ok else None
 
     def int8_of(name: str, m: MLP) -> None:
@@ -191,5 +228,30 @@ def search_mlp(
                 continue
             if judge(f"lowrank {e:g}", partial(tune, factored)) is None:
                 break
+    _certify(result, models, teacher, Xc, yc, max_loss, confidence, seed, margin)
     bar.close()
     return result
+
+
+def _certify(result: MLPSearchResult, models: list[MLP], teacher: MLP, Xc: Any, yc: Any,
+             max_loss: float, confidence: float, seed: int | None,
+             margin: float) -> None:  # fmt: skip
+    """Certify the proposals on the certification rows in a fixed sequence, likeliest first,
+    until one fails; the smallest certified ``.tslim`` is the result (else the original)."""
+    cands = result.candidates
+    proposed = [i for i, c in enumerate(cands) if c["accepted"]]
+    order = sequence_order([cands[i]["bytes"] for i in proposed],
+                           [cands[i]["loss"] + margin * (cands[i]["loss_se"] or 0.0)
+                            for i in proposed])  # fmt: skip
+    chain = [proposed[k] for k in order]
+    certs = certify_in_sequence((models[i].predict(Xc) for i in chain), task=teacher.task,
+                                metric=result.metric, y=yc, qid=None, ref=teacher.predict(Xc),
+                                max_loss=max_loss, confidence=confidence,
+                                random_state=seed)  # fmt: skip
+    best = math.inf
+    for i, cert in zip(chain, certs, strict=False):
+        cands[i]["certificate"] = cert
+        if cert.certified and cands[i]["bytes"] < best:
+            best = cands[i]["bytes"]
+            result.mlp, result.name = models[i], cands[i]["name"]
+            result.certificate = cert

@@ -19,7 +19,7 @@ from numpy.typing import NDArray
 
 from treeslim.distillation import distill_candidate
 from treeslim.ir import Forest
-from treeslim.measure import evaluate
+from treeslim.measure import Certificate, evaluate
 from treeslim.passes import exact_passes, prune_nodes, refit_leaves, select_trees
 
 __all__ = ["Candidate", "Plan", "build_candidate", "score"]
@@ -47,9 +47,11 @@ class Plan:
 class Candidate:
     """One model the search measured.
 
-    ``score`` is the metric on the judge rows; ``accepted`` whether it fits the budget (with
-    ``loss_se`` the standard error that decided it); ``row_us``, ``pareto`` and ``chosen`` are
-    filled in at the end. Fields read as keys too (``c["nodes"]``), as the candidate dicts of
+    ``score`` is the metric on the judge rows; ``accepted`` whether it fits the budget there
+    (with ``loss_se`` the standard error that decided it), which proposes it for certification;
+    ``certificate`` is what the certification rows said, for the candidates the fixed-sequence
+    test reached (:func:`treeslim.measure.certify_in_sequence`); ``row_us``, ``bytes``,
+    ``pareto`` and ``chosen`` are filled in at the end. Fields read as keys too (``c["nodes"]``), as the candidate dicts of
     earlier versions did.
     """
 
@@ -62,6 +64,8 @@ class Candidate:
     row_us: float | None = None
     pareto: bool = False
     chosen: bool = False
+    certificate: Certificate | None = None
+    bytes: int | None = None
 
     @property
     def trees(self) -> int:

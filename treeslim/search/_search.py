@@ -1,10 +1,12 @@
-"""The compression search: the smallest Forest whose metric stays within a loss budget.
+"""The compression search: the smallest Forest whose loss on new data is certified within a budget.
 
 ``search(teacher, X, y)`` tries candidate pipelines (:mod:`treeslim.search._candidate`: which
 trees to keep, leaf refit toward the teacher on the calibration rows plus generated rows, node
-pruning, exact passes; distilled students), evaluates each on held-out calibration rows with the
-task's metric, and keeps the smallest model (by node count) whose metric is within ``max_loss`` of
-the teacher's. Candidates are evaluated in parallel with joblib, so
+pruning, exact passes; distilled students) and judges each on held-out calibration rows with the
+task's metric; those within ``max_loss`` there are proposed. Rows set aside before the search
+then certify the proposals, largest first, until one fails
+(:func:`treeslim.measure.certify_in_sequence`); the smallest certified model (by ``objective``)
+is returned. Candidates are evaluated in parallel with joblib, so
 ``joblib.parallel_config(backend="dask")`` runs them on a Dask cluster unchanged.
 :func:`treeslim.compress` wraps the result in a fitted scikit-learn estimator.
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+import warnings
 from typing import Any
 
 import numpy as np
@@ -20,10 +23,22 @@ from joblib import Parallel, delayed
 from numpy.typing import ArrayLike, NDArray
 
 from treeslim._utils import Progress, check_qid
-from treeslim.data import generate_rows
-from treeslim.data import holdout as split_holdout
+from treeslim.data import calibration_split, generate_rows
+from treeslim.errors import InsufficientDataError, InsufficientDataWarning
+from treeslim.formats import dump_tslim_bytes
 from treeslim.ir import Forest
-from treeslim.measure import HIGHER_IS_BETTER, default_metric
+from treeslim.measure import (
+    HIGHER_IS_BETTER,
+    Certificate,
+    cannot_certify_message,
+    certify_in_sequence,
+    default_metric,
+    exact_certificate,
+    paired_se,
+    proposal_margin,
+    sequence_order,
+    smallest_budget,
+)
 from treeslim.passes import (
     exact_passes,
     output_groups,
@@ -33,7 +48,6 @@ from treeslim.passes import (
 )
 from treeslim.runtime import KernelForest
 from treeslim.search._candidate import Candidate, Plan, build_candidate, score
-from treeslim.search._judge import paired_se
 from treeslim.search._pareto import annotate_front
 
 __all__ = ["SearchResult", "search"]
@@ -42,6 +56,7 @@ _FRACTIONS = (0.75, 0.5, 0.25)  # node budgets tried inside the kept trees
 _STUDENT_TREES = (10, 30, 100)  # distilled students: trees per output ...
 _STUDENT_DEPTHS = (3, 4, 6)  # ... and their depth
 _PROBES = 2  # tree counts tried per bisection round: fixed, so the search never depends on n_jobs
+OBJECTIVES = ("nodes", "bytes", "latency")
 
 
 @dataclasses.dataclass
@@ -52,6 +67,7 @@ class SearchResult:
     teacher_metric: float
     metric: str
     candidates: list[Candidate] = dataclasses.field(default_factory=list)
+    certificate: Certificate | None = None  # the returned forest's
 
     @property
     def chosen(self) -> Candidate:
@@ -101,7 +117,7 @@ def _indexed(i: int, plan: Plan, *args: Any) -> tuple[int, Candidate | None]:
 
 @dataclasses.dataclass
 class _Budget:
-    """How candidates are judged: the teacher's score on the judge rows and the budget."""
+    """How candidates are proposed: the teacher's score on the judge rows and the budget."""
 
     judge: tuple[Any, Any, Any]  # X, y, qid of the judge rows
     metric: str
@@ -109,6 +125,7 @@ class _Budget:
     teacher_pred: NDArray[np.float64]
     max_loss: float
     random_state: int | None
+    se_factor: float = 1.0  # standard errors the loss must stay clear of the budget by
 
     @property
     def sign(self) -> float:
@@ -118,14 +135,15 @@ class _Budget:
         return self.sign * (self.base - c.score)
 
     def accepts(self, c: Candidate, task: str) -> bool:
-        """Loss plus one bootstrap standard error of the paired difference within the budget
-        (the error only computed where the loss alone fits)."""
+        """Loss plus ``se_factor`` bootstrap standard errors of the paired difference within the
+        budget (the error only computed where the loss alone fits): a candidate likely to pass
+        certification, not yet a promise."""
         if self.loss(c) > self.max_loss:
             return False
         X, y, qid = self.judge
         c.loss_se = paired_se(task, y, qid, self.metric, self.teacher_pred,
                               c.forest.predict(X), self.random_state)  # fmt: skip
-        return self.loss(c) + c.loss_se <= self.max_loss
+        return self.loss(c) + self.se_factor * c.loss_se <= self.max_loss
 
 
 @dataclasses.dataclass
@@ -197,22 +215,51 @@ def _student_plans(teacher: Forest, best_nodes: int) -> list[Plan]:
 
 
 def _quantize_step(run: _Runner, best: Candidate, bits: int) -> None:
-    """Quantize the chosen forest's leaves (k-means codebook refit toward the teacher) and
-    thresholds to ``bits`` bits; keep it if the metric stays within the budget."""
+    """Quantize the best proposal's leaves (k-means codebook refit toward the teacher) and
+    thresholds to ``bits`` bits; propose it too if it stays within the budget."""
     t0 = time.perf_counter()
     b, result = run.budget, run.result
     m = min(len(run.X_fit), 20_000)
-    q = quantize_leaves(result.forest, bits=bits, method="kmeans", X=run.X_fit[:m],
+    q = quantize_leaves(best.forest, bits=bits, method="kmeans", X=run.X_fit[:m],
                         y_margin=run.target[:m])  # fmt: skip
     q = quantize_thresholds(q, b.judge[0], bits=bits)
     c = Candidate(
         steps=[*best.steps, f"quantize_leaves(bits={bits})", f"quantize_thresholds(bits={bits})"],
         forest=q, score=score(q, *b.judge, b.metric), seconds=time.perf_counter() - t0,
     )  # fmt: skip
-    c.accepted = b.loss(c) <= b.max_loss
+    c.accepted = b.accepts(c, run.teacher.task)
     result.candidates.append(c)
-    if c.accepted:
-        result.forest = q
+
+
+def _size(c: Candidate, objective: str) -> tuple[float, ...]:
+    """What the user pays for, then nodes and bytes to break ties."""
+    if c.bytes is None:
+        c.bytes = len(dump_tslim_bytes(c.forest))
+    first = {"nodes": c.nodes, "bytes": c.bytes, "latency": c.row_us or 0.0}[objective]
+    return (float(first), float(c.nodes), float(c.bytes))
+
+
+def _certify(result: SearchResult, budget: _Budget, cert: tuple[Any, Any, Any],
+             teacher: Forest, objective: str, confidence: float) -> None:  # fmt: skip
+    """Certify the proposals on the certification rows in a fixed sequence, likeliest first,
+    until one fails; return the smallest certified one (by ``objective``), else the exact
+    passes."""
+    proposed = [c for c in result.candidates[1:] if c.accepted]
+    order = sequence_order([_size(c, objective) for c in proposed],
+                           [budget.loss(c) + budget.se_factor * (c.loss_se or 0.0)
+                            for c in proposed])  # fmt: skip
+    chain = [proposed[i] for i in order]
+    X, y, qid = cert
+    certs = certify_in_sequence((c.forest.predict(X) for c in chain), task=teacher.task,
+                                metric=budget.metric, y=y, qid=qid, ref=teacher.predict(X),
+                                max_loss=budget.max_loss, confidence=confidence,
+                                random_state=budget.random_state)  # fmt: skip
+    for c, cert_ in zip(chain, certs, strict=False):
+        c.certificate = cert_
+    certified = [c for c in chain if c.certificate is not None and c.certificate.certified]
+    chosen = min(certified, key=lambda c: _size(c, objective), default=result.candidates[0])
+    result.forest = chosen.forest
+    result.certificate = chosen.certificate
 
 
 def search(
@@ -230,50 +277,94 @@ def search(
     bits: int | None = None,
     holdout: float = 0.3,
     distill: bool = True,
+    confidence: float = 0.95,
+    certify: float = 0.4,
+    objective: str = "nodes",
+    strict: bool = False,
 ) -> SearchResult:
-    """Find the smallest forest within ``max_loss`` of ``teacher``'s metric on ``(X, y)``.
+    """Find the smallest forest whose loss on new data is within ``max_loss`` of ``teacher``'s
+    metric with probability ``confidence``, from calibration rows ``(X, y)``.
 
-    ``max_loss=0`` applies the exact passes only (identical predictions on every input).
-    Otherwise the search runs in two stages. First, tree counts on a grid (all, then / 1.6 down
-    to 1 per output) are bisected, two per round, for the fewest trees that stay within budget
-    after selection and leaf refit (the greedy selection order is computed once and shared).
-    Then node pruning (to 3/4, 1/2, 1/4 of the nodes) is tried on that count and on larger
-    ones, but only where the pruned size would beat the best so far. A candidate is accepted
-    when its loss plus one bootstrap standard error of the paired difference fits ``max_loss``.
-    With ``distill``, boosted students (10, 30, 100 trees per output of depth 3, 4, 6, in the
-    teacher's library) are then trained on the teacher's margins over the same rows
-    (:func:`treeslim.distillation.distill_candidate`), those that could be smaller than the best
-    so far. With ``bits``, the chosen forest's leaves (k-means codebook refit toward the teacher)
-    and thresholds are then quantized to ``bits`` bits, kept if the metric stays within the
-    budget. ``holdout`` of the rows (whole queries for ranking; none below 200 rows) are kept out
-    of tree selection and leaf refit and judge the candidates. Candidates of a round are
-    evaluated in parallel with joblib (``n_jobs``); the result does not depend on the joblib
-    backend or ``n_jobs``. ``verbose=1`` shows a progress bar on a terminal, ``0`` is silent.
+    A share ``certify`` of the rows (whole queries for ranking) is set aside first and never seen
+    while proposing candidates. Of the rest, ``holdout`` (none below 200 rows) judges the
+    candidates, the others fit them (tree selection, leaf refit, generated rows).
+
+    Proposing: tree counts on a grid (all, then / 1.6 down to 1 per output) are bisected, two
+    per round, for the fewest trees that stay within budget after selection and leaf refit (the
+    greedy selection order is computed once and shared). Node pruning (to 3/4, 1/2, 1/4 of the
+    nodes) is tried on that count and on larger ones, only where the pruned size would beat the
+    best so far. With ``distill``, boosted students (10, 30, 100 trees per output of depth 3, 4,
+    6, in the teacher's library) trained on the teacher's margins over the same rows
+    (:func:`treeslim.distillation.distill_candidate`) are tried where they could be smaller.
+    With ``bits``, the best proposal's leaves (k-means codebook refit toward the teacher) and
+    thresholds are quantized to ``bits`` bits. A candidate is proposed when its loss on the
+    judge rows, plus the bootstrap standard error of the paired difference scaled to the
+    certification rows, fits ``max_loss``.
+
+    Certifying: the proposals no other beats on both ``objective`` (``"nodes"``, ``"bytes"`` of
+    ``.tslim``, or ``"latency"``: kernel time per row) and judged loss are tested largest first
+    with a one-sided upper confidence bound of the loss on the certification rows
+    (:func:`treeslim.measure.loss_bound`), stopping at the first that fails; the last certified
+    one is returned, else the exact passes (identical predictions, loss 0). The returned model's
+    loss on new data from the calibration rows' distribution exceeds ``max_loss`` with
+    probability at most ``1 - confidence`` (rows, or queries, i.i.d.; the bootstrap bound of
+    AUC / R^2 / NDCG is a large-sample approximation, the bound of accuracy is exact).
+    ``result.certificate`` says what was certified, on how many rows.
+
+    When the certification rows cannot certify ``max_loss`` at all (too few rows, queries or
+    positives; :func:`treeslim.measure.smallest_budget`), nothing is searched: an
+    :class:`~treeslim.errors.InsufficientDataWarning` names the smallest budget they can
+    certify and the exact passes are returned (``strict=True`` raises
+    :class:`~treeslim.errors.InsufficientDataError` instead). ``max_loss=0`` applies the exact
+    passes only. Candidates of a round are evaluated in parallel with joblib (``n_jobs``); the
+    result does not depend on the joblib backend or ``n_jobs``. ``verbose=1`` shows a progress
+    bar on a terminal, ``0`` is silent.
     """
     metric = metric or default_metric(teacher.task)
     if metric not in HIGHER_IS_BETTER:
         raise ValueError(f"Unknown metric {metric!r}; expected one of {sorted(HIGHER_IS_BETTER)}.")
     if max_loss < 0:
         raise ValueError(f"max_loss must be >= 0; got {max_loss}.")
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1); got {confidence}.")
+    if not 0 < certify < 1:
+        raise ValueError(f"certify must be in (0, 1); got {certify}.")
+    if objective not in OBJECTIVES:
+        raise ValueError(f"objective must be one of {list(OBJECTIVES)}; got {objective!r}.")
     Xall, yall = np.asarray(X, dtype=np.float64), np.asarray(y)
     if len(yall) != len(Xall):
         raise ValueError(
             f"y must have one entry per row: X has {len(Xall)} rows, y has {len(yall)}."
         )
-    if qid is not None:
-        qid = check_qid(qid, len(Xall))
-    fit_idx, val_idx = split_holdout(len(Xall), qid, holdout, random_state)
-    # candidates are fitted on one part and judged on the other, so the budget is not judged on
-    # the rows the leaves were refitted on
-    judge = (Xall[val_idx], yall[val_idx], None if qid is None else np.asarray(qid)[val_idx])
-    base = score(teacher, *judge, metric)
+    qall = None if qid is None else check_qid(qid, len(Xall))
+    fit_idx, val_idx, cert_idx = calibration_split(len(Xall), qall, certify=certify,
+                                                   holdout_fraction=holdout,
+                                                   random_state=random_state)  # fmt: skip
+
+    def part(idx: NDArray[np.intp]) -> tuple[Any, Any, Any]:
+        return Xall[idx], yall[idx], None if qall is None else qall[idx]
+
+    # candidates are fitted on one part and judged on another, so the budget is not judged on
+    # the rows the leaves were refitted on; the third part is seen by none of them
+    judge, cert = part(val_idx), part(cert_idx)
+    base = score(teacher, *judge, metric) if len(val_idx) else float("nan")
     exact = exact_passes(teacher)
     result = SearchResult(forest=exact, teacher_metric=base, metric=metric)
     result.candidates.append(Candidate(["exact_passes"], exact, base, accepted=True))
+    result.certificate = result.candidates[0].certificate = exact_certificate(
+        metric, max_loss, confidence, cert[1], cert[2]
+    )
     higher = HIGHER_IS_BETTER[metric]
-    if max_loss == 0:
+    floor = smallest_budget(metric, cert[1], cert[2], confidence)
+    if 0 < max_loss < floor:
+        message = cannot_certify_message(max_loss, metric, confidence, len(Xall), cert[1],
+                                         cert[2], "the exact passes (loss 0)")  # fmt: skip
+        if strict:
+            raise InsufficientDataError(message)
+        warnings.warn(message, InsufficientDataWarning, stacklevel=2)
+    if max_loss < floor or len(fit_idx) == 0 or len(val_idx) == 0:
         result.candidates[0].chosen = True
-        annotate_front(result.candidates, judge[0], higher_is_better=higher)
+        annotate_front(result.candidates, Xall, higher_is_better=higher)
         return result
     bar = Progress(1, "treeslim search", verbose=verbose)
     Xf = Xall[fit_idx]
@@ -284,20 +375,27 @@ def search(
     order = selection_order(teacher, X_fit, n_trees=grid[min(1, len(grid) - 1)],
                             target_margin=target, random_state=random_state)  # fmt: skip
     bar.update(note="tree order")
-    budget = _Budget(judge, metric, base, teacher.predict(judge[0]), max_loss, random_state)
+    # the standard errors a proposal keeps clear of the budget: what certification will add
+    n_judge, n_cert = (len(val_idx), len(cert_idx)) if qall is None else (
+        len(np.unique(judge[2])), len(np.unique(cert[2])))  # fmt: skip
+    factor = proposal_margin(confidence, n_judge, n_cert)
+    budget = _Budget(judge, metric, base, teacher.predict(judge[0]), max_loss, random_state,
+                     factor)  # fmt: skip
     run = _Runner(teacher, X_fit, target, order, budget, result, bar, n_jobs)
     _bisect_trees(run, grid)
     if distill:  # students distilled from the teacher's margins, where they could beat the best
         run(_student_plans(teacher, result.best_accepted_nodes()))
-    best = min((c for c in result.candidates if c.accepted),
-               key=lambda c: (c.nodes, -budget.sign * c.score))  # fmt: skip
-    result.forest = best.forest
     if bits is not None:
+        best = min((c for c in result.candidates if c.accepted),
+                   key=lambda c: (c.nodes, -budget.sign * c.score))  # fmt: skip
         bar.add(1)
         _quantize_step(run, best, bits)
         bar.update(note=f"{bits}-bit quantization")
+    annotate_front(result.candidates, judge[0], higher_is_better=higher)
+    bar.add(1)
+    _certify(result, budget, cert, teacher, objective, confidence)
+    bar.update(note="certified")
     for c in result.candidates:
         c.chosen = c.forest is result.forest
-    annotate_front(result.candidates, judge[0], higher_is_better=higher)
     bar.close()
     return result
