@@ -349,3 +349,18 @@ def test_to_xgboost_from_every_library(lib, task):
         forest.predict_margin(X),
         what=f"{lib} {task}",
     )
+
+
+def test_a_missing_value_other_than_nan_is_refused_with_a_way_out():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(400, 4)).astype(np.float32)
+    X[rng.random(X.shape) < 0.2] = -999.0
+    y = (np.where(X[:, 0] == -999.0, 1.0, X[:, 0]) + X[:, 1] > 0).astype(int)
+    model = xgb.XGBClassifier(n_estimators=10, max_depth=3, missing=-999.0).fit(X, y)
+    with pytest.raises(treeslim.UnsupportedModelError, match=r"missing=-999\.0.*get_booster"):
+        treeslim.from_model(model)
+    # the advice holds: NaN in place of -999 through the booster gives XGBoost's own predictions
+    forest = treeslim.from_model(model.get_booster())
+    got = forest.predict(np.where(X == -999.0, np.nan, X))
+    assert_close(got, model.predict_proba(X)[:, 1], prob=True)
+    assert np.abs(forest.predict(X) - got).max() > 0.01  # and without it, it would mispredict

@@ -290,6 +290,22 @@ def forest_from_xgboost_bytes(data: bytes) -> Forest:
     return forest_from_xgboost_dict(doc)
 
 
+def _check_missing(model: Any) -> None:
+    """Refuse a scikit-learn wrapper whose ``missing`` is not NaN: XGBoost then treats that value
+    (as well as NaN) as missing, which a Forest, whose only missing value is NaN, would mispredict.
+    (A Booster does not store ``missing``: it is an argument of each DMatrix.)"""
+    missing = model.get_params().get("missing", math.nan)
+    if missing is None or (isinstance(missing, float) and math.isnan(missing)):
+        return
+    name = type(model).__name__
+    raise UnsupportedModelError(
+        f"{name}(missing={missing!r}): XGBoost treats {missing!r} as a missing value, and treeslim"
+        " reads only NaN as missing, so it would mispredict rows holding it. XGBoost predicts the"
+        " same for NaN, so replace the value in the rows you score and compress"
+        f" (X = np.where(X == {missing!r}, np.nan, X)) and pass model.get_booster() instead."
+    )
+
+
 def forest_from_xgboost(obj: Any) -> Forest:
     """Build a Forest from an ``xgboost.Booster`` or an ``XGBModel`` (classifier, regressor, ranker).
 
@@ -299,6 +315,7 @@ def forest_from_xgboost(obj: Any) -> Forest:
     n_iter = None
     booster = obj
     if hasattr(obj, "get_booster"):
+        _check_missing(obj)
         booster = obj.get_booster()
         try:
             best = obj.best_iteration
