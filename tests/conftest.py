@@ -47,3 +47,15 @@ def dask_client():
         Client(cluster) as client,
     ):
         yield client
+
+
+@pytest.fixture(scope="module")
+def compiled_cache(tmp_path_factory):
+    """A fresh TREESLIM_CACHE_DIR for a module's compiled models, and a dict to keep them in."""
+    old = os.environ.get("TREESLIM_CACHE_DIR")
+    os.environ["TREESLIM_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
+    yield {}
+    if old is None:
+        del os.environ["TREESLIM_CACHE_DIR"]
+    else:
+        os.environ["TREESLIM_CACHE_DIR"] = old

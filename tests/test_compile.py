@@ -27,19 +27,6 @@ from treeslim.ir import leaf_nodes
 from treeslim.runtime import CompilerError, KernelForest
 
 
-@pytest.fixture(scope="module")
-def compiled_cache(tmp_path_factory):
-    import os
-
-    old = os.environ.get("TREESLIM_CACHE_DIR")
-    os.environ["TREESLIM_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
-    yield {}
-    if old is None:
-        del os.environ["TREESLIM_CACHE_DIR"]
-    else:
-        os.environ["TREESLIM_CACHE_DIR"] = old
-
-
 def _compiled(cache, lib, task):
     if (lib, task) not in cache:
         forest = treeslim.from_model(model(lib, task)[0])

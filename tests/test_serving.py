@@ -27,17 +27,6 @@ from treeslim.runtime import CompilerError
 EXAMPLE = os.path.join(os.path.dirname(__file__), "..", "examples", "serve_c", "serve.c")
 
 
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    old = os.environ.get("TREESLIM_CACHE_DIR")
-    os.environ["TREESLIM_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
-    yield {}
-    if old is None:
-        del os.environ["TREESLIM_CACHE_DIR"]
-    else:
-        os.environ["TREESLIM_CACHE_DIR"] = old
-
-
 def _compiled(cache, lib, task):
     if (lib, task) not in cache:
         native = model(lib, task)[0]
@@ -77,8 +66,8 @@ def native_predict(native, task, X):
 
 
 @pytest.mark.parametrize(("lib", "task"), ALL)
-def test_c_abi_equals_forest_and_native_library(cache, tmp_path, lib, task):
-    native, forest, compiled = _compiled(cache, lib, task)
+def test_c_abi_equals_forest_and_native_library(compiled_cache, tmp_path, lib, task):
+    native, forest, compiled = _compiled(compiled_cache, lib, task)
     so, header = compiled.save(tmp_path, name="m")
     abi = _ABI(so)
     assert (abi.d, abi.k) == (forest.num_feature, forest.n_outputs)
@@ -106,10 +95,10 @@ def test_c_abi_equals_forest_and_native_library(cache, tmp_path, lib, task):
     assert "void treeslim_predict(const double* X, int64_t n_rows, int32_t margin" in text
 
 
-def test_c_abi_is_thread_safe(cache, tmp_path):
+def test_c_abi_is_thread_safe(compiled_cache, tmp_path):
     import threading
 
-    _, forest, compiled = _compiled(cache, "lightgbm", "multiclass")
+    _, forest, compiled = _compiled(compiled_cache, "lightgbm", "multiclass")
     abi = _ABI(compiled.save(tmp_path)[0])
     X = oracle_rows(forest, 300, seed=3)
     want = abi.predict(X)
@@ -136,8 +125,8 @@ def _cc():
 
 
 @pytest.mark.parametrize(("lib", "task"), [("xgboost", "ranking"), ("lightgbm", "binary")])
-def test_c_service_example_ranks_like_forest_predict(cache, tmp_path, lib, task):
-    _, forest, compiled = _compiled(cache, lib, task)
+def test_c_service_example_ranks_like_forest_predict(compiled_cache, tmp_path, lib, task):
+    _, forest, compiled = _compiled(compiled_cache, lib, task)
     so, _ = compiled.save(tmp_path / "model")  # model/model.so and model/model.h
     exe = tmp_path / "serve"
     subprocess.run([_cc(), "-O2", "-I", str(tmp_path / "model"), "-o", str(exe), EXAMPLE, "-ldl"],
@@ -161,8 +150,8 @@ def test_c_service_example_ranks_like_forest_predict(cache, tmp_path, lib, task)
     assert run.returncode == 2 and "fields" in run.stderr
 
 
-def test_pickle_loads_without_a_compiler(cache, tmp_path):
-    _, forest, compiled = _compiled(cache, "xgboost", "binary")
+def test_pickle_loads_without_a_compiler(compiled_cache, tmp_path):
+    _, forest, compiled = _compiled(compiled_cache, "xgboost", "binary")
     blob = tmp_path / "compiled.pkl"
     blob.write_bytes(pickle.dumps(compiled))
     X = oracle_rows(forest, 100, seed=1)
@@ -186,8 +175,8 @@ def test_pickle_loads_without_a_compiler(cache, tmp_path):
     assert_close(np.load(tmp_path / "one.npy"), forest.predict(X[:1]), prob=True)
 
 
-def test_corrupt_or_foreign_embedded_library_is_refused(cache):
-    _, forest, compiled = _compiled(cache, "lightgbm", "regression")
+def test_corrupt_or_foreign_embedded_library_is_refused(compiled_cache):
+    _, forest, compiled = _compiled(compiled_cache, "lightgbm", "regression")
     fn, (f, data, digest, machine, abi, nthread) = compiled.__reduce__()
     assert fn is _restore
     with pytest.raises(treeslim.ModelFormatError, match="corrupt"):
@@ -201,8 +190,8 @@ def test_corrupt_or_foreign_embedded_library_is_refused(cache):
     assert_close(again.predict(X), forest.predict(X))
 
 
-def test_a_library_for_another_model_is_refused(cache, tmp_path):
-    _, forest, compiled = _compiled(cache, "xgboost", "binary")
+def test_a_library_for_another_model_is_refused(compiled_cache, tmp_path):
+    _, forest, compiled = _compiled(compiled_cache, "xgboost", "binary")
     other = forest.replace(num_feature=forest.num_feature + 1)
     with pytest.raises(CompilerError, match="recompile"):
         CompiledForest(other, compiled.libpath)
@@ -214,8 +203,8 @@ def test_a_library_for_another_model_is_refused(cache, tmp_path):
 
 
 @pytest.mark.parametrize("umask", [0o022, 0o077])
-def test_written_files_follow_the_umask(cache, tmp_path, umask):
-    _, forest, compiled = _compiled(cache, "xgboost", "regression")
+def test_written_files_follow_the_umask(compiled_cache, tmp_path, umask):
+    _, forest, compiled = _compiled(compiled_cache, "xgboost", "regression")
     old = os.umask(umask)
     try:
         so, header = compiled.save(tmp_path / "out")
@@ -232,10 +221,10 @@ def test_written_files_follow_the_umask(cache, tmp_path, umask):
         assert mode(p) == 0o666 & ~umask, p
 
 
-def test_cli_compile_into_a_folder_writes_library_and_header(cache, tmp_path, capsys):
+def test_cli_compile_into_a_folder_writes_library_and_header(compiled_cache, tmp_path, capsys):
     from treeslim.cli import main
 
-    native, forest, _ = _compiled(cache, "xgboost", "binary")
+    native, forest, _ = _compiled(compiled_cache, "xgboost", "binary")
     path = tmp_path / "ranker.v2.json"
     native.get_booster().save_model(path)
     assert main(["compile", str(path), "-o", str(tmp_path / "dist") + "/"]) == 0
