@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-from treeslim.ir._forest import Forest, Task, TreeArrays
+from treeslim.ir._categories import CATEGORY_RULES, bitset_table, codes_of
+from treeslim.ir._forest import Forest, Task
 from treeslim.ir._predict import (
     apply_postprocessor,
     check_X,
@@ -11,15 +12,19 @@ from treeslim.ir._predict import (
     margin_from_leaves,
     predict_margin,
 )
+from treeslim.ir._tree import TreeArrays
 from treeslim.ir._validate import POSTPROCESSORS, TASKS, validate
 
 __all__ = [
+    "CATEGORY_RULES",
     "POSTPROCESSORS",
     "TASKS",
     "Forest",
     "Task",
     "TreeArrays",
     "apply_postprocessor",
+    "bitset_table",
+    "codes_of",
     "check_X",
     "leaf_nodes",
     "margin_from_leaves",

@@ -10,7 +10,9 @@ Treelite's model (``split_index``, ``threshold``, ``cleft``, ``cright``, ``defau
 A decision at an internal node: the input value is first rounded to ``feature_dtype`` (XGBoost and
 scikit-learn round inputs to float32, LightGBM keeps float64), NaN goes to the ``default_left``
 side, otherwise the row goes left when ``x < threshold`` (``comparison="<"``, XGBoost) or
-``x <= threshold`` (``"<="``, LightGBM and scikit-learn).
+``x <= threshold`` (``"<="``, LightGBM and scikit-learn). A categorical node (``cat_index >= 0``)
+sends the row left when its value is a category code in the node's set; see
+:mod:`treeslim.ir._categories` for the exact rule and how DataFrame categories become codes.
 """
 
 from __future__ import annotations
@@ -25,6 +27,9 @@ from numpy.typing import ArrayLike, NDArray
 
 from treeslim.errors import InvalidForestError
 from treeslim.ir._predict import apply_postprocessor, leaf_nodes, predict_margin
+from treeslim.ir._canonical import canonical
+from treeslim.ir._categories import codes_of
+from treeslim.ir._tree import TreeArrays
 from treeslim.ir._validate import validate
 
 __all__ = ["Forest", "TreeArrays"]
@@ -43,27 +48,9 @@ _DTYPES: dict[str, Any] = {
     "sum_hess": np.float64,
     "data_count": np.float64,
     "gain": np.float64,
+    "cat_index": np.int32,
+    "cat_bitsets": np.uint32,
 }
-
-
-@dataclasses.dataclass(frozen=True)
-class TreeArrays:
-    """One tree with *local* child indices (``-1`` for none); the unit frontends build.
-
-    ``leaf_value`` has shape ``(n_nodes,)`` or ``(n_nodes, leaf_width)``; internal nodes' values are
-    ignored.
-    """
-
-    split_index: NDArray[Any]
-    threshold: NDArray[Any]
-    cleft: NDArray[Any]
-    cright: NDArray[Any]
-    default_left: NDArray[Any]
-    leaf_value: NDArray[Any]
-    tree_class: int = 0
-    sum_hess: NDArray[Any] | None = None
-    data_count: NDArray[Any] | None = None
-    gain: NDArray[Any] | None = None
 
 
 def _readonly(a: ArrayLike, dtype: Any) -> NDArray[Any]:
@@ -112,6 +99,17 @@ class Forest:
     feature_names : tuple of str or None
     source : mapping
         Where the model came from (``library``, ``objective`` ...) so exports can go back.
+    cat_index : ndarray of shape (n_nodes,), int32, or None
+        At a categorical node, the row of ``cat_bitsets`` holding its category set (members go
+        left); ``-1`` elsewhere. None when no node is categorical.
+    cat_bitsets : ndarray of shape (n_sets, n_words), uint32, or None
+        The category sets, bit ``c & 31`` of word ``c >> 5`` for code ``c``.
+    category_rule : {"xgboost", "lightgbm", "sklearn"}
+        Which values count as category codes and how inputs are encoded; see
+        :mod:`treeslim.ir._categories`.
+    feature_categories : tuple of (tuple or None) or None
+        Per feature, the category values the library stored at training (position = code), used
+        to encode DataFrame columns (and numeric values under the ``"sklearn"`` rule).
     """
 
     split_index: NDArray[np.int32]
@@ -136,6 +134,10 @@ class Forest:
     data_count: NDArray[np.float64] | None = None
     gain: NDArray[np.float64] | None = None
     source: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    cat_index: NDArray[np.int32] | None = None
+    cat_bitsets: NDArray[np.uint32] | None = None
+    category_rule: Literal["xgboost", "lightgbm", "sklearn"] = "xgboost"
+    feature_categories: tuple[tuple[Any, ...] | None, ...] | None = None
 
     #: The per-node arrays every Forest has, and the optional per-node statistics.
     NODE_FIELDS: ClassVar[tuple[str, ...]] = (
@@ -154,6 +156,18 @@ class Forest:
             if name == "base_score":
                 arr = np.atleast_1d(arr)
             object.__setattr__(self, name, arr)
+        if self.cat_index is not None and not np.any(self.cat_index >= 0):
+            object.__setattr__(self, "cat_index", None)  # no categorical node: a numerical forest
+        if self.cat_index is None:
+            object.__setattr__(self, "cat_bitsets", None)
+        if self.feature_categories is not None:
+            cats = tuple(
+                None
+                if c is None
+                else tuple(v.item() if isinstance(v, np.generic) else v for v in c)
+                for c in self.feature_categories
+            )
+            object.__setattr__(self, "feature_categories", cats)
         if self.feature_names is not None:
             object.__setattr__(self, "feature_names", tuple(str(n) for n in self.feature_names))
         object.__setattr__(self, "source", dict(self.source))
@@ -192,8 +206,10 @@ class Forest:
         stats_present = {
             k: all(getattr(t, k) is not None for t in trees) for k in Forest.STAT_FIELDS
         }
+        categorical = any(t.cat_index is not None for t in trees)
+        cat_parts: list[NDArray[Any]] = []
         for t_idx, tree in enumerate(trees):
-            tree = _canonical(tree, t_idx)
+            tree = canonical(tree, t_idx)
             base = offsets[-1]
             n = len(tree.split_index)
             leaf = np.asarray(tree.split_index) < 0
@@ -207,12 +223,16 @@ class Forest:
             for k in Forest.STAT_FIELDS:
                 if stats_present[k]:
                     parts[k].append(np.asarray(getattr(tree, k), dtype=np.float64))
+            if categorical:
+                ci = np.full(n, -1) if tree.cat_index is None else np.asarray(tree.cat_index)
+                cat_parts.append(np.where(leaf, -1, ci).astype(np.int32))
             offsets.append(base + n)
         fields: dict[str, Any] = {k: np.concatenate(parts[k]) for k in Forest.NODE_FIELDS}
         for k in Forest.STAT_FIELDS:
             fields[k] = np.concatenate(parts[k]) if stats_present[k] else None
         fields["tree_offsets"] = np.asarray(offsets, dtype=np.int64)
         fields["tree_class"] = np.asarray([t.tree_class for t in trees], dtype=np.int32)
+        fields["cat_index"] = np.concatenate(cat_parts) if categorical else None
         fields.update(header)
         return cls(**fields)
 
@@ -238,12 +258,13 @@ class Forest:
             default_left=self.default_left[lo:hi],
             leaf_value=self.leaf_value[lo:hi],
             tree_class=int(self.tree_class[t]),
+            cat_index=None if self.cat_index is None else self.cat_index[lo:hi],
             **stats,
         )
 
     def header(self) -> dict[str, Any]:
         """The non-node fields, for building a Forest like this one."""
-        skip = {*Forest.NODE_FIELDS, *Forest.STAT_FIELDS, "tree_offsets", "tree_class"}
+        skip = {*Forest.NODE_FIELDS, *Forest.STAT_FIELDS, "tree_offsets", "tree_class", "cat_index"}
         return {
             f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in skip
         }
@@ -263,6 +284,25 @@ class Forest:
     def n_leaves(self) -> int:
         """Number of leaves over all trees."""
         return int(np.count_nonzero(self.split_index < 0))
+
+    @property
+    def is_categorical(self) -> NDArray[np.bool_]:
+        """Which nodes are categorical splits, shape (n_nodes,)."""
+        if self.cat_index is None:
+            return np.zeros(self.n_nodes, dtype=bool)
+        return self.cat_index >= 0
+
+    @property
+    def n_categorical_splits(self) -> int:
+        """Number of categorical split nodes."""
+        return 0 if self.cat_index is None else int(np.count_nonzero(self.cat_index >= 0))
+
+    def category_set(self, node: int) -> NDArray[np.int64]:
+        """The category codes that go left at categorical node ``node`` (global index)."""
+        if self.cat_index is None or self.cat_index[node] < 0:
+            raise ValueError(f"node {node} is not a categorical split")
+        assert self.cat_bitsets is not None
+        return codes_of(self.cat_bitsets[self.cat_index[node]])
 
     @property
     def n_outputs(self) -> int:
@@ -346,63 +386,3 @@ class Forest:
     def apply(self, X: Any) -> NDArray[np.int32]:
         """Index of the leaf each row reaches in each tree, local to the tree, shape (n, n_trees)."""
         return (leaf_nodes(self, X) - self.tree_offsets[:-1]).astype(np.int32)
-
-
-def _canonical(tree: TreeArrays, t_idx: int) -> TreeArrays:
-    """Renumber a tree breadth-first when a child does not come after its parent."""
-    si = np.asarray(tree.split_index)
-    cl = np.asarray(tree.cleft)
-    cr = np.asarray(tree.cright)
-    n = len(si)
-    if n == 0:
-        raise InvalidForestError(f"Tree {t_idx} has no nodes.")
-    for name in ("threshold", "cleft", "cright", "default_left"):
-        if len(getattr(tree, name)) != n:
-            raise InvalidForestError(
-                f"Tree {t_idx}: {name} has {len(getattr(tree, name))} entries, split_index has {n}."
-            )
-    internal = np.flatnonzero(si >= 0)
-    for name, child in (("cleft", cl), ("cright", cr)):
-        bad = internal[(child[internal] < 0) | (child[internal] >= n)]
-        if len(bad):
-            raise InvalidForestError(
-                f"Tree {t_idx}, node {int(bad[0])}: {name} {int(child[bad[0]])} is out of range"
-                f" [0, {n})."
-            )
-    ordered = bool(np.all(cl[internal] > internal) and np.all(cr[internal] > internal))
-    if ordered and n == 2 * len(internal) + 1:
-        counts = np.bincount(np.concatenate([cl[internal], cr[internal]]), minlength=n)
-        if counts[0] == 0 and np.all(counts[1:] == 1):
-            return tree
-    order: list[int] = []
-    seen = np.zeros(n, dtype=bool)
-    frontier = np.array([0])
-    while len(frontier):
-        if seen[frontier].any() or len(np.unique(frontier)) != len(frontier):
-            raise InvalidForestError(
-                f"Tree {t_idx}: a node is reached twice (cycle or shared child)."
-            )
-        seen[frontier] = True
-        order.extend(frontier.tolist())
-        inner = frontier[si[frontier] >= 0]
-        frontier = np.stack([cl[inner], cr[inner]], axis=1).ravel()
-    perm = np.asarray(order)
-    new_id = np.full(n, -1, dtype=np.int64)
-    new_id[perm] = np.arange(len(perm))
-
-    def take(a: NDArray[Any] | None) -> NDArray[Any] | None:
-        return None if a is None else np.asarray(a)[perm]
-
-    leaf = si[perm] < 0
-    return TreeArrays(
-        split_index=si[perm],
-        threshold=np.asarray(tree.threshold)[perm],
-        cleft=np.where(leaf, -1, new_id[cl[perm]]),
-        cright=np.where(leaf, -1, new_id[cr[perm]]),
-        default_left=np.asarray(tree.default_left)[perm],
-        leaf_value=np.asarray(tree.leaf_value).reshape(n, -1)[perm],
-        tree_class=tree.tree_class,
-        sum_hess=take(tree.sum_hess),
-        data_count=take(tree.data_count),
-        gain=take(tree.gain),
-    )

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
+from treeslim.ir._categories import encode_dataframe, encode_values, member
+
 if TYPE_CHECKING:
     from treeslim.ir._forest import Forest
 
@@ -30,19 +32,30 @@ def check_X(forest: Forest, X: Any, dtype: Any = np.float64) -> NDArray[Any]:
     """Validate ``X`` against ``forest``; return it C-ordered, rounded as the model rounds inputs.
 
     The result has ``dtype`` (float64 by default; float32 only for float32 models, for which it is
-    exact). A 1-D array is taken as one row. Raises ``ValueError`` for a wrong feature count, non-numeric
-    data or mismatched DataFrame column names, ``TypeError`` for sparse matrices.
+    exact). A 1-D array is taken as one row. DataFrame ``category`` / text columns become the codes
+    the source library would use (see :mod:`treeslim.ir._categories`). Raises ``ValueError`` for a
+    wrong feature count, non-numeric data, unseen categories where the library refuses them or
+    mismatched DataFrame column names, ``TypeError`` for sparse matrices.
     """
     names: list[str] | None = None
+    rule = getattr(forest, "category_rule", "xgboost")
+    categories = getattr(forest, "feature_categories", None)
     if _is_dataframe(X):
         names = [str(c) for c in X.columns]
+        _check_names(forest, names)
         bad = [str(c) for c, dt in zip(X.columns, X.dtypes, strict=True) if not _numeric_dtype(dt)]
-        if bad:
+        if categories is None and not bad:
+            X = X.to_numpy(dtype=np.float64, na_value=np.nan)
+        elif categories is None and getattr(forest, "cat_index", None) is None:
             raise ValueError(
-                f"X has non-numeric columns {bad[:5]}: encode them as numbers first (treeslim"
-                " models take numeric features only)."
+                f"X has non-numeric columns {bad[:5]}, but this model has no categorical features:"
+                " encode them as the numbers it was trained on."
             )
-        X = X.to_numpy(dtype=np.float64, na_value=np.nan)
+        elif X.shape[1] == forest.num_feature:
+            X = encode_dataframe(X, categories, rule)
+            categories = None  # encoded already
+        else:
+            X = np.empty((len(X), X.shape[1]))  # only its shape is reported below
     elif hasattr(X, "tocsr") and hasattr(X, "nnz"):
         raise TypeError(
             "Sparse input is not supported: the libraries disagree on what an absent entry means."
@@ -62,23 +75,29 @@ def check_X(forest: Forest, X: Any, dtype: Any = np.float64) -> NDArray[Any]:
         raise ValueError(
             f"X has {arr.shape[1]} features, but this model expects {forest.num_feature} features."
         )
-    if names is not None and forest.feature_names is not None:
-        expected = list(forest.feature_names)
-        if names != expected and not all(n.isdigit() for n in names):
-            missing = [n for n in expected if n not in names][:5]
-            unexpected = [n for n in names if n not in expected][:5]
-            detail = (
-                "same names in another order"
-                if not missing and not unexpected
-                else f"missing {missing}, unexpected {unexpected}"
-            )
-            raise ValueError(
-                f"The feature names of X do not match those the model was trained with ({detail})."
-            )
+    if categories is not None and rule == "sklearn":
+        arr = encode_values(np.asarray(arr, dtype=np.float64), categories)
     if forest.feature_dtype == "float32":
         with np.errstate(over="ignore"):
             arr = arr.astype(np.float32, copy=False)
     return np.ascontiguousarray(arr, dtype=dtype)
+
+
+def _check_names(forest: Forest, names: list[str]) -> None:
+    if forest.feature_names is None or len(names) != forest.num_feature:
+        return
+    expected = list(forest.feature_names)
+    if names != expected and not all(n.isdigit() for n in names):
+        missing = [n for n in expected if n not in names][:5]
+        unexpected = [n for n in names if n not in expected][:5]
+        detail = (
+            "same names in another order"
+            if not missing and not unexpected
+            else f"missing {missing}, unexpected {unexpected}"
+        )
+        raise ValueError(
+            f"The feature names of X do not match those the model was trained with ({detail})."
+        )
 
 
 def _numeric_dtype(dt: Any) -> bool:
@@ -105,6 +124,9 @@ class _Tables:
         self.strict = forest.comparison == "<"
         self.roots = forest.tree_offsets[:-1].astype(np.intp)
         self.depth = forest.max_depth
+        self.cat = None if forest.cat_index is None else forest.cat_index.astype(np.intp)
+        self.bitsets = forest.cat_bitsets
+        self.rule = forest.category_rule
 
 
 def _tables(forest: Forest) -> _Tables:
@@ -131,6 +153,12 @@ def _leaf_blocks(forest: Forest, X: NDArray[np.float64]) -> Iterator[tuple[int, 
             x = flat[rowbase + tb.feat[node]]
             t = tb.thr[node]
             go_right = (x >= t) if tb.strict else (x > t)
+            if tb.cat is not None:
+                sets = tb.cat[node]
+                cat = sets >= 0
+                if cat.any():
+                    assert tb.bitsets is not None
+                    go_right[cat] = ~member(x[cat], sets[cat], tb.bitsets, tb.rule)
             if has_nan:
                 nan = np.isnan(x)
                 go_right = np.where(nan, tb.nan_right[node], go_right)

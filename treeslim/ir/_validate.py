@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from treeslim.errors import InvalidForestError
+from treeslim.ir._categories import CATEGORY_RULES, MAX_CATEGORY
 
 if TYPE_CHECKING:
     from treeslim.ir._forest import Forest
@@ -38,6 +39,7 @@ def validate(forest: Forest) -> Forest:
     _check_header(forest)
     _check_shapes(forest)
     _check_nodes(forest)
+    _check_categorical(forest)
     return forest
 
 
@@ -147,3 +149,30 @@ def _check_nodes(f: Forest) -> None:
     if len(bad_leaf):
         t, i = _node_tree(f, int(bad_leaf[0]))
         _fail(f"Tree {t}, node {i}: leaf value is not finite.")
+
+
+def _check_categorical(f: Forest) -> None:
+    """Categorical nodes point at a category set; the sets and category lists are well formed."""
+    if f.category_rule not in CATEGORY_RULES:
+        _fail(f"category_rule must be one of {CATEGORY_RULES}; got {f.category_rule!r}.")
+    if f.feature_categories is not None and len(f.feature_categories) != f.num_feature:
+        _fail(f"{len(f.feature_categories)} feature_categories for num_feature={f.num_feature}.")
+    if f.cat_index is None:
+        return
+    n = len(f.split_index)
+    if f.cat_index.shape != (n,):
+        _fail(f"cat_index has shape {f.cat_index.shape}; expected ({n},).")
+    table = f.cat_bitsets
+    if table is None or table.ndim != 2 or table.shape[1] < 1:
+        _fail("A forest with categorical nodes needs cat_bitsets of shape (n_sets, n_words >= 1).")
+    assert table is not None
+    if table.shape[1] * 32 > MAX_CATEGORY:
+        _fail(f"cat_bitsets has {table.shape[1]} words; category codes stop at {MAX_CATEGORY}.")
+    bad = np.flatnonzero((f.cat_index >= table.shape[0]) | (f.cat_index < -1))
+    if len(bad):
+        t, i = _node_tree(f, int(bad[0]))
+        _fail(f"Tree {t}, node {i}: cat_index {int(f.cat_index[bad[0]])} is not a category set.")
+    bad = np.flatnonzero((f.cat_index >= 0) & (f.split_index < 0))
+    if len(bad):
+        t, i = _node_tree(f, int(bad[0]))
+        _fail(f"Tree {t}, node {i}: a leaf cannot be a categorical split.")
