@@ -113,7 +113,7 @@ def test_xgboost_rule_refuses_unseen_categories_naming_the_feature() -> None:
     pd = pytest.importorskip("pandas")
     f = _forest("xgboost", feature_categories=(("a", "b"), None), feature_names=("colour", "x"))
     df = pd.DataFrame({"colour": pd.Categorical(["a", "q"]), "x": [0.0, 0.0]})
-    with pytest.raises(ValueError, match="colour.*'q'"):
+    with pytest.raises(ValueError, match=r"colour.*'q'"):
         f.predict(df)
 
 

@@ -119,7 +119,7 @@ def encode_dataframe(
     cats_all = feature_categories or [None] * X.shape[1]
     if len(cats_all) != X.shape[1]:
         cats_all = [None] * X.shape[1]  # the feature-count check reports the mismatch
-    for j, (name, cats) in enumerate(zip(names, cats_all, strict=True)):
+    for j, cats in enumerate(cats_all):
         col = X.iloc[:, j]
         dtype = col.dtype
         is_cat = getattr(dtype, "name", "") == "category"

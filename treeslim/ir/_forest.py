@@ -26,9 +26,9 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from treeslim.errors import InvalidForestError
-from treeslim.ir._predict import apply_postprocessor, leaf_nodes, predict_margin
 from treeslim.ir._canonical import canonical
 from treeslim.ir._categories import codes_of
+from treeslim.ir._predict import apply_postprocessor, leaf_nodes, predict_margin
 from treeslim.ir._tree import TreeArrays
 from treeslim.ir._validate import validate
 
