@@ -11,10 +11,12 @@ import pickle
 
 import numpy as np
 import pytest
+from catmodels import categorical_forest, categorical_rows
 
 from treeslim import Forest
 from treeslim.errors import InvalidForestError
-from treeslim.ir import TreeArrays, bitset_table, codes_of
+from treeslim.ir import TreeArrays, bitset_table, codes_of, leaf_nodes
+from treeslim.runtime import KernelForest
 
 VALUES = [-2.0, -1.0, -0.5, -0.0, 0.0, 0.5, 1.0, 1.5, 3.0, 3.99, 40.0, 41.0, 63.0, 64.0, 95.0,
           2.0**31, 1e10, math.inf, -math.inf, math.nan]  # fmt: skip
@@ -132,3 +134,17 @@ def test_numeric_dataframe_into_numeric_model_still_refuses_text() -> None:
                tree_offsets=[0, 3], tree_class=[0], num_feature=1, task="regression")  # fmt: skip
     with pytest.raises(ValueError, match="no categorical features"):
         f.predict(pd.DataFrame({"a": ["x", "y"]}))
+
+
+@pytest.mark.parametrize("rule", ["xgboost", "lightgbm"])
+@pytest.mark.parametrize(("task", "dtype"), [("binary", "float32"), ("multiclass", "float64")])
+def test_kernel_matches_the_reference_on_categorical_forests(rule, task, dtype) -> None:
+    f = categorical_forest(seed=3, rule=rule, task=task, feature_dtype=dtype)
+    assert f.n_categorical_splits > 5
+    X = categorical_rows(f)
+    kf = KernelForest(f)
+    want = f.predict_margin(X).reshape(len(X), -1)
+    np.testing.assert_array_equal(kf.leaves(X), leaf_nodes(f, X))
+    np.testing.assert_allclose(kf.margin(X), want, rtol=0, atol=1e-12)  # summation order only
+    for n in (1, 3):  # the small-batch paths
+        np.testing.assert_allclose(kf.margin(X[:n]), want[:n], rtol=0, atol=1e-12)

@@ -67,13 +67,13 @@ def _load_kernel() -> ctypes.CDLL:
     for t in ("float", "double"):
         fn = getattr(lib, f"ts_margin_{t}")
         # X, n, d, thr, child, feat_dl, roots, depths, tree_out, n_trees, values, width, n_out,
-        # strict, out
+        # strict, cats, out
         fn.argtypes = [ptr, i64, i32, ptr, ptr, ptr, ptr, ptr, ptr, i32, ptr, i32, i32,
-                       ctypes.c_int, ptr]  # fmt: skip
+                       ctypes.c_int, ptr, ptr]  # fmt: skip
         fn.restype = None
         fn = getattr(lib, f"ts_leaves_{t}")
-        # X, n, d, thr, child, feat_dl, roots, depths, n_trees, strict, leaves
-        fn.argtypes = [ptr, i64, i32, ptr, ptr, ptr, ptr, ptr, i32, ctypes.c_int, ptr]
+        # X, n, d, thr, child, feat_dl, roots, depths, n_trees, strict, cats, leaves
+        fn.argtypes = [ptr, i64, i32, ptr, ptr, ptr, ptr, ptr, i32, ctypes.c_int, ptr, ptr]
         fn.restype = None
         fn = getattr(lib, f"ts_row_{t}")  # x, model, out
         fn.argtypes = [ptr, ptr, ptr]
@@ -94,6 +94,13 @@ class _Model(ctypes.Structure):
                 ("thr", "child", "fdl", "depths", "tree_out", "values", "order")] + [
         (name, ctypes.c_int32) for name in ("n_trees", "width", "n_out", "strict")
     ]  # fmt: skip
+
+
+class _Cats(ctypes.Structure):
+    """The C kernel's ``ts_cats``: a forest's categorical splits."""
+
+    _fields_ = [("set", ctypes.c_void_p), ("bits", ctypes.c_void_p), ("words", ctypes.c_int32),
+                ("lgb", ctypes.c_int32)]  # fmt: skip
 
 
 _KERNEL: ctypes.CDLL | None = None
@@ -197,6 +204,18 @@ class KernelForest:
         self.values = np.ascontiguousarray(forest.leaf_value[old], dtype=np.float64)
         self.strict = 1 if forest.comparison == "<" else 0
         self.steps_per_row = int(forest.tree_depths.sum())  # level steps one row costs
+        self._cats_ptr: int | None = None
+        if forest.cat_index is not None and forest.cat_bitsets is not None:
+            # leaves are never categorical, so the loop onto themselves stays as it is
+            self.cat_set = np.ascontiguousarray(forest.cat_index[old], dtype=np.int32)
+            self.cat_bits = np.ascontiguousarray(forest.cat_bitsets, dtype=np.uint32)
+            self._cats = _Cats(
+                self.cat_set.ctypes.data,
+                self.cat_bits.ctypes.data,
+                self.cat_bits.shape[1],
+                int(forest.category_rule == "lightgbm"),
+            )
+            self._cats_ptr = ctypes.addressof(self._cats)
         self._lib = kernel()
         suffix = "float" if self.dtype == np.float32 else "double"
         self._margin = getattr(self._lib, f"ts_margin_{suffix}")
@@ -232,7 +251,7 @@ class KernelForest:
                          self.child.ctypes.data, self.feat_dl.ctypes.data, self.roots.ctypes.data,
                          self.depths.ctypes.data, self.tree_out.ctypes.data, f.n_trees,
                          self.values.ctypes.data, f.leaf_width, f.n_outputs, self.strict,
-                         out[lo:].ctypes.data)  # fmt: skip
+                         self._cats_ptr, out[lo:].ctypes.data)  # fmt: skip
 
         run_in_ranges(run, Xc.shape[0], self.steps_per_row, nthread)
         return out
@@ -246,7 +265,7 @@ class KernelForest:
         :data:`ROW_WALK_MAX_ROWS` rows walked one at a time, more by the blocked kernel (the same
         sums either way)."""
         f = self.forest
-        if Xc.shape[0] <= ROW_WALK_MAX_ROWS:
+        if Xc.shape[0] <= ROW_WALK_MAX_ROWS and self._cats_ptr is None:
             out = self.rows_raw_sum(Xc)
         else:
             out = self.raw_sum(Xc, nthread)
@@ -259,12 +278,16 @@ class KernelForest:
         """Summed leaf values of one row of a single-output forest, given as the bytes of a
         C-ordered row in the kernel's dtype (``row.tobytes()``). The fastest call there is: one
         pointer to the model, trees walked eight at a time; the sum is the one
-        :meth:`raw_sum` gives."""
+        :meth:`raw_sum` gives. (Forests with categorical splits take the blocked kernel.)"""
+        if self._cats_ptr is not None:
+            return float(self.raw_sum(np.frombuffer(row, dtype=self.dtype).reshape(1, -1))[0, 0])
         return float(self._row1(row, self._model_ptr))
 
     def rows_raw_sum(self, Xc: NDArray[Any]) -> NDArray[np.float64]:
         """:meth:`raw_sum` of prepared rows, each walked by the one-row code (for small batches,
         where the blocked kernel has too few rows to overlap); the same sums."""
+        if self._cats_ptr is not None:
+            return self.raw_sum(Xc)
         out = np.zeros((Xc.shape[0], self.forest.n_outputs))
         self._rows(Xc.ctypes.data, Xc.shape[0], self.forest.num_feature, self._model_ptr,
                    out.ctypes.data)  # fmt: skip
@@ -279,7 +302,7 @@ class KernelForest:
         def run(lo: int, hi: int) -> None:
             self._leaves(Xc[lo:].ctypes.data, hi - lo, f.num_feature, self.thr.ctypes.data,
                          self.child.ctypes.data, self.feat_dl.ctypes.data, self.roots.ctypes.data,
-                         self.depths.ctypes.data, f.n_trees, self.strict,
+                         self.depths.ctypes.data, f.n_trees, self.strict, self._cats_ptr,
                          out[lo:].ctypes.data)  # fmt: skip
 
         run_in_ranges(run, Xc.shape[0], self.steps_per_row, nthread)

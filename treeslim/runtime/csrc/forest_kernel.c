@@ -10,6 +10,11 @@
  * NaN semantics: a row goes right when x >= t ("<" models; x > t for "<=" models), which is
  * false for NaN, or when x is NaN and default_left is 0.
  *
+ * Categorical splits (forests that have them pass a ts_cats; numerical forests pass NULL and run
+ * the loop above unchanged): at a node with set s >= 0 a row goes left when its value is a category
+ * code in bitset s (valid: x >= 0, or x > -1 under LightGBM's truncating rule, and below the set
+ * width; code = trunc(x)), to the default side when NaN, right otherwise (treeslim/ir/_categories.py).
+ *
  * Single-threaded on purpose: the caller splits big batches into row ranges and runs them on
  * blocking worker threads (treeslim/runtime/_kernel.py), so no thread ever spins waiting for work
  * and small batches never leave the calling thread.
@@ -19,6 +24,38 @@
 #include <string.h>
 
 #define BLOCK 128
+
+typedef struct {
+  const int32_t* set;   /* per node: the bitset row of a categorical split, -1 otherwise */
+  const uint32_t* bits; /* (n_sets, words) */
+  int32_t words;
+  int32_t lgb; /* 1: values in (-1, 0) are code 0 (LightGBM); 0: they are not codes */
+} ts_cats;
+
+#define DEFINE_CAT_RIGHT(T)                                                                        \
+  static inline int cat_right_##T(T x, int32_t s, int dl, const ts_cats* c) {                      \
+    if (x != x) return !dl;                                                                        \
+    const int valid = (c->lgb ? (x > (T)-1) : (x >= (T)0)) && (x < (T)(32 * c->words));           \
+    if (!valid) return 1;                                                                          \
+    const uint32_t code = (uint32_t)x;                                                             \
+    return !((c->bits[(int64_t)s * c->words + (code >> 5)] >> (code & 31u)) & 1u);                 \
+  }
+DEFINE_CAT_RIGHT(float)
+DEFINE_CAT_RIGHT(double)
+
+/* the level steps of a forest with categorical splits: a branch on the node kind */
+#define TS_LEVELS_CAT(T, GOES_RIGHT)                                                               \
+  for (int32_t l = 0; l < depth; ++l) {                                                            \
+    for (int64_t r = 0; r < m; ++r) {                                                              \
+      const int32_t i = idx[r];                                                                    \
+      const int32_t fd = fdl[i];                                                                   \
+      const T x = Xb[r * d + (fd >> 1)];                                                           \
+      const int32_t s = cats->set[i];                                                              \
+      const int right = s < 0 ? ((x GOES_RIGHT thr[i]) | ((x != x) & !(fd & 1)))                   \
+                              : cat_right_##T(x, s, fd & 1, cats);                                 \
+      idx[r] = child[i] + right;                                                                   \
+    }                                                                                              \
+  }
 
 /* depth level steps for all rows of a block, branch-free: a row goes right when its value is past
  * the threshold (GOES_RIGHT: >= for "<" models, > for "<=" models; false for NaN), or when it is
@@ -38,10 +75,14 @@
   static inline void walk_##T(const T* restrict X, int64_t r0, int64_t m, int32_t d,              \
                               const T* restrict thr, const int32_t* restrict child,               \
                               const int32_t* restrict fdl, int32_t root, int32_t depth,           \
-                              int strict, int32_t* restrict idx) {                                \
+                              int strict, const ts_cats* cats, int32_t* restrict idx) {           \
     for (int64_t r = 0; r < m; ++r) idx[r] = root;                                                 \
     const T* restrict Xb = X + r0 * d;                                                             \
-    if (strict) {                                                                                  \
+    if (cats && strict) {                                                                          \
+      TS_LEVELS_CAT(T, >=)                                                                         \
+    } else if (cats) {                                                                             \
+      TS_LEVELS_CAT(T, >)                                                                          \
+    } else if (strict) {                                                                           \
       TS_LEVELS(T, >=)                                                                             \
     } else {                                                                                       \
       TS_LEVELS(T, >)                                                                              \
@@ -52,14 +93,14 @@
   void ts_margin_##T(const T* X, int64_t n, int32_t d, const T* thr, const int32_t* child,         \
                      const int32_t* fdl, const int32_t* roots, const int32_t* depths,              \
                      const int32_t* tree_out, int32_t n_trees, const double* values,               \
-                     int32_t width, int32_t n_out, int strict, double* out) {                     \
+                     int32_t width, int32_t n_out, int strict, const ts_cats* cats, double* out) { \
     const int64_t nblocks = (n + BLOCK - 1) / BLOCK;                                               \
     for (int64_t b = 0; b < nblocks; ++b) {                                                        \
       int32_t idx[BLOCK];                                                                          \
       const int64_t r0 = b * BLOCK;                                                                \
       const int64_t m = (n - r0) < BLOCK ? (n - r0) : BLOCK;                                       \
       for (int32_t t = 0; t < n_trees; ++t) {                                                      \
-        walk_##T(X, r0, m, d, thr, child, fdl, roots[t], depths[t], strict, idx);                  \
+        walk_##T(X, r0, m, d, thr, child, fdl, roots[t], depths[t], strict, cats, idx);            \
         if (width == 1) {                                                                          \
           const int32_t o = tree_out[t];                                                           \
           for (int64_t r = 0; r < m; ++r) out[(r0 + r) * n_out + o] += values[idx[r]];             \
@@ -75,14 +116,14 @@
   /* leaves (n, n_trees): the kernel's node index reached in each tree. */                         \
   void ts_leaves_##T(const T* X, int64_t n, int32_t d, const T* thr, const int32_t* child,         \
                      const int32_t* fdl, const int32_t* roots, const int32_t* depths,              \
-                     int32_t n_trees, int strict, int32_t* leaves) {                              \
+                     int32_t n_trees, int strict, const ts_cats* cats, int32_t* leaves) {         \
     const int64_t nblocks = (n + BLOCK - 1) / BLOCK;                                               \
     for (int64_t b = 0; b < nblocks; ++b) {                                                        \
       int32_t idx[BLOCK];                                                                          \
       const int64_t r0 = b * BLOCK;                                                                \
       const int64_t m = (n - r0) < BLOCK ? (n - r0) : BLOCK;                                       \
       for (int32_t t = 0; t < n_trees; ++t) {                                                      \
-        walk_##T(X, r0, m, d, thr, child, fdl, roots[t], depths[t], strict, idx);                  \
+        walk_##T(X, r0, m, d, thr, child, fdl, roots[t], depths[t], strict, cats, idx);            \
         for (int64_t r = 0; r < m; ++r) leaves[(r0 + r) * n_trees + t] = idx[r];                   \
       }                                                                                            \
     }                                                                                              \
@@ -167,4 +208,4 @@ static inline void ts_add_leaf(const ts_model* m, int32_t t, int32_t leaf, doubl
 DEFINE_ROW(float)
 DEFINE_ROW(double)
 
-int ts_kernel_abi(void) { return 4; }
+int ts_kernel_abi(void) { return 5; }
