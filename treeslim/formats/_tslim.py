@@ -13,7 +13,11 @@ Every field is stored at its real width, so the structure quantization passes le
   used feature a sorted table of its distinct thresholds (float32 when every value is float32-exact,
   else float64) and each split's index into it (``ceil(log2(table size))`` bits); ``default_left``
   as one bit per split; leaf values as a codebook plus bit-packed codes (at most ``2**16`` distinct
-  values, and only when it is smaller) or raw float32 / float64.
+  values, and only when it is smaller) or raw float32 / float64;
+* with flag bit 3, the categorical splits: which splits are categorical (one bit each), each one's
+  category set as an index into a table of the distinct sets the forest uses, and that table as
+  raw little-endian uint32 bitset words (``category_rule`` and ``feature_categories`` are in the
+  JSON object).
 
 Loading is exactly lossless: the same arrays up to node order (nodes come back in preorder), so
 predictions are bit-identical. Node statistics (``sum_hess``, ``data_count``, ``gain``) are *not*
@@ -44,7 +48,8 @@ __all__ = ["dump_tslim_bytes", "load_tslim_bytes", "save_tslim"]
 MAGIC = b"TSLIM"
 VERSION = 1
 _STATS = Forest.STAT_FIELDS  # flag bits 0, 1, 2
-_KNOWN_FLAGS = 0b111
+_CATEGORICAL = 1 << 3
+_KNOWN_FLAGS = 0b1111
 _MAX_CODEBOOK = 2**16
 
 
@@ -136,6 +141,36 @@ def _write_leaves(w: BitWriter, vals: NDArray[np.float64]) -> None:
     w.raw(vals.astype("<f4" if f32 else "<f8").tobytes())
 
 
+def _write_categories(w: BitWriter, sets: NDArray[np.int32], table: NDArray[np.uint32]) -> None:
+    """Which splits are categorical, their set indices, and the table of the sets they use."""
+    is_cat = sets >= 0
+    used, codes = np.unique(sets[is_cat], return_inverse=True)
+    words = table[used]
+    nonzero = np.flatnonzero(words.any(axis=0))
+    n_words = int(nonzero[-1]) + 1 if len(nonzero) else 1
+    w.uints([len(used), n_words])
+    w.bits(is_cat)
+    w.uints(codes.ravel(), bitlen(len(used) - 1))
+    w.raw(np.ascontiguousarray(words[:, :n_words]).astype("<u4").tobytes())
+
+
+def _read_categories(r: BitReader, n_internal: int) -> tuple[Any, Any]:
+    """Per split, its set index (-1 when numerical), and the bitset table."""
+    n_sets, n_words = (int(v) for v in r.uints(2, "category table shape"))
+    if not 1 <= n_sets <= n_internal or not 1 <= n_words <= 1 << 19:
+        raise ModelFormatError(f"a category table of {n_sets} x {n_words} words is out of range.")
+    is_cat = r.bits(n_internal, "categorical split flags").astype(bool)
+    n_cat = int(is_cat.sum())
+    codes = r.uints(n_cat, "category set indices", bitlen(n_sets - 1))
+    if n_cat == 0 or codes.max() >= n_sets:
+        raise ModelFormatError("a category set index is out of range.")
+    words = r.raw(4 * n_sets * n_words, "category bitsets")
+    table = np.frombuffer(words, dtype="<u4").astype(np.uint32).reshape(n_sets, n_words)
+    sets = np.full(n_internal, -1, dtype=np.int64)
+    sets[is_cat] = codes
+    return sets, table
+
+
 def dump_tslim_bytes(forest: Forest, *, stats: bool = False) -> bytes:
     """Serialize ``forest`` to ``.tslim`` bytes.
 
@@ -168,7 +203,8 @@ def dump_tslim_bytes(forest: Forest, *, stats: bool = False) -> bytes:
     perm = _preorder(forest)
     si = forest.split_index[perm]
     internal = si >= 0
-    meta = {k: v for k, v in forest.header().items() if k not in ("base_score", "feature_names")}
+    skip = ("base_score", "feature_names", "cat_bitsets")
+    meta = {k: v for k, v in forest.header().items() if k not in skip}
     meta.update(
         base_score=forest.base_score.tolist(),
         feature_names=None if forest.feature_names is None else list(forest.feature_names),
@@ -186,6 +222,9 @@ def dump_tslim_bytes(forest: Forest, *, stats: bool = False) -> bytes:
         _write_splits(w, si[internal], forest.threshold[perm][internal], dl)
     _write_leaves(w, forest.leaf_value[perm][~internal].ravel())
     flags = 0
+    if forest.cat_index is not None and forest.cat_bitsets is not None:
+        flags |= _CATEGORICAL
+        _write_categories(w, forest.cat_index[perm][internal], forest.cat_bitsets)
     for bit, name in enumerate(_STATS):
         value = getattr(forest, name)
         if stats and value is not None:
@@ -209,6 +248,9 @@ _META_TYPES: dict[str, Any] = {
     "feature_dtype": str, "feature_names": (list, type(None)), "source": dict, "n_trees": int,
     "n_nodes": int, "leaf_width": int,
 }  # fmt: skip
+_OPTIONAL_META: dict[str, Any] = {
+    "category_rule": str, "feature_categories": (list, type(None)),
+}  # fmt: skip
 
 
 def _read_meta(r: BitReader) -> dict[str, Any]:
@@ -223,6 +265,9 @@ def _read_meta(r: BitReader) -> dict[str, Any]:
         value = meta.get(key)
         if not isinstance(value, types) or (types is int and isinstance(value, bool)):
             raise ModelFormatError(f"the JSON header has a bad or missing {key!r}: {value!r:.60}.")
+    for key, types in _OPTIONAL_META.items():
+        if key in meta and not isinstance(meta[key], types):
+            raise ModelFormatError(f"the JSON header has a bad {key!r}: {meta[key]!r:.60}.")
     for key in ("num_feature", "num_class", "n_trees", "n_nodes", "leaf_width"):
         if not 1 <= meta[key] < 2**31:
             raise ModelFormatError(f"the JSON header's {key!r} is out of range: {meta[key]}.")
@@ -325,16 +370,23 @@ def _decode(payload: bytes, flags: int) -> Forest:
     values = _read_leaves(r, (n - n_internal) * width)  # checks the bytes before allocating
     leaf_value = np.zeros((n, width))
     leaf_value[~internal] = values.reshape(-1, width)
+    categorical: dict[str, Any] = {}
+    if flags & _CATEGORICAL:
+        sets, table = _read_categories(r, n_internal)
+        cat_index = np.full(n, -1, dtype=np.int64)
+        cat_index[internal] = sets
+        categorical = {"cat_index": cat_index, "cat_bitsets": table}
     stats: dict[str, Any] = {
         name: r.floats(n, "<f8", name) if flags >> bit & 1 else None
         for bit, name in enumerate(_STATS)
     }
     r.finish()
     header = {k: meta[k] for k in _META_TYPES if k not in ("n_trees", "n_nodes", "leaf_width")}
+    header.update({k: meta[k] for k in _OPTIONAL_META if k in meta})
     forest = Forest(
         split_index=split_index, threshold=threshold, cleft=cleft, cright=cright,
         default_left=default_left, leaf_value=leaf_value, tree_offsets=offsets,
-        tree_class=tree_class, **header, **stats,
+        tree_class=tree_class, **header, **categorical, **stats,
     )  # fmt: skip
     return validate(forest)
 
