@@ -49,7 +49,9 @@ def test_tslim_round_trip_is_exact(rule, task, dtype):
     assert back.category_rule == rule and back.feature_categories == f.feature_categories
     np.testing.assert_array_equal(back.predict_margin(X), f.predict_margin(X))
     # the sets the forest no longer uses are not stored
-    unused = f.replace(cat_bitsets=np.vstack([f.cat_bitsets, np.ones((50, f.cat_bitsets.shape[1]))]))
+    unused = f.replace(
+        cat_bitsets=np.vstack([f.cat_bitsets, np.ones((50, f.cat_bitsets.shape[1]))])
+    )
     assert len(dump_tslim_bytes(unused)) == len(dump_tslim_bytes(f))
 
 
@@ -80,3 +82,56 @@ def test_save_and_load_through_the_public_api(tmp_path, rule, task, dtype):
     path = tmp_path / "m.tslim"
     treeslim.save(f, path)
     np.testing.assert_array_equal(treeslim.load(path).predict(_rows(f)), f.predict(_rows(f)))
+
+
+@pytest.mark.parametrize(("rule", "task", "dtype"), FORESTS)
+def test_exact_passes_are_exact_on_categorical_forests(rule, task, dtype):
+    from treeslim.passes import collapse_identical_splits, exact_passes, prune_unreachable
+
+    f = _forest(rule, task, dtype, n_trees=30, depth=5)
+    X = _rows(f)
+    want = f.predict_margin(X)
+    for step in (prune_unreachable, collapse_identical_splits, exact_passes):
+        g = step(f)
+        np.testing.assert_allclose(g.predict_margin(X), want, rtol=0, atol=1e-12)
+        assert g.n_categorical_splits > 0
+
+
+def test_collapse_keeps_splits_whose_sets_differ():
+    from treeslim.ir import TreeArrays, bitset_table
+    from treeslim.passes import collapse_identical_splits
+
+    # root on x1; both children split x0 by category, with different sets over equal leaves
+    def tree(sets):
+        return TreeArrays(
+            split_index=np.array([1, 0, 0, -1, -1, -1, -1]),
+            threshold=np.zeros(7), cleft=np.array([1, 3, 5, -1, -1, -1, -1]),
+            cright=np.array([2, 4, 6, -1, -1, -1, -1]), default_left=np.zeros(7, dtype=bool),
+            leaf_value=np.array([0, 0, 0, 1.0, 2.0, 1.0, 2.0]), cat_index=np.array(sets),
+        )  # fmt: skip
+
+    table = bitset_table([[1], [2]])
+    head = dict(num_feature=2, task="regression", cat_bitsets=table)
+    differ = treeslim.Forest.from_trees([tree([-1, 0, 1, -1, -1, -1, -1])], **head)
+    same = treeslim.Forest.from_trees([tree([-1, 0, 0, -1, -1, -1, -1])], **head)
+    assert collapse_identical_splits(differ).n_nodes == 7  # planted: ignore the set -> 3 nodes
+    assert collapse_identical_splits(same).n_nodes == 3
+
+
+def test_lossy_passes_leave_category_sets_alone():
+    from treeslim.passes import prune_nodes, quantize_thresholds, refit_leaves, select_trees
+
+    f = _forest("lightgbm", "binary", "float64", n_trees=40, depth=5)
+    X = _rows(f)
+    q = quantize_thresholds(f, X, bits=1)
+    assert q.n_categorical_splits > 0
+    for g in (q, select_trees(f, X, n_trees=10), prune_nodes(f, X, max_nodes=f.n_nodes // 2),
+              refit_leaves(select_trees(f, X, n_trees=10), X, f.predict(X) > 0.5, task_loss=True)):  # fmt: skip
+        inner = np.flatnonzero(g.is_categorical)
+        assert len(inner)
+        sets = {tuple(g.category_set(i)) for i in inner}
+        assert sets <= {tuple(f.category_set(i)) for i in np.flatnonzero(f.is_categorical)}
+        # what every pass predicts is what the kernel (used inside the passes) predicts
+        from treeslim.runtime import KernelForest
+
+        np.testing.assert_allclose(KernelForest(g).margin(X)[:, 0], g.predict_margin(X), atol=1e-12)

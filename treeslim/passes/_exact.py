@@ -33,6 +33,7 @@ def _collapse_tree(tree: TreeArrays) -> TreeArrays | None:
     si, thr, dl = np.asarray(tree.split_index), np.asarray(tree.threshold), tree.default_left
     cl, cr = np.asarray(tree.cleft), np.asarray(tree.cright)
     n = len(si)
+    cats = np.full(n, -1) if tree.cat_index is None else np.asarray(tree.cat_index)
     lv = np.asarray(tree.leaf_value).reshape(n, -1)
     key = np.empty(n, dtype=np.int64)
     rep = np.arange(n)  # the node standing for each node after collapsing
@@ -48,7 +49,8 @@ def _collapse_tree(tree: TreeArrays) -> TreeArrays | None:
                 rep[node] = rep[cl[node]]
                 merged[node] = (int(cl[node]), int(cr[node]))
                 continue
-            k = (int(si[node]), float(thr[node]), bool(dl[node]), kl, kr)
+            # a category set is named by its row in the forest's table: equal rows, equal sets
+            k = (int(si[node]), float(thr[node]), bool(dl[node]), int(cats[node]), kl, kr)
         key[node] = interned.setdefault(k, len(interned))
     if not merged:
         return None
@@ -85,6 +87,7 @@ def _collapse_tree(tree: TreeArrays) -> TreeArrays | None:
         default_left=np.asarray(dl)[idx],
         leaf_value=lv[idx],
         tree_class=tree.tree_class,
+        cat_index=None if tree.cat_index is None else np.where(inner, cats[idx], -1),
         **{s: None if a is None else a[idx] for s, a in stats.items()},
     )
 
@@ -142,8 +145,10 @@ def _decided_removed(f: Forest, t: int) -> TreeArrays:
     left: dict[int, int] = {}
     right: dict[int, int] = {}
 
+    cats = np.full(len(si), -1) if f.cat_index is None else f.cat_index
+
     def walk(node: int) -> int:
-        while si[node] >= 0:
+        while si[node] >= 0 and cats[node] < 0:
             j, cut = int(si[node]), float(thr[node])
             lo, hi, nan_ok = bounds.get(j, start)
             all_left = hi is not None and hi <= cut
@@ -155,6 +160,10 @@ def _decided_removed(f: Forest, t: int) -> TreeArrays:
                 break  # NaN still reaches this split and goes the other way: keep it
             node = int(cl[node] if go_left else cr[node])
         if si[node] < 0:
+            return node
+        if cats[node] >= 0:  # a category set says nothing about the numeric bounds: keep them
+            left[node] = walk(int(cl[node]))
+            right[node] = walk(int(cr[node]))
             return node
         j, cut, d = int(si[node]), float(thr[node]), bool(dl[node])
         saved = bounds.get(j)
@@ -188,6 +197,7 @@ def _decided_removed(f: Forest, t: int) -> TreeArrays:
         default_left=dl[idx] & inner,
         leaf_value=f.leaf_value[idx],
         tree_class=int(f.tree_class[t]),
+        cat_index=None if f.cat_index is None else np.where(inner, cats[idx], -1),
     )
 
 

@@ -158,6 +158,7 @@ def _rebuild(
         default_left=np.where(leaf, False, f.default_left)[k],
         leaf_value=np.where(leaf[:, None], lv, 0.0)[k],
         tree_offsets=np.concatenate([[0], np.cumsum(counts)]),
+        cat_index=None if f.cat_index is None else np.where(leaf, -1, f.cat_index)[k],
         **stats,
     )
 

@@ -118,7 +118,7 @@ def quantize_thresholds(forest: Forest, X: ArrayLike | None = None, *, bits: int
     k = 2**bits
     strict = forest.comparison == "<"
     Xc = None if X is None else check_X(forest, X)
-    inner = forest.split_index >= 0
+    inner = (forest.split_index >= 0) & ~forest.is_categorical  # category sets stay as they are
     thr = forest.threshold.copy()
     if forest.feature_dtype == "float32":
         thr[inner] = _float32_equivalent(thr[inner], strict)
