@@ -7,6 +7,7 @@ both precisions and wide sets are covered.
 
 from __future__ import annotations
 
+import json
 import zlib
 
 import fuzz
@@ -135,3 +136,22 @@ def test_lossy_passes_leave_category_sets_alone():
         from treeslim.runtime import KernelForest
 
         np.testing.assert_allclose(KernelForest(g).margin(X)[:, 0], g.predict_margin(X), atol=1e-12)
+
+
+def test_onnx_refuses_categorical_splits_naming_the_feature():
+    pytest.importorskip("onnx")
+    f = _forest("xgboost", "binary", "float32").replace(feature_names=("colour", "a", "b", "c"))
+    with pytest.raises(treeslim.UnsupportedModelError, match="by category.*treeslim.compile"):
+        treeslim.to_onnx(f)
+
+
+def test_cli_inspect_counts_categorical_splits(tmp_path, capsys):
+    from treeslim.cli import main
+
+    f = _forest("lightgbm", "binary", "float64")
+    path = tmp_path / "m.tslim"
+    treeslim.save(f, path)
+    assert main(["inspect", str(path), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["categorical_splits"] == f.n_categorical_splits > 0
+    assert info["bytes"]["tslim"] > 0

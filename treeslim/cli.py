@@ -61,6 +61,7 @@ def _inspect(args: argparse.Namespace) -> int:
         "nodes": forest.n_nodes,
         "leaves": forest.n_leaves,
         "max_depth": forest.max_depth,
+        "categorical_splits": forest.n_categorical_splits,
         "depth_histogram": {int(d): int(c) for d, c in enumerate(depths) if c},
         "num_feature": forest.num_feature,
         "bytes": format_sizes(forest),

@@ -160,7 +160,9 @@ def to_onnx(forest: Forest, path: str | os.PathLike[str] | None = None) -> Any:
     TypeError
         When ``forest`` is not a Forest.
     UnsupportedModelError
-        When a leaf value or the base score is beyond float32 range.
+        When a leaf value or the base score is beyond float32 range, or the forest has
+        categorical splits (``TreeEnsembleRegressor`` compares numbers only; serve such a model
+        through :func:`treeslim.compile`, or export it to its native library).
     MissingDependencyError
         When the ``onnx`` package is not installed (``pip install 'treeslim[onnx]'``).
 
@@ -183,6 +185,18 @@ def to_onnx(forest: Forest, path: str | os.PathLike[str] | None = None) -> Any:
         raise TypeError(
             f"to_onnx takes a treeslim.Forest; got {type(forest).__name__}. Convert a fitted model"
             " with treeslim.from_model(model) (or read a file with treeslim.load(path)) first."
+        )
+    if forest.cat_index is not None:
+        node = int(np.flatnonzero(forest.is_categorical)[0])
+        j = int(forest.split_index[node])
+        name = forest.feature_names[j] if forest.feature_names else f"f{j}"
+        raise UnsupportedModelError(
+            f"to_onnx: {_node_name(forest, node)} splits feature {j} ({name!r}) by category, which"
+            " ONNX's"
+            " TreeEnsembleRegressor cannot express exactly (it compares numbers; a category set"
+            f" needs a membership test). This model has {forest.n_categorical_splits} of them."
+            " Serve it with treeslim.compile(forest) (a C library and a pickle), or export it to"
+            " its own library (treeslim.to_xgboost / to_lightgbm)."
         )
     onnx: Any = require("onnx", "onnx")
     helper, tp = onnx.helper, onnx.TensorProto
