@@ -155,3 +155,57 @@ def test_cli_inspect_counts_categorical_splits(tmp_path, capsys):
     info = json.loads(capsys.readouterr().out)
     assert info["categorical_splits"] == f.n_categorical_splits > 0
     assert info["bytes"]["tslim"] > 0
+
+
+def _frame_case(rule="lightgbm", n=3000):
+    pd = pytest.importorskip("pandas")
+    f = categorical_forest(seed=2, rule=rule, task="binary", feature_dtype="float64", n_trees=40,
+                           depth=5)  # fmt: skip
+    names = [f"c{i}" for i in range(100)]
+    f = f.replace(feature_categories=(tuple(names), None, tuple(names), None),
+                  feature_names=("shop", "x1", "city", "x3"))  # fmt: skip
+    rng = np.random.default_rng(0)
+    codes = rng.integers(0, 100, size=(n, 2))
+    X = rng.normal(size=(n, 4))
+    X[:, [0, 2]] = codes
+    order = list(rng.permutation(names))  # another category order than the model's
+    df = pd.DataFrame({
+        "shop": pd.Categorical([names[c] for c in codes[:, 0]], categories=order),
+        "x1": X[:, 1], "city": pd.Categorical([names[c] for c in codes[:, 1]]), "x3": X[:, 3],
+    })  # fmt: skip
+    twin = f.replace(
+        feature_categories=None, category_rule="xgboost" if rule == "sklearn" else rule
+    )
+    y = (rng.random(n) < twin.predict(X)).astype(int)
+    return f, df, X, y
+
+
+def test_slim_classifier_in_a_pipeline_takes_a_category_dataframe():
+    from sklearn.pipeline import Pipeline
+
+    from treeslim import SlimClassifier
+
+    f, df, X, y = _frame_case()
+    pipe = Pipeline([("slim", SlimClassifier(f, max_loss=0.02, random_state=0, verbose=0))])
+    pipe.fit(df, y)
+    slim = pipe.named_steps["slim"]
+    assert slim.forest_.feature_categories == f.feature_categories
+    # the DataFrame, its codes as numbers, and the forest itself all agree
+    p = pipe.predict_proba(df)[:, 1]
+    np.testing.assert_allclose(p, slim.forest_.predict(X), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(p, slim.forest_.predict(df), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(slim.teacher_.predict(df), f.predict(X), rtol=0, atol=1e-12)
+    assert slim.forest_.n_nodes < f.n_nodes
+
+
+def test_compress_takes_a_category_dataframe_under_the_sklearn_rule():
+    f, df, X, y = _frame_case(rule="sklearn")
+    # under the sklearn rule, numpy inputs are category *values*: strings cannot be, so numpy
+    # rows hold NaN there; the DataFrame is the way in
+    est = treeslim.compress(f, df, y, max_loss=0.02, random_state=0, verbose=0)
+    p = est.predict_proba(df)[:, 1]
+    np.testing.assert_allclose(p, est.forest_.predict(df), rtol=0, atol=1e-12)
+    # the code twin of the compressed forest scores the codes the same
+    twin = est.forest_.replace(feature_categories=None, category_rule="xgboost")
+    np.testing.assert_allclose(twin.predict(X), p, rtol=0, atol=1e-12)
+    assert est.report_.entries[1]["nodes"] < f.n_nodes

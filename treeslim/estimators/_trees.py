@@ -23,6 +23,12 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from treeslim._utils import check_qid, class_codes, group_to_qid, is_fitted, unwrap
 from treeslim.backends import to_lightgbm, to_treelite, to_xgboost
 from treeslim.backends.tl2cgen import compile_forest
+from treeslim.estimators._categorical import (
+    code_twin,
+    encode_frame,
+    has_category_columns,
+    with_categories_of,
+)
 from treeslim.frontends import from_model
 from treeslim.ir import Forest
 from treeslim.measure import Report, certificate_fields, report
@@ -84,6 +90,7 @@ class _SlimBase(BaseEstimator):
         y: Any,
         qid: Any = None,
         fit_params: dict[str, Any] | None = None,
+        model: Any = None,
     ) -> None:
 
         if not isinstance(self.max_loss, (int, float)) or self.max_loss < 0:
@@ -105,8 +112,9 @@ class _SlimBase(BaseEstimator):
             )
         if len(X) < 2:
             raise ValueError(f"{name} needs at least 2 samples; got {len(X)} sample.")
-        model = self._inner(X, y, fit_params or {})
-        teacher = self._as_teacher(from_model(model))
+        model = self._inner(X, y, fit_params or {}) if model is None else model
+        original = self._as_teacher(from_model(model))
+        teacher = code_twin(original) if self._codes_ else original
         if teacher.num_feature != X.shape[1]:
             raise ValueError(
                 f"X has {X.shape[1]} features, but the inner model expects {teacher.num_feature}."
@@ -132,8 +140,8 @@ class _SlimBase(BaseEstimator):
             strict=bool(self.strict),
         )
         self.model_ = model
-        self.teacher_ = teacher
-        self.forest_ = result.forest
+        self.teacher_ = original
+        self.forest_ = with_categories_of(result.forest, original)
         self.search_ = result
         steps = [
             {
@@ -165,12 +173,30 @@ class _SlimBase(BaseEstimator):
         """The inner model's Forest as the search should judge it."""
         return forest
 
+    def _encoded(self, X: Any, y: Any, fit_params: dict[str, Any] | None = None) -> Any:
+        """``(X, model)``: a DataFrame with category columns becomes the codes the inner model
+        routes (fitting the inner model on the DataFrame itself when it is not fitted yet); any
+        other ``X`` is returned as it is, with no model."""
+        self._codes_ = has_category_columns(X)
+        if not self._codes_:
+            return X, None
+        model = self._inner(X, y, fit_params or {})
+        return encode_frame(self._as_teacher(from_model(model)), X), model
+
     def _check_X(self, X: ArrayLike) -> NDArray[np.float64]:
         check_is_fitted(self, "forest_")
+        if has_category_columns(X):
+            X = encode_frame(self.forest_, X)
         out: NDArray[np.float64] = validate_data(
             self, X, reset=False, ensure_all_finite="allow-nan", dtype=np.float64
         )
         return out
+
+    def _scorer(self, X: ArrayLike) -> tuple[Forest, NDArray[np.float64]]:
+        """The forest to score ``X`` with and ``X`` checked: category DataFrames become codes,
+        scored by the compressed forest's code twin."""
+        Xc = self._check_X(X)
+        return (code_twin(self.forest_) if has_category_columns(X) else self.forest_), Xc
 
     def compile(self, path: Any = None, **kwargs: Any) -> Any:
         """:func:`treeslim.compile` the compressed forest."""
@@ -256,6 +282,7 @@ class SlimClassifier(ClassifierMixin, _SlimBase):
 
     def fit(self, X: ArrayLike, y: ArrayLike) -> SlimClassifier:
         """Fit (or take) the inner model and compress it on ``(X, y)``."""
+        X, model = self._encoded(X, y)
         X, y = validate_data(self, X, y, ensure_all_finite="allow-nan", dtype=np.float64)
         check_classification_targets(y)
         est = self.estimator
@@ -265,18 +292,17 @@ class SlimClassifier(ClassifierMixin, _SlimBase):
             raise ValueError(
                 f"SlimClassifier needs at least 2 classes in y; got {len(self.classes_)} class."
             )
-        self._search(X, class_codes(self.classes_, y, owner="the fitted inner model"))
+        self._search(X, class_codes(self.classes_, y, owner="the fitted inner model"), model=model)
         return self
 
     def decision_function(self, X: ArrayLike) -> NDArray[np.float64]:
         """Raw scores (margins) of the compressed forest, shape (n,) or (n, n_classes)."""
-        Xc = self._check_X(X)
-        return self.forest_.predict_margin(Xc)
+        forest, Xc = self._scorer(X)
+        return forest.predict_margin(Xc)
 
     def predict_proba(self, X: ArrayLike) -> NDArray[np.float64]:
         """Class probabilities, shape (n_samples, n_classes)."""
-        Xc = self._check_X(X)
-        forest = self.forest_
+        forest, Xc = self._scorer(X)
         if forest.postprocessor == "argmax":
             forest = forest.replace(postprocessor="softmax")
         p = forest.predict(Xc)
@@ -296,16 +322,17 @@ class SlimRegressor(RegressorMixin, _SlimBase):
 
     def fit(self, X: ArrayLike, y: ArrayLike) -> SlimRegressor:
         """Fit (or take) the inner model and compress it on ``(X, y)``."""
+        X, model = self._encoded(X, y)
         X, y = validate_data(
             self, X, y, ensure_all_finite="allow-nan", dtype=np.float64, y_numeric=True
         )
-        self._search(X, y)
+        self._search(X, y, model=model)
         return self
 
     def predict(self, X: ArrayLike) -> NDArray[np.float64]:
         """Predicted values."""
-        Xc = self._check_X(X)
-        return self.forest_.predict(Xc)
+        forest, Xc = self._scorer(X)
+        return forest.predict(Xc)
 
 
 class SlimRanker(RegressorMixin, _SlimBase):
@@ -360,6 +387,12 @@ class SlimRanker(RegressorMixin, _SlimBase):
             Instead of ``qid``: sizes of consecutive queries (LightGBM's ``group``), summing
             to ``n_samples``.
         """
+        if has_category_columns(X) and not is_fitted(self.estimator):
+            raise ValueError(
+                "SlimRanker takes a DataFrame with category columns only with a fitted inner"
+                " ranker (fit it on the DataFrame first, then pass it, or pass numeric codes)."
+            )
+        X, model = self._encoded(X, y)
         Xc, yc = validate_data(
             self, X, y, ensure_all_finite="allow-nan", dtype=np.float64, y_numeric=True
         )
@@ -375,7 +408,7 @@ class SlimRanker(RegressorMixin, _SlimBase):
         order = np.argsort(q, kind="stable")  # grouped rows, the same for any order of queries
         Xc, yc, q = Xc[order], yc[order], q[order]
         fit_params = {} if is_fitted(self.estimator) else _ranking_fit_params(self.estimator, q)
-        self._search(Xc, yc, qid=q, fit_params=fit_params)
+        self._search(Xc, yc, qid=q, fit_params=fit_params, model=model)
         return self
 
     def _as_teacher(self, forest: Forest) -> Forest:
@@ -390,5 +423,5 @@ class SlimRanker(RegressorMixin, _SlimBase):
 
     def predict(self, X: ArrayLike) -> NDArray[np.float64]:
         """Ranking scores (the margins: a ranker has no link; higher ranks first)."""
-        Xc = self._check_X(X)
-        return self.forest_.predict(Xc)
+        forest, Xc = self._scorer(X)
+        return forest.predict(Xc)
