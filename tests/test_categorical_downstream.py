@@ -141,7 +141,7 @@ def test_lossy_passes_leave_category_sets_alone():
 def test_onnx_refuses_categorical_splits_naming_the_feature():
     pytest.importorskip("onnx")
     f = _forest("xgboost", "binary", "float32").replace(feature_names=("colour", "a", "b", "c"))
-    with pytest.raises(treeslim.UnsupportedModelError, match="by category.*treeslim.compile"):
+    with pytest.raises(treeslim.UnsupportedModelError, match=r"by category.*treeslim\.compile"):
         treeslim.to_onnx(f)
 
 
