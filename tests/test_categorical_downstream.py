@@ -209,3 +209,38 @@ def test_compress_takes_a_category_dataframe_under_the_sklearn_rule():
     twin = est.forest_.replace(feature_categories=None, category_rule="xgboost")
     np.testing.assert_allclose(twin.predict(X), p, rtol=0, atol=1e-12)
     assert est.report_.entries[1]["nodes"] < f.n_nodes
+
+
+def _native_margin(kind, model, X):
+    if kind == "xgboost":
+        import xgboost as xgb
+
+        return model.predict(xgb.DMatrix(X.astype(np.float32)), output_margin=True)
+    if kind == "lightgbm":
+        return model.predict(X, raw_score=True)
+    import treelite
+
+    return treelite.gtil.predict(model, X, pred_margin=True, nthread=1)
+
+
+@pytest.mark.parametrize(
+    ("kind", "rule", "dtype"),
+    [("xgboost", "xgboost", "float32"), ("lightgbm", "lightgbm", "float64"),
+     ("treelite", "xgboost", "float64"), ("lightgbm", "xgboost", "float64"),
+     ("xgboost", "lightgbm", "float32")],
+)  # fmt: skip
+def test_every_export_of_a_categorical_forest_is_exact_or_refused(kind, rule, dtype):
+    """No export may silently drop or misroute a category set: the native library's own
+    predictions of the exported model equal the forest's, or the export refuses."""
+    f = _forest(rule, "binary", dtype)
+    X = _rows(f)
+    X = X[np.all(np.isfinite(X) | np.isnan(X), axis=1)]
+    export = {"xgboost": treeslim.to_xgboost, "lightgbm": treeslim.to_lightgbm,
+              "treelite": treeslim.to_treelite}[kind]  # fmt: skip
+    try:
+        model = export(f)
+    except treeslim.UnsupportedModelError as exc:
+        assert "categor" in str(exc)
+        return
+    got = np.asarray(_native_margin(kind, model, X), dtype=np.float64).reshape(len(X), -1)[:, 0]
+    np.testing.assert_allclose(got, f.predict_margin(X), rtol=1e-6, atol=1e-6)
