@@ -131,6 +131,50 @@ def train(
     return cls(**kw).fit(X, y)
 
 
+def categorical_columns(path: str) -> list[int]:
+    """Indices of the ordinal-coded categorical columns of a dataset (empty when it has none)."""
+    z = np.load(path, allow_pickle=False)
+    return [int(j) for j in z["cat_idx"]] if "cat_idx" in z.files else []
+
+
+def train_categorical(kind: str, task: str, X, y, cat_idx, n_trees: int, depth: int = 6, *,
+                      lr_scale: float = 1.0, n_jobs: int = 2):  # fmt: skip
+    """A teacher that splits the columns ``cat_idx`` (integer codes, NaN = missing) by category:
+    XGBoost ``enable_categorical`` on a DataFrame of ``category`` columns, LightGBM
+    ``categorical_feature``, HistGradientBoosting ``categorical_features``. Numpy rows of the
+    same codes score it (XGBoost reads codes; the others encode the same way)."""
+    if task in ("ranking",):
+        raise ValueError("categorical teachers are trained for classification and regression")
+    classify = task in ("binary", "multiclass")
+    if kind == "xgboost":
+        import pandas as pd
+        import xgboost as xgb
+
+        df = pd.DataFrame(X, columns=[f"f{j}" for j in range(X.shape[1])])
+        for j in cat_idx:
+            codes = np.unique(X[:, j][~np.isnan(X[:, j])]).astype(int)
+            df[f"f{j}"] = pd.Categorical(X[:, j], categories=np.arange(codes.max() + 1))
+        cls = xgb.XGBClassifier if classify else xgb.XGBRegressor
+        return cls(n_estimators=n_trees, max_depth=depth, n_jobs=n_jobs, random_state=0,
+                   learning_rate=min(0.5, 0.3 * lr_scale), enable_categorical=True,
+                   tree_method="hist", max_cat_to_onehot=1).fit(df, y)  # fmt: skip
+    if kind == "lightgbm":
+        import lightgbm as lgb
+
+        cls = lgb.LGBMClassifier if classify else lgb.LGBMRegressor
+        return cls(n_estimators=n_trees, num_leaves=2**depth - 1, n_jobs=n_jobs, random_state=0,
+                   verbose=-1, learning_rate=min(0.5, 0.1 * lr_scale)).fit(
+            X, y, categorical_feature=list(cat_idx))  # fmt: skip
+    if kind == "hgb":
+        from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+
+        cls = HistGradientBoostingClassifier if classify else HistGradientBoostingRegressor
+        return cls(max_iter=n_trees, max_depth=depth, random_state=0, early_stopping=False,
+                   learning_rate=min(0.5, 0.1 * lr_scale),
+                   categorical_features=list(cat_idx)).fit(X, y)  # fmt: skip
+    raise ValueError(f"no categorical teacher of kind {kind!r}")
+
+
 def machine() -> str:
     """CPU, core count and the versions of everything that is measured."""
     cpu = platform.processor() or platform.machine()
