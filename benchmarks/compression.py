@@ -17,7 +17,16 @@ import os
 import time
 
 import numpy as np
-from common import DATASETS, default_data_dir, load, machine, split, train
+from common import (
+    DATASETS,
+    categorical_columns,
+    default_data_dir,
+    load,
+    machine,
+    split,
+    train,
+    train_categorical,
+)
 
 import treeslim
 from treeslim import compress
@@ -55,8 +64,16 @@ def run(name: str, path: str, kind: str, quick: bool, max_loss: float) -> dict:
     n_trees = {"rf": 300}.get(kind, 500) // (5 if quick else 1)
     depth = {"rf": 12}.get(kind, 6)
     Xf = (lambda idx: np.nan_to_num(X[idx])) if kind == "rf" else (lambda idx: X[idx])
+    cat_idx = categorical_columns(path) if kind.endswith("-cat") else None
+
+    def fit(rounds, lr_scale=1.0):
+        if cat_idx is not None:  # a teacher splitting the dataset's categorical columns by category
+            return train_categorical(kind[:-4], task, Xf(tr), y[tr], cat_idx, rounds, depth,
+                                     lr_scale=lr_scale)  # fmt: skip
+        return train(kind, task, Xf(tr), y[tr], q(tr), rounds, depth, lr_scale=lr_scale)
+
     t0 = time.perf_counter()
-    teacher_model = train(kind, task, Xf(tr), y[tr], q(tr), n_trees, depth)
+    teacher_model = fit(n_trees)
     teacher = treeslim.from_model(teacher_model)
     train_s = time.perf_counter() - t0
     metric = default_metric(task)
@@ -77,9 +94,7 @@ def run(name: str, path: str, kind: str, quick: bool, max_loss: float) -> dict:
     per = teacher.n_outputs if teacher.leaf_width == 1 else 1
     rounds = max(1, k // per)
     scale = teacher.n_trees / per / rounds if kind != "rf" else 1.0
-    scratch = treeslim.from_model(
-        train(kind, task, Xf(tr), y[tr], q(tr), rounds, depth, lr_scale=scale)
-    )
+    scratch = treeslim.from_model(fit(rounds, scale))
     row = {
         "dataset": name,
         "teacher": kind,
@@ -111,7 +126,9 @@ def main() -> None:
     parser.add_argument("--max-loss", type=float, default=0.005)
     parser.add_argument("--out", default=None, help="markdown table, rewritten after every row")
     parser.add_argument("--datasets", default=None, help="comma-separated subset of datasets")
-    parser.add_argument("--teachers", default=None, help="comma-separated: xgboost,lightgbm,rf")
+    parser.add_argument("--teachers", default=None,
+                        help="comma-separated: xgboost,lightgbm,rf; categorical teachers"
+                        " xgboost-cat,lightgbm-cat,hgb-cat run on the datasets with cat_idx")  # fmt: skip
     args = parser.parse_args()
     names = ["credit_default", "california_housing", "mq2008"] if args.quick else DATASETS
     kinds = ["xgboost", "lightgbm"] if args.quick else ["xgboost", "lightgbm", "rf"]
@@ -134,7 +151,10 @@ def main() -> None:
         if not os.path.exists(path):
             print(f"skip {name}: {path} not found")
             continue
-        for kind in kinds:
+        cats = ["xgboost-cat", "lightgbm-cat", "hgb-cat"] if categorical_columns(path) else []
+        for kind in [*kinds, *(c for c in cats if not args.teachers)]:
+            if kind.endswith("-cat") and not categorical_columns(path):
+                continue
             r = run(name, path, kind, args.quick, args.max_loss)
             ratio = r["nodes_before"] / max(1, r["nodes_after"])
             lines.append(
