@@ -109,7 +109,10 @@ class CompiledForest:
         self._dtype = np.float32 if forest.feature_dtype == "float32" else np.float64
         self._kernel: KernelForest | None = None
         self._d = forest.num_feature
-        self._single = forest.n_outputs == 1 and self.n_outputs == 1
+        # the one-row fast path skips check_X: not for forests that encode numeric inputs
+        # (scikit-learn's categorical features are looked up in their category lists)
+        encodes = forest.category_rule == "sklearn" and forest.feature_categories is not None
+        self._single = forest.n_outputs == 1 and self.n_outputs == 1 and not encodes
         self._per_output = float(forest.trees_per_output) if forest.average else 1.0
         self._base = float(forest.base_score[0])
 
