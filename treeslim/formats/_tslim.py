@@ -249,7 +249,7 @@ _META_TYPES: dict[str, Any] = {
     "n_nodes": int, "leaf_width": int,
 }  # fmt: skip
 _OPTIONAL_META: dict[str, Any] = {
-    "category_rule": str, "feature_categories": (list, type(None)),
+    "category_rule": str, "feature_categories": (list, type(None)), "margin_dtype": str,
 }  # fmt: skip
 
 

@@ -96,6 +96,10 @@ class Forest:
     comparison : {"<", "<="}
     feature_dtype : {"float32", "float64"}
         Precision inputs are rounded to before comparison.
+    margin_dtype : {"float64", "float32"}
+        Precision margins are summed in. ``"float32"`` (XGBoost): each output starts at its
+        ``base_score`` rounded to float32 and adds the trees' float32 leaf values in tree order,
+        rounding after every addition, as XGBoost does, so margins match it to the last bit.
     feature_names : tuple of str or None
     source : mapping
         Where the model came from (``library``, ``objective`` ...) so exports can go back.
@@ -129,6 +133,7 @@ class Forest:
     average: bool = False
     comparison: Literal["<", "<="] = "<"
     feature_dtype: Literal["float32", "float64"] = "float64"
+    margin_dtype: Literal["float32", "float64"] = "float64"
     feature_names: tuple[str, ...] | None = None
     sum_hess: NDArray[np.float64] | None = None
     data_count: NDArray[np.float64] | None = None

@@ -179,6 +179,8 @@ def margin_from_leaves(forest: Forest, leaves: NDArray[np.intp]) -> NDArray[np.f
     """Margins (n, n_outputs) from leaf indices (n, n_trees): the sum / mean of leaf values."""
     k = forest.n_outputs
     lv = forest.leaf_value
+    if forest.margin_dtype == "float32":
+        return _float32_margin(forest, leaves)
     if forest.leaf_width == 1:
         vals = lv[leaves, 0]
         if k == 1:
@@ -193,6 +195,20 @@ def margin_from_leaves(forest: Forest, leaves: NDArray[np.intp]) -> NDArray[np.f
         margin /= forest.trees_per_output
     margin += forest.base_score
     return margin
+
+
+def _float32_margin(forest: Forest, leaves: NDArray[np.intp]) -> NDArray[np.float64]:
+    """XGBoost's sum: float32, base score first, then every tree in order."""
+    n = leaves.shape[0]
+    acc = np.tile(forest.base_score.astype(np.float32), (n, 1))
+    vals = forest.leaf_value.astype(np.float32)
+    for t in range(forest.n_trees):
+        if forest.leaf_width == 1:
+            o = int(forest.tree_class[t])
+            acc[:, o] += vals[leaves[:, t], 0]  # float32 + float32: rounded once, as in C
+        else:
+            acc += vals[leaves[:, t]]
+    return acc.astype(np.float64)
 
 
 def predict_margin(forest: Forest, X: Any) -> NDArray[np.float64]:

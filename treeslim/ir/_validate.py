@@ -53,6 +53,10 @@ def _check_header(f: Forest) -> None:
         _fail(f"comparison must be '<' or '<='; got {f.comparison!r}.")
     if f.feature_dtype not in ("float32", "float64"):
         _fail(f"feature_dtype must be 'float32' or 'float64'; got {f.feature_dtype!r}.")
+    if f.margin_dtype not in ("float32", "float64"):
+        _fail(f"margin_dtype must be 'float32' or 'float64'; got {f.margin_dtype!r}.")
+    if f.margin_dtype == "float32" and f.average:
+        _fail("margin_dtype='float32' is XGBoost's summation; averaged forests sum in float64.")
     if f.num_feature < 1:
         _fail(f"num_feature must be >= 1; got {f.num_feature}.")
     if f.task == "multiclass" and f.num_class < 2:

@@ -67,9 +67,9 @@ def _load_kernel() -> ctypes.CDLL:
     for t in ("float", "double"):
         fn = getattr(lib, f"ts_margin_{t}")
         # X, n, d, thr, child, feat_dl, roots, depths, tree_out, n_trees, values, width, n_out,
-        # strict, cats, out
+        # strict, cats, f32sum, out
         fn.argtypes = [ptr, i64, i32, ptr, ptr, ptr, ptr, ptr, ptr, i32, ptr, i32, i32,
-                       ctypes.c_int, ptr, ptr]  # fmt: skip
+                       ctypes.c_int, ptr, ctypes.c_int, ptr]  # fmt: skip
         fn.restype = None
         fn = getattr(lib, f"ts_leaves_{t}")
         # X, n, d, thr, child, feat_dl, roots, depths, n_trees, strict, cats, leaves
@@ -92,8 +92,8 @@ class _Model(ctypes.Structure):
 
     _fields_ = [(name, ctypes.c_void_p) for name in
                 ("thr", "child", "fdl", "depths", "tree_out", "values", "order")] + [
-        (name, ctypes.c_int32) for name in ("n_trees", "width", "n_out", "strict")
-    ]  # fmt: skip
+        (name, ctypes.c_int32) for name in ("n_trees", "width", "n_out", "strict", "f32sum")
+    ] + [("init", ctypes.c_double)]  # fmt: skip
 
 
 class _Cats(ctypes.Structure):
@@ -204,6 +204,11 @@ class KernelForest:
         self.values = np.ascontiguousarray(forest.leaf_value[old], dtype=np.float64)
         self.strict = 1 if forest.comparison == "<" else 0
         self.steps_per_row = int(forest.tree_depths.sum())  # level steps one row costs
+        # XGBoost's float32 sum starts at the float32 base score; the float64 sum at 0, and the
+        # base score (and averaging) come after it
+        self.f32sum = int(forest.margin_dtype == "float32")
+        base32 = forest.base_score.astype(np.float32).astype(np.float64)
+        self._init = base32 if self.f32sum else np.zeros(forest.n_outputs)
         self._cats_ptr: int | None = None
         if forest.cat_index is not None and forest.cat_bitsets is not None:
             # leaves are never categorical, so the loop onto themselves stays as it is
@@ -232,7 +237,7 @@ class KernelForest:
             self.thr.ctypes.data, self.child.ctypes.data, self.feat_dl.ctypes.data,
             self.depths.ctypes.data, self.tree_out.ctypes.data, self.values.ctypes.data,
             self.walk_order.ctypes.data, forest.n_trees, forest.leaf_width, forest.n_outputs,
-            self.strict,
+            self.strict, self.f32sum, float(self._init[0]),
         )  # fmt: skip
         self._model_ptr = ctypes.addressof(self._model)
         self.single_output = forest.n_outputs == 1 and forest.leaf_width == 1
@@ -242,16 +247,17 @@ class KernelForest:
         return check_X(self.forest, X, dtype=self.dtype)
 
     def raw_sum(self, Xc: NDArray[Any], nthread: int = 1) -> NDArray[np.float64]:
-        """Summed leaf values (n, n_outputs) of prepared rows, without base score or averaging."""
+        """Summed leaf values (n, n_outputs) of prepared rows, without averaging; from the float32
+        base score for float32 sums (XGBoost's order), else without it."""
         f = self.forest
-        out = np.zeros((Xc.shape[0], f.n_outputs))
+        out = np.tile(self._init, (Xc.shape[0], 1))
 
         def run(lo: int, hi: int) -> None:
             self._margin(Xc[lo:].ctypes.data, hi - lo, f.num_feature, self.thr.ctypes.data,
                          self.child.ctypes.data, self.feat_dl.ctypes.data, self.roots.ctypes.data,
                          self.depths.ctypes.data, self.tree_out.ctypes.data, f.n_trees,
                          self.values.ctypes.data, f.leaf_width, f.n_outputs, self.strict,
-                         self._cats_ptr, out[lo:].ctypes.data)  # fmt: skip
+                         self._cats_ptr, self.f32sum, out[lo:].ctypes.data)  # fmt: skip
 
         run_in_ranges(run, Xc.shape[0], self.steps_per_row, nthread)
         return out
@@ -271,8 +277,17 @@ class KernelForest:
             out = self.raw_sum(Xc, nthread)
         if f.average:
             out /= f.trees_per_output
-        out += f.base_score
+        if not self.f32sum:
+            out += f.base_score
         return out
+
+    def row_margin(self, row: bytes) -> float:
+        """The margin of one row of a single-output forest (bytes as for :meth:`row_raw_sum`)."""
+        f = self.forest
+        if self.f32sum:
+            return self.row_raw_sum(row)
+        s = self.row_raw_sum(row)
+        return (s / f.trees_per_output if f.average else s) + float(f.base_score[0])
 
     def row_raw_sum(self, row: bytes) -> float:
         """Summed leaf values of one row of a single-output forest, given as the bytes of a
@@ -288,7 +303,7 @@ class KernelForest:
         where the blocked kernel has too few rows to overlap); the same sums."""
         if self._cats_ptr is not None:
             return self.raw_sum(Xc)
-        out = np.zeros((Xc.shape[0], self.forest.n_outputs))
+        out = np.tile(self._init, (Xc.shape[0], 1))
         self._rows(Xc.ctypes.data, Xc.shape[0], self.forest.num_feature, self._model_ptr,
                    out.ctypes.data)  # fmt: skip
         return out

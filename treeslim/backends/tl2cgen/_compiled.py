@@ -113,8 +113,6 @@ class CompiledForest:
         # (scikit-learn's categorical features are looked up in their category lists)
         encodes = forest.category_rule == "sklearn" and forest.feature_categories is not None
         self._single = forest.n_outputs == 1 and self.n_outputs == 1 and not encodes
-        self._per_output = float(forest.trees_per_output) if forest.average else 1.0
-        self._base = float(forest.base_score[0])
 
     def __repr__(self) -> str:
         return f"CompiledForest({self.forest!r}, lib={self.libpath.name})"
@@ -162,7 +160,7 @@ class CompiledForest:
         kernel = self._batch_kernel()
         if kernel is not None and X.dtype in _FLOATS:
             row = X.tobytes() if X.dtype == self._dtype else X.astype(self._dtype).tobytes()
-            v = kernel.row_raw_sum(row) / self._per_output + self._base
+            v = kernel.row_margin(row)
             return v if margin else _link1(self.forest, v)
         fn = self._row1.get(X.dtype)
         return None if fn is None else float(fn(X.tobytes(), margin))

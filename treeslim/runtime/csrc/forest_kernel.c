@@ -25,6 +25,10 @@
 
 #define BLOCK 128
 
+/* XGBoost's float32 sum: a += v rounded to float32 (exact: double has more than 2 * 24 + 2 bits,
+ * so rounding the double sum of two floats to float is the correctly rounded float sum) */
+#define TS_ADD32(a, v) ((a) = (double)(float)((a) + (v)))
+
 typedef struct {
   const int32_t* set;   /* per node: the bitset row of a categorical split, -1 otherwise */
   const uint32_t* bits; /* (n_sets, words) */
@@ -93,7 +97,8 @@ DEFINE_CAT_RIGHT(double)
   void ts_margin_##T(const T* X, int64_t n, int32_t d, const T* thr, const int32_t* child,         \
                      const int32_t* fdl, const int32_t* roots, const int32_t* depths,              \
                      const int32_t* tree_out, int32_t n_trees, const double* values,               \
-                     int32_t width, int32_t n_out, int strict, const ts_cats* cats, double* out) { \
+                     int32_t width, int32_t n_out, int strict, const ts_cats* cats, int f32sum,    \
+                     double* out) {                                                                \
     const int64_t nblocks = (n + BLOCK - 1) / BLOCK;                                               \
     for (int64_t b = 0; b < nblocks; ++b) {                                                        \
       int32_t idx[BLOCK];                                                                          \
@@ -103,11 +108,18 @@ DEFINE_CAT_RIGHT(double)
         walk_##T(X, r0, m, d, thr, child, fdl, roots[t], depths[t], strict, cats, idx);            \
         if (width == 1) {                                                                          \
           const int32_t o = tree_out[t];                                                           \
-          for (int64_t r = 0; r < m; ++r) out[(r0 + r) * n_out + o] += values[idx[r]];             \
+          if (f32sum) {                                                                            \
+            for (int64_t r = 0; r < m; ++r) TS_ADD32(out[(r0 + r) * n_out + o], values[idx[r]]);    \
+          } else {                                                                                 \
+            for (int64_t r = 0; r < m; ++r) out[(r0 + r) * n_out + o] += values[idx[r]];           \
+          }                                                                                        \
         } else {                                                                                   \
           for (int64_t r = 0; r < m; ++r)                                                          \
-            for (int32_t k = 0; k < width; ++k)                                                    \
-              out[(r0 + r) * n_out + k] += values[(int64_t)idx[r] * width + k];                    \
+            for (int32_t k = 0; k < width; ++k) {                                                  \
+              const double v_ = values[(int64_t)idx[r] * width + k];                               \
+              if (f32sum) TS_ADD32(out[(r0 + r) * n_out + k], v_);                                 \
+              else out[(r0 + r) * n_out + k] += v_;                                                \
+            }                                                                                      \
         }                                                                                          \
       }                                                                                            \
     }                                                                                              \
@@ -148,13 +160,20 @@ typedef struct {
   const double* values;
   const int32_t* order; /* a permutation of each chunk's trees, by depth */
   int32_t n_trees, width, n_out, strict;
+  int32_t f32sum; /* add leaves in float32 (XGBoost), onto out's initial value */
+  double init;    /* where ts_row1's sum starts (the float32 base score when f32sum) */
 } ts_model;
 
 static inline void ts_add_leaf(const ts_model* m, int32_t t, int32_t leaf, double* out) {
   if (m->width == 1) {
-    out[m->tree_out[t]] += m->values[leaf];
+    if (m->f32sum) TS_ADD32(out[m->tree_out[t]], m->values[leaf]);
+    else out[m->tree_out[t]] += m->values[leaf];
   } else {
-    for (int32_t k = 0; k < m->width; ++k) out[k] += m->values[(int64_t)leaf * m->width + k];
+    for (int32_t k = 0; k < m->width; ++k) {
+      const double v = m->values[(int64_t)leaf * m->width + k];
+      if (m->f32sum) TS_ADD32(out[k], v);
+      else out[k] += v;
+    }
   }
 }
 
@@ -194,13 +213,13 @@ static inline void ts_add_leaf(const ts_model* m, int32_t t, int32_t leaf, doubl
       for (int32_t t = 0; t < n; ++t) ts_add_leaf(m, c0 + t, leaf[t], out);                        \
     }                                                                                              \
   }                                                                                                \
-  /* n rows (row stride d), each walked as above; out (n, n_out) zeroed by the caller */         \
+  /* n rows (row stride d), each walked as above, added onto out (n, n_out) */         \
   void ts_rows_##T(const T* X, int64_t n, int32_t d, const ts_model* m, double* out) {           \
     for (int64_t r = 0; r < n; ++r) ts_row_##T(X + r * d, m, out + r * m->n_out);                 \
   }                                                                                                \
-  /* one row, one output: the raw sum is returned (no base score, no averaging) */                \
+  /* one row, one output: the sum from m->init (no averaging) */                                  \
   double ts_row1_##T(const T* x, const ts_model* m) {                                              \
-    double out = 0.0;                                                                              \
+    double out = m->init;                                                                          \
     ts_row_##T(x, m, &out);                                                                        \
     return out;                                                                                    \
   }
@@ -208,4 +227,4 @@ static inline void ts_add_leaf(const ts_model* m, int32_t t, int32_t leaf, doubl
 DEFINE_ROW(float)
 DEFINE_ROW(double)
 
-int ts_kernel_abi(void) { return 5; }
+int ts_kernel_abi(void) { return 6; }
