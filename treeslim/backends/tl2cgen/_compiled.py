@@ -109,7 +109,9 @@ class CompiledForest:
         self._dtype = np.float32 if forest.feature_dtype == "float32" else np.float64
         self._kernel: KernelForest | None = None
         self._d = forest.num_feature
-        self._single = forest.n_outputs == 1 and self.n_outputs == 1
+        # the row fast path takes the values as they are: not for inputs the forest encodes first
+        encodes = forest.category_rule == "sklearn" and forest.feature_categories is not None
+        self._single = forest.n_outputs == 1 and self.n_outputs == 1 and not encodes
         self._per_output = float(forest.trees_per_output) if forest.average else 1.0
         self._base = float(forest.base_score[0])
 
@@ -198,6 +200,8 @@ class CompiledForest:
     def _batch_kernel(self) -> KernelForest | None:
         """treeslim's batch kernel, built on first use; None where it cannot be built (no C
         compiler on a serving host): batches then go through the library's row loop."""
+        if self.forest.cat_index is not None:
+            return None  # treeslim's kernel has no category sets yet: the library's row loop
         if self._kernel is None and not self._no_kernel:
             try:
                 self._kernel = KernelForest(self.forest)
