@@ -184,8 +184,10 @@ def _stump_model(threshold_type: str, right_child: bool) -> treelite.Model:
 
 GRID = np.array(
     [0, 1, 2, 5, 6, 100, 200, 201, 255, 256, np.nan, -1, -0.5, -0.0, 0.5, 3.7, 100.9, 5.5,
-     2**24, 2**24 + 2, 2**31, 2**32 - 1, 2**32, 2**32 + 1, 1e10, np.inf, -np.inf]
+     2**24, 2**24 + 2, 2**31, 2**32 - 1, 2**32, 2**32 + 1, 1e10, np.inf, -np.inf,
+     np.frombuffer((0x40000000FFFFFFFF).to_bytes(8, "little"))[0]]
 )  # fmt: skip
+# the last value (2.0000005, code 2) has the low word -1 that TL2cgen reads as "missing" in a double
 GRID_ROWS = np.array(np.meshgrid(GRID, GRID)).reshape(2, -1).T[:, [0, 1, 1]]
 GRID_ROWS[:, 1] = GRID_ROWS[::-1, 1]
 
@@ -227,8 +229,14 @@ def test_treelite_refuses_huge_codes() -> None:
     b = ModelBuilder(
         threshold_type="float64",
         leaf_output_type="float64",
-        metadata=Metadata(num_feature=1, task_type="kRegressor", average_tree_output=False,
-                          num_target=1, num_class=[1], leaf_vector_shape=(1, 1)),  # fmt: skip
+        metadata=Metadata(
+            num_feature=1,
+            task_type="kRegressor",
+            average_tree_output=False,
+            num_target=1,
+            num_class=[1],
+            leaf_vector_shape=(1, 1),
+        ),
         tree_annotation=TreeAnnotation(num_tree=1, target_id=[0], class_id=[0]),
         postprocessor=PostProcessorFunc(name="identity"),
         base_scores=[0.0],
@@ -277,7 +285,7 @@ def _lightgbm_rule_forest() -> Forest:
     )
     return Forest.from_trees(
         [tree], task="regression", num_feature=2, comparison="<=", category_rule="lightgbm",
-        cat_bitsets=bitset_table([[0, 2, 70]]),
+        cat_bitsets=bitset_table([[0, 3, 70]]),
     )  # fmt: skip
 
 
@@ -296,7 +304,9 @@ def test_compiled_hgb_predicts_like_the_library(compiled_cache, kind: str) -> No
     rows = adversarial(X, [1, 3])
     assert np.array_equal(compiled.predict_margin(rows), forest.predict_margin(rows))
     assert np.array_equal(compiled.predict_rowwise(rows, margin=True), forest.predict_margin(rows))
-    np.testing.assert_allclose(compiled.predict_margin(rows), model.decision_function(rows), 0, 1e-12)
+    np.testing.assert_allclose(
+        compiled.predict_margin(rows), model.decision_function(rows), 0, 1e-12
+    )
     info = compiled.info["categorical"]
     assert info["1"] == {"index": 1, "rule": "sklearn", "categories": LEVELS[1]}
 
