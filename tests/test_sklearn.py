@@ -287,13 +287,14 @@ def test_refuses_multi_output() -> None:
         forest_from_sklearn(model)
 
 
-def test_refuses_categorical_hgb() -> None:
+def test_reads_categorical_hgb() -> None:  # in depth: tests/test_categorical_sklearn.py
     X, y = data("bin")
     X = X.copy()
     X[:, 2] = np.arange(len(X)) % 3
     model = HGBC(max_iter=2, categorical_features=[2]).fit(X, y)
-    with pytest.raises(UnsupportedModelError, match=r"features \[2\] as categorical"):
-        forest_from_sklearn(model)
+    forest = forest_from_sklearn(model)
+    assert forest.category_rule == "sklearn"
+    np.testing.assert_allclose(forest.predict(X), model.predict_proba(X)[:, 1], rtol=1e-12)
 
 
 @pytest.mark.parametrize("model", [R(), HGBR(), GBC(), tree.ExtraTreeRegressor()])

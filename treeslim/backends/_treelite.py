@@ -21,7 +21,7 @@ import numpy as np
 
 from treeslim._utils import float32_thresholds
 from treeslim.errors import MissingDependencyError, UnsupportedModelError
-from treeslim.ir import Forest
+from treeslim.ir import Forest, codes_of
 
 __all__ = ["to_treelite"]
 
@@ -68,8 +68,19 @@ def _attributes(forest: Forest) -> dict[str, Any]:
         "comparison": forest.comparison,
         "feature_names": list(forest.feature_names) if forest.feature_names else None,
         "source": dict(forest.source),
+        "category_rule": forest.category_rule,
+        "feature_categories": _json_categories(forest.feature_categories),
     }
     return {"treeslim": json.loads(json.dumps(meta, default=_jsonable))}
+
+
+def _json_categories(cats: Any) -> Any:
+    """The per-feature category values when JSON holds them exactly (else None: the Treelite
+    model then reads codes, as GTIL does)."""
+    plain = (str, int, float, bool)
+    if cats is None or not all(c is None or all(isinstance(v, plain) for v in c) for c in cats):
+        return None
+    return [None if c is None else list(c) for c in cats]
 
 
 def to_treelite(
@@ -86,6 +97,13 @@ def to_treelite(
         for float32 forests) makes Treelite round inputs itself, with each threshold moved to the
         float32 value that splits all float32 inputs the same way; leaf values and sums become
         float32 (exact for XGBoost leaves, within float32 rounding otherwise).
+
+    Categorical splits become category lists with the members on the left. Treelite reads
+    category *codes* with the ``"xgboost"`` rule, so GTIL predicts what the forest predicts on
+    ``treeslim.ir.check_X(forest, X)`` (DataFrame categories and, for scikit-learn models, raw
+    values encoded to codes), with values in (-1, 0) at categorical features set to 0 for a
+    ``"lightgbm"``-rule forest (LightGBM truncates them to code 0, Treelite calls them invalid).
+    :func:`treeslim.compile` does both itself.
 
     Returns
     -------
@@ -110,12 +128,7 @@ def to_treelite(
     True
     """
     try:
-        from treelite.model_builder import (
-            Metadata,
-            ModelBuilder,
-            PostProcessorFunc,
-            TreeAnnotation,
-        )
+        import treelite.model_builder  # noqa: F401
     except ImportError as exc:  # pragma: no cover - treelite is a core dependency
         raise MissingDependencyError(
             "to_treelite needs treelite: pip install 'treelite>=4.4,<5'"
@@ -130,12 +143,24 @@ def to_treelite(
             " compares float64 inputs: use threshold_type='float64'."
         )
     post = _postprocessor(forest)
+    builder = _builder(forest, threshold_type, post)
+    thr = forest.threshold
+    if threshold_type == "float32":
+        thr = float32_thresholds(thr, forest.comparison).astype(np.float64)
+    _add_trees(builder, forest, thr)
+    return _exact_base_scores(builder.commit(), forest.base_score, post)
+
+
+def _builder(forest: Forest, threshold_type: str, post: str) -> Any:
+    """A Treelite ModelBuilder with the forest's header: task, classes, averaging, link."""
+    from treelite.model_builder import Metadata, ModelBuilder, PostProcessorFunc, TreeAnnotation
+
     n_trees, k, width = forest.n_trees, forest.n_outputs, forest.leaf_width
     multi = forest.task == "multiclass"
     class_id = (
         forest.tree_class.tolist() if (multi and width == 1) else [-1 if width > 1 else 0] * n_trees
     )
-    builder = ModelBuilder(
+    return ModelBuilder(
         threshold_type=threshold_type,
         leaf_output_type=threshold_type,
         metadata=Metadata(
@@ -153,46 +178,57 @@ def to_treelite(
         base_scores=[float(v) for v in forest.base_score],
         attributes=_attributes(forest),
     )
-    thr = forest.threshold
-    if threshold_type == "float32":
-        thr = float32_thresholds(thr, forest.comparison).astype(np.float64)
+
+
+def _add_trees(builder: Any, forest: Forest, thr: np.ndarray) -> None:
+    """Every node into ``builder``: leaves, tests (numerical with the forest's operator,
+    categorical with the members on the left) and the node statistics."""
     split, thresholds = forest.split_index.tolist(), thr.tolist()
     cleft, cright = forest.cleft.tolist(), forest.cright.tolist()
     default_left = forest.default_left.tolist()
-    leaves = forest.leaf_value[:, 0].tolist() if width == 1 else forest.leaf_value.tolist()
+    leaves = (
+        forest.leaf_value[:, 0].tolist() if forest.leaf_width == 1 else forest.leaf_value.tolist()
+    )
     count = forest.data_count
     counts = None
     if count is not None and np.all(np.isfinite(count) & (count >= 0) & (count == np.round(count))):
         counts = count.astype(np.int64).tolist()
     hess = None if forest.sum_hess is None else forest.sum_hess.tolist()
     gain = None if forest.gain is None else forest.gain.tolist()
-    op = forest.comparison
+    cat = [-1] * forest.n_nodes if forest.cat_index is None else forest.cat_index.tolist()
+    sets = (
+        [] if forest.cat_bitsets is None else [codes_of(row).tolist() for row in forest.cat_bitsets]
+    )
     offsets = forest.tree_offsets.tolist()
-    for t in range(n_trees):
+    for t in range(forest.n_trees):
         lo, hi = offsets[t], offsets[t + 1]
         builder.start_tree()
         for i in range(lo, hi):
             builder.start_node(i - lo)
+            children = {"left_child_key": cleft[i] - lo, "right_child_key": cright[i] - lo}
             if split[i] < 0:
                 builder.leaf(leaves[i])
+            elif cat[i] >= 0:
+                builder.categorical_test(
+                    split[i],
+                    default_left=default_left[i],
+                    category_list=sets[cat[i]],
+                    category_list_right_child=False,
+                    **children,
+                )
             else:
                 builder.numerical_test(
-                    split[i],
-                    thresholds[i],
-                    default_left=default_left[i],
-                    opname=op,
-                    left_child_key=cleft[i] - lo,
-                    right_child_key=cright[i] - lo,
-                )
-                if gain is not None:
-                    builder.gain(gain[i])
+                    split[i], thresholds[i], default_left=default_left[i],
+                    opname=forest.comparison, **children,
+                )  # fmt: skip
+            if gain is not None and split[i] >= 0:
+                builder.gain(gain[i])
             if counts is not None:
                 builder.data_count(counts[i])
             if hess is not None:
                 builder.sum_hess(hess[i])
             builder.end_node()
         builder.end_tree()
-    return _exact_base_scores(builder.commit(), forest.base_score, post)
 
 
 def _exact_base_scores(model: Any, base: np.ndarray, post: str) -> Any:

@@ -7,7 +7,11 @@ thresholds; histogram gradient boosting tests float64 inputs with ``<=``; NaN fo
 ``missing_go_to_left`` (set on every node, also for models trained without NaN). Leaves hold what
 ``predict_proba`` / ``predict`` / ``decision_function`` sum: class fractions for trees and forests,
 ``learning_rate * value`` for gradient boosting (the product sklearn computes), shrunk values for
-histogram boosting.
+histogram boosting. Categorical histogram boosting keeps its splits as category sets (members of
+``raw_left_cat_bitsets`` go left) under the ``"sklearn"`` rule: inputs are encoded by value with
+the OrdinalEncoder's categories (unseen values become NaN and take the missing side, as HGB's own
+encoder and predictor do), and the tree features, which index the encoder's reordered output
+(categorical columns first), are mapped back to the user's columns.
 """
 
 from __future__ import annotations
@@ -167,11 +171,14 @@ def _gb_forest(obj: Any, name: str, header: dict[str, Any]) -> Forest:
     )
 
 
-def _hgb_tree(nodes: np.ndarray, tree_class: int) -> TreeArrays:
+def _hgb_tree(nodes: np.ndarray, tree_class: int, columns: np.ndarray, set_base: int) -> TreeArrays:
+    """One HGB predictor as TreeArrays: features mapped back to the user's columns, and
+    categorical nodes pointing at row ``set_base + bitset_idx`` of the forest's category table."""
     leaf = nodes["is_leaf"].astype(bool)
+    cat = nodes["is_categorical"].astype(bool) & ~leaf
     return TreeArrays(
-        split_index=np.where(leaf, -1, nodes["feature_idx"]),
-        threshold=np.where(leaf, 0.0, nodes["num_threshold"]),
+        split_index=np.where(leaf, -1, columns[np.where(leaf, 0, nodes["feature_idx"])]),
+        threshold=np.where(leaf | cat, 0.0, nodes["num_threshold"]),
         cleft=np.where(leaf, -1, nodes["left"].astype(np.int64)),
         cright=np.where(leaf, -1, nodes["right"].astype(np.int64)),
         default_left=nodes["missing_go_to_left"].astype(bool),
@@ -179,36 +186,88 @@ def _hgb_tree(nodes: np.ndarray, tree_class: int) -> TreeArrays:
         tree_class=tree_class,
         data_count=nodes["count"].astype(np.float64),
         gain=np.where(leaf, 0.0, nodes["gain"]),
+        cat_index=np.where(cat, set_base + nodes["bitset_idx"].astype(np.int64), -1),
     )
 
 
-def _hgb_forest(obj: Any, name: str, header: dict[str, Any]) -> Forest:
-    cat = getattr(obj, "is_categorical_", None)
-    if (cat is not None and np.any(cat)) or getattr(obj, "_preprocessor", None) is not None:
-        cols: Any = np.flatnonzero(np.asarray(cat)) if cat is not None else []
-        names = header.get("feature_names") or range(int(obj.n_features_in_))
-        which = [list(names)[int(j)] for j in cols]
+def _hgb_columns(obj: Any, name: str, n: int) -> tuple[np.ndarray, list[Any] | None]:
+    """Which user column each tree feature is, and the category values per user column.
+
+    With categorical features, HGB's ``_preprocessor`` (a ColumnTransformer) puts the ordinally
+    encoded categorical columns first and the numerical ones after them; tree feature ``j`` is
+    column ``j`` of that output. The OrdinalEncoder's ``categories_`` give, per categorical column,
+    the value of each code (its trailing NaN, the missing marker, is not a category).
+    """
+    pre = getattr(obj, "_preprocessor", None)
+    if pre is None:
+        return np.arange(n), None
+    columns = np.full(n, -1, dtype=np.int64)
+    for key, _, selected in pre.transformers_:
+        out = pre.output_indices_.get(key, slice(0, 0))
+        if out.stop == out.start:
+            continue  # an empty step (the "drop" remainder)
+        sel = np.asarray(selected)
+        picked = np.flatnonzero(sel) if sel.dtype == bool else sel.astype(np.int64, copy=False)
+        if sel.dtype.kind not in "biu" or len(picked) != out.stop - out.start:
+            raise UnsupportedModelError(
+                f"This {name}'s preprocessor step {key!r} selects columns by {sel.dtype} values;"
+                " treeslim maps HistGradientBoosting columns given as masks or indices only."
+            )
+        columns[out] = picked
+    if np.any(columns < 0) or len(set(columns.tolist())) != n:
         raise UnsupportedModelError(
-            f"This {name} treats features {which} as categorical (bitset splits); treeslim holds"
-            " numerical splits only: one-hot or ordinal-encode them and refit with"
-            " categorical_features=None."
+            f"This {name}'s preprocessor does not map its {n} input columns one to one; treeslim"
+            " cannot tell which column each tree feature reads."
         )
+    encoder = pre.named_transformers_["encoder"]
+    enc_cols = columns[pre.output_indices_["encoder"]]
+    categories: list[Any] = [None] * n
+    for col, cats in zip(enc_cols.tolist(), encoder.categories_, strict=True):
+        values = list(cats)
+        while values and (values[-1] is None or _is_nan(values[-1])):
+            values.pop()  # OrdinalEncoder lists the missing marker last; it encodes to NaN
+        categories[col] = tuple(values)
+    return columns, categories
+
+
+def _is_nan(v: Any) -> bool:
+    return isinstance(v, (float, np.floating)) and bool(np.isnan(v))
+
+
+def _hgb_trees(obj: Any, name: str, columns: np.ndarray) -> tuple[list[TreeArrays], Any]:
+    """All predictors as TreeArrays, and the table of their categories-going-left bitsets."""
     predictors = obj._predictors[: int(obj.n_iter_)]
-    for it, per_class in enumerate(predictors):
+    trees, tables, n_sets = [], [], 0
+    for per_class in predictors:
         for c, pred in enumerate(per_class):
-            if np.any(pred.nodes["is_categorical"] & ~pred.nodes["is_leaf"]):
-                raise UnsupportedModelError(
-                    f"This {name}: iteration {it}, tree {c} has a categorical split; refit with"
-                    " categorical_features=None after encoding the categories as numbers."
-                )
-    trees = [_hgb_tree(p.nodes, c) for per_class in predictors for c, p in enumerate(per_class)]
-    k = len(predictors[0]) if predictors else 1
+            trees.append(_hgb_tree(pred.nodes, c, columns, n_sets))
+            bits = np.asarray(pred.raw_left_cat_bitsets, dtype=np.uint32).reshape(-1, _BITSET_WORDS)
+            tables.append(bits)
+            n_sets += len(bits)
+    if not trees:
+        raise UnsupportedModelError(f"This {name} has no trees (n_iter_ == 0): fit it again.")
+    table = np.concatenate(tables) if n_sets else None
+    if table is not None:  # drop all-zero high words (codes stop at max_bins <= 255)
+        used = np.flatnonzero(table.any(axis=0))
+        table = table[:, : int(used[-1]) + 1 if len(used) else 1]
+    return trees, table
+
+
+#: Words of one HGB category bitset (256 bits: codes up to max_bins = 255).
+_BITSET_WORDS = 8
+
+
+def _hgb_forest(obj: Any, name: str, header: dict[str, Any]) -> Forest:
+    n = int(obj.n_features_in_)
+    columns, categories = _hgb_columns(obj, name, n)
+    trees, table = _hgb_trees(obj, name, columns)
+    k = len(obj._predictors[0])
     base = np.asarray(obj._baseline_prediction, dtype=np.float64).ravel()
     link = type(obj._loss.link).__name__
     header.update(comparison="<=", feature_dtype="float64", base_score=base)
+    if categories is not None:
+        header.update(cat_bitsets=table, category_rule="sklearn", feature_categories=categories)
     header["source"]["loss"] = str(obj.loss)
-    if not trees:
-        raise UnsupportedModelError(f"This {name} has no trees (n_iter_ == 0): fit it again.")
     if name == "HistGradientBoostingRegressor":
         posts = {"IdentityLink": "identity", "LogLink": "exponential"}
         if link not in posts:
@@ -244,8 +303,8 @@ def forest_from_sklearn(obj: Any) -> Forest:
     Raises
     ------
     UnsupportedModelError
-        For an unfitted estimator, several outputs, categorical splits, single-class training or
-        a gradient boosting ``init`` estimator that is not constant.
+        For an unfitted estimator, several outputs, single-class training or a gradient
+        boosting ``init`` estimator that is not constant.
 
     Examples
     --------

@@ -5,21 +5,29 @@ no JSON round trip through ``dump_as_json``). Treelite keeps one comparison oper
 Forest one for all: ``>`` / ``>=`` nodes become ``<=`` / ``<`` with their children (and default
 side) swapped, and ``<`` / ``<=`` convert into each other exactly by moving the threshold one
 float64 ulp. A float32-threshold model becomes a float32 forest, since Treelite rounds inputs to its
-threshold type. Checkpoint bytes are checked in full before Treelite sees them: Treelite 4.8
-segfaults or hangs on some corrupt checkpoints.
+threshold type. Categorical nodes (category lists) keep their sets with members on the left (a
+``category_list_right_child`` node has its children and default side swapped) under the
+``"xgboost"`` rule, which is Treelite's: negative or unrepresentable values are no member, any other
+value is the code ``uint32(x)``. Checkpoint bytes are checked in full before Treelite sees them
+(:mod:`treeslim.frontends._treelite_checkpoint`).
 """
 
 from __future__ import annotations
 
 import json
-import struct
 from typing import Any
 
 import numpy as np
 
 from treeslim.errors import InvalidForestError, ModelFormatError, UnsupportedModelError
 from treeslim.formats import check_feature_count
-from treeslim.ir import Forest, TreeArrays
+from treeslim.frontends._treelite_checkpoint import (
+    FLOAT_TYPES,
+    TREE_LAYOUT,
+    looks_like_treelite_checkpoint,
+    parse_checkpoint,
+)
+from treeslim.ir import Forest, TreeArrays, bitset_table
 
 __all__ = [
     "forest_from_treelite",
@@ -37,20 +45,12 @@ _POSTS = {
     "exponential": "exponential",
 }
 _EQ, _LT, _LE, _GT, _GE = 1, 2, 3, 4, 5
-_FLOAT = {2: np.float32, 3: np.float64}  # Treelite TypeInfo codes
+_MAX_CODE = 1 << 24  # category codes a Forest holds (treeslim.ir's MAX_CATEGORY)
 _HEADER_FIELDS = (
     "threshold_type num_feature task_type average_tree_output num_target num_class"
     " leaf_vector_shape target_id class_id postprocessor sigmoid_alpha base_scores attributes"
 ).split()
-# a tree in a checkpoint: name:dtype:length (n = one per node, * = any, ? = none or one per node)
-_TREE_LAYOUT = (
-    "node_type:i1:n cleft:i4:n cright:i4:n split_index:i4:n default_left:u1:n leaf_value:R:n"
-    " threshold:R:n cmp:i1:n category_list_right_child:u1:n leaf_vector:R:* leaf_vector_begin:u8:n"
-    " leaf_vector_end:u8:n category_list:u4:* category_list_begin:u8:n category_list_end:u8:n"
-    " data_count:u8:? data_count_present:u1:? sum_hess:f8:? sum_hess_present:u1:? gain:f8:?"
-    " gain_present:u1:?"
-).split()
-_TREE_FIELDS = [entry.split(":")[0] for entry in _TREE_LAYOUT if "category" not in entry]
+_TREE_FIELDS = [entry.split(":")[0] for entry in TREE_LAYOUT]
 
 
 def _one(h: dict[str, Any], key: str) -> int:
@@ -65,7 +65,7 @@ def _header(h: dict[str, Any], n_trees: int) -> tuple[dict[str, Any], np.ndarray
             "Treelite isolation-forest models are not supported: treeslim holds classifiers,"
             " regressors and rankers."
         )
-    if task_code not in _TASKS or _one(h, "threshold_type") not in _FLOAT:
+    if task_code not in _TASKS or _one(h, "threshold_type") not in FLOAT_TYPES:
         raise ModelFormatError(f"unknown task_type {task_code} or threshold_type.")
     task = _TASKS[task_code]
     if _one(h, "num_target") != 1:
@@ -134,6 +134,14 @@ def _apply_attributes(header: dict[str, Any], text: str) -> None:
         header["feature_names"] = tuple(str(n) for n in names)
     if isinstance(meta.get("source"), dict):
         header["source"] = {**meta["source"], "via": "treelite"}
+    if meta.get("category_rule") in ("lightgbm", "sklearn"):
+        header["category_rule"] = meta["category_rule"]
+    cats = meta.get("feature_categories")
+    if isinstance(cats, list) and len(cats) == header["num_feature"]:
+        ok = all(c is None or isinstance(c, list) for c in cats)
+        header["feature_categories"] = (
+            tuple(None if c is None else tuple(c) for c in cats) if ok else None
+        )
 
 
 def _comparison(trees: list[dict[str, Any]]) -> str:
@@ -145,34 +153,20 @@ def _comparison(trees: list[dict[str, Any]]) -> str:
     return "<" if np.count_nonzero(np.isin(ops, (_LT, _GE))) > ops.size / 2 else "<="
 
 
-def _tree(t: dict[str, Any], idx: int, tree_class: int, width: int, comparison: str) -> TreeArrays:
+def _tree(
+    t: dict[str, Any], idx: int, tree_class: int, width: int, comparison: str, sets: list[Any]
+) -> TreeArrays:
     nt = np.asarray(t["node_type"])
     n = nt.size
-    for key in (
-        "cleft",
-        "cright",
-        "split_index",
-        "default_left",
-        "leaf_value",
-        "threshold",
-        "cmp",
-        "leaf_vector_begin",
-        "leaf_vector_end",
-    ):
+    for key in ("cleft", "cright", "split_index", "default_left", "leaf_value", "threshold",
+                "cmp", "leaf_vector_begin", "leaf_vector_end", "category_list_right_child"):  # fmt: skip
         if np.asarray(t[key]).shape != (n,):
             raise ModelFormatError(
                 f"tree {idx}: {key} has {np.asarray(t[key]).size} entries for {n} nodes."
             )
-    if np.any(nt == 2):
-        node = int(np.flatnonzero(nt == 2)[0])
-        raise UnsupportedModelError(
-            f"Treelite tree {idx}, node {node} is a categorical split on feature"
-            f" {int(t['split_index'][node])}; treeslim holds numerical splits only: one-hot or"
-            " ordinal-encode that feature and retrain."
-        )
-    if np.any((nt != 0) & (nt != 1)):
+    if np.any((nt < 0) | (nt > 2)):
         raise ModelFormatError(f"tree {idx}: unknown node types {np.unique(nt).tolist()}.")
-    inner, leaf = nt == 1, nt == 0
+    inner, leaf, cat = nt == 1, nt == 0, nt == 2
     thr = np.asarray(t["threshold"], dtype=np.float64).copy()
     cmp = np.asarray(t["cmp"], dtype=np.int64).copy()
     left, right = np.asarray(t["cleft"], np.int64), np.asarray(t["cright"], np.int64)
@@ -190,19 +184,42 @@ def _tree(t: dict[str, Any], idx: int, tree_class: int, width: int, comparison: 
     thr[conv & ~edge] = np.nextafter(thr[conv & ~edge], np.inf if other == _LE else -np.inf)
     thr[edge] = -thr[edge]
     flip ^= edge
-    left, right = np.where(flip, right, left), np.where(flip, left, right)
+    # members go left in the Forest: a category_list_right_child node swaps its children
+    flip |= cat & np.asarray(t["category_list_right_child"]).astype(bool)
     dleft = np.where(flip, ~dleft, dleft)
-    leaf_value = _leaf_values(t, leaf, width, idx)
+    left, right = np.where(flip, right, left), np.where(flip, left, right)
+    split = ~leaf
     return TreeArrays(
-        split_index=np.where(inner, t["split_index"], -1),
+        split_index=np.where(split, t["split_index"], -1),
         threshold=np.where(inner, thr, 0.0),
-        cleft=np.where(inner, left, -1),
-        cright=np.where(inner, right, -1),
-        default_left=dleft & inner,
-        leaf_value=leaf_value,
+        cleft=np.where(split, left, -1),
+        cright=np.where(split, right, -1),
+        default_left=dleft & split,
+        leaf_value=_leaf_values(t, leaf, width, idx),
         tree_class=tree_class,
-        **_stats(t, inner, n),
+        cat_index=_category_sets(t, cat, idx, sets),
+        **_stats(t, split, n),
     )
+
+
+def _category_sets(t: dict[str, Any], cat: np.ndarray, idx: int, sets: list[Any]) -> np.ndarray:
+    """Append each categorical node's category list to ``sets``; the node's index there."""
+    out = np.full(cat.size, -1, dtype=np.int64)
+    begin, end = t["category_list_begin"], t["category_list_end"]
+    codes = np.asarray(t["category_list"], dtype=np.int64)
+    for node in np.flatnonzero(cat).tolist():
+        b, e = int(begin[node]), int(end[node])
+        if not 0 <= b <= e <= codes.size:
+            raise ModelFormatError(f"tree {idx}, node {node}: category_list range out of bounds.")
+        if np.any(codes[b:e] >= _MAX_CODE):
+            raise UnsupportedModelError(
+                f"Treelite tree {idx}, node {node} (feature {int(t['split_index'][node])}) tests"
+                f" category {int(codes[b:e].max())}; treeslim holds codes below {_MAX_CODE}:"
+                " re-encode that feature's categories as small integers and retrain."
+            )
+        out[node] = len(sets)
+        sets.append(codes[b:e])
+    return out
 
 
 def _leaf_values(t: dict[str, Any], leaf: np.ndarray, width: int, idx: int) -> np.ndarray:
@@ -241,9 +258,12 @@ def _build(header_fields: dict[str, Any], trees: list[dict[str, Any]]) -> Forest
     if not trees:
         raise UnsupportedModelError("This Treelite model has no trees.")
     comparison = _comparison(trees)
-    built = [_tree(t, i, int(tree_class[i]), width, comparison) for i, t in enumerate(trees)]
+    sets: list[Any] = []
+    built = [_tree(t, i, int(tree_class[i]), width, comparison, sets) for i, t in enumerate(trees)]
     n_used = max((int(np.max(t.split_index)) + 1 for t in built), default=0)
     check_feature_count(header["num_feature"], n_used, field="num_feature", where="header")
+    if sets:
+        header["cat_bitsets"] = bitset_table(sets)
     return Forest.from_trees(built, comparison=comparison, **header)
 
 
@@ -260,13 +280,15 @@ def forest_from_treelite(model: Any) -> Forest:
         Predicting what ``treelite.gtil.predict(model, X)`` predicts (squeezed to (n,) for one
         output). A float32-threshold model gives a float32 forest (GTIL rounds inputs to float32);
         a model made by :func:`treeslim.to_treelite` gets its forest's ``feature_dtype``,
-        ``feature_names`` and ``source`` back from the model's attributes.
+        ``feature_names``, ``source``, ``category_rule`` and ``feature_categories`` back from the
+        model's attributes (and so predicts what that forest predicted, where GTIL needs inputs
+        prepared as :func:`treeslim.to_treelite` says).
 
     Raises
     ------
     UnsupportedModelError
-        For categorical or ``==`` splits, several targets, isolation forests, postprocessors
-        other than identity / sigmoid / softmax / exponential / multiclass_ova.
+        For ``==`` splits, category codes of 2**24 or more, several targets, isolation forests,
+        postprocessors other than identity / sigmoid / softmax / exponential / multiclass_ova.
     ModelFormatError
         For a model whose arrays are inconsistent.
     """
@@ -284,126 +306,6 @@ def forest_from_treelite(model: Any) -> Forest:
         raise ModelFormatError(f"Treelite model: {exc}") from exc
 
 
-# ---------------------------------------------------------------- checkpoint bytes (v4 format)
-class _Reader:
-    """Bounds-checked reader of Treelite's serialized stream."""
-
-    def __init__(self, data: bytes) -> None:
-        self.data, self.pos = memoryview(data), 0
-
-    def take(self, nbytes: int, what: str) -> memoryview:
-        if nbytes < 0 or self.pos + nbytes > len(self.data):
-            raise ModelFormatError(f"truncated or corrupt at byte {self.pos} (reading {what}).")
-        out = self.data[self.pos : self.pos + nbytes]
-        self.pos += nbytes
-        return out
-
-    def scalar(self, fmt: str, what: str) -> Any:
-        return struct.unpack("<" + fmt, self.take(struct.calcsize(fmt), what))[0]
-
-    def array(self, dtype: Any, what: str) -> np.ndarray:
-        n = self.scalar("Q", what)
-        size = np.dtype(dtype).itemsize
-        if n > (len(self.data) - self.pos) // size:
-            raise ModelFormatError(f"{what} claims {n} entries, more than the data left.")
-        return np.frombuffer(self.take(n * size, what), dtype=np.dtype(dtype).newbyteorder("<"))
-
-    def text(self, what: str) -> str:
-        try:
-            return self.array(np.uint8, what).tobytes().decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise ModelFormatError(f"{what} is not UTF-8 text ({exc}).") from None
-
-    def flag(self, what: str) -> int:
-        v = self.scalar("B", what)
-        if v > 1:
-            raise ModelFormatError(f"{what} is {v}, not a boolean.")
-        return int(v)
-
-    def skip_optional_fields(self, what: str) -> None:
-        count = self.scalar("i", what)
-        if count < 0:
-            raise ModelFormatError(f"{what}: negative count {count}.")
-        for _ in range(count):
-            self.array(np.uint8, f"{what} name")
-            nbytes = self.scalar("Q", what) * self.scalar("Q", what)
-            self.take(nbytes if nbytes <= len(self.data) else -1, what)
-
-
-def _parse_tree(r: _Reader, idx: int, real: Any) -> dict[str, Any]:
-    n = r.scalar("i", f"tree {idx} num_nodes")
-    if n < 1:
-        raise ModelFormatError(f"tree {idx} has {n} nodes.")
-    r.flag(f"tree {idx} has_categorical_split")
-    t: dict[str, Any] = {}
-    for entry in _TREE_LAYOUT:
-        key, dtype, length = entry.split(":")
-        a = r.array(real if dtype == "R" else np.dtype(dtype), f"tree {idx} {key}")
-        if (length == "n" and a.size != n) or (length == "?" and a.size not in (0, n)):
-            raise ModelFormatError(f"tree {idx}: {key} has {a.size} entries for {n} nodes.")
-        t[key] = a
-    inner = t["node_type"] != 0
-    for key in ("cleft", "cright"):
-        bad = inner & ((t[key] < 0) | (t[key] >= n))
-        if bad.any():
-            raise ModelFormatError(f"tree {idx}, node {int(np.argmax(bad))}: {key} out of range.")
-    for key in ("leaf_vector", "category_list"):
-        b, e, size = t[f"{key}_begin"], t[f"{key}_end"], t[key].size
-        if np.any(b > e) or np.any(e > size):
-            raise ModelFormatError(f"tree {idx}: {key} ranges exceed its {size} entries.")
-    r.skip_optional_fields(f"tree {idx} optional fields")
-    r.skip_optional_fields(f"tree {idx} optional node fields")
-    return t
-
-
-def _parse_checkpoint(data: bytes) -> None:
-    """Walk the whole checkpoint, checking every length and index Treelite would trust."""
-    r = _Reader(data)
-    major = r.scalar("i", "version")
-    r.take(8, "version")
-    if major != 4:
-        raise ModelFormatError(f"Treelite checkpoint version {major}.x; treeslim reads 4.x.")
-    ttype, ltype = r.scalar("B", "threshold_type"), r.scalar("B", "leaf_output_type")
-    if ttype not in _FLOAT or ltype != ttype:
-        raise ModelFormatError(f"threshold / leaf types {ttype} / {ltype} are not float32/64.")
-    num_tree = r.scalar("Q", "num_tree")
-    if num_tree > len(data) // 100:  # every tree takes well over 100 bytes
-        raise ModelFormatError(f"num_tree {num_tree} does not fit in {len(data)} bytes.")
-    r.scalar("i", "num_feature")
-    r.scalar("B", "task_type")
-    r.flag("average_tree_output")
-    num_target = r.scalar("i", "num_target")
-    header = {
-        key: r.array(np.int32, key)
-        for key in ("num_class", "leaf_vector_shape", "target_id", "class_id")
-    }
-    if (
-        num_target < 1
-        or header["num_class"].size != num_target
-        or header["leaf_vector_shape"].size != 2
-        or any(header[key].size != num_tree for key in ("target_id", "class_id"))
-    ):
-        raise ModelFormatError("header arrays do not match num_target / num_tree.")
-    r.text("postprocessor")
-    r.take(8, "sigmoid_alpha / ratio_c")
-    r.array(np.float64, "base_scores")
-    r.text("attributes")
-    r.skip_optional_fields("model optional fields")
-    real = _FLOAT[ttype]
-    for i in range(num_tree):
-        _parse_tree(r, i, real)
-    if r.pos != len(data):
-        raise ModelFormatError(f"{len(data) - r.pos} unexpected bytes after the last tree.")
-
-
-def looks_like_treelite_checkpoint(data: bytes) -> bool:
-    """Whether ``data`` starts like a Treelite 4.x checkpoint (``Model.serialize``)."""
-    if len(data) < 22:
-        return False
-    major, minor, patch, ttype, ltype = struct.unpack("<iiiBB", bytes(data[:14]))
-    return major == 4 and 0 <= minor < 1000 and 0 <= patch < 1000 and ttype == ltype in _FLOAT
-
-
 def forest_from_treelite_checkpoint(data: bytes, name: str = "<bytes>") -> Forest:
     """Build a Forest from Treelite checkpoint bytes (``treelite.Model.serialize_bytes``).
 
@@ -414,7 +316,7 @@ def forest_from_treelite_checkpoint(data: bytes, name: str = "<bytes>") -> Fores
     from treelite.core import TreeliteError
 
     try:
-        _parse_checkpoint(bytes(data))
+        parse_checkpoint(bytes(data))
         model = treelite.Model.deserialize_bytes(bytes(data))
     except ModelFormatError as exc:
         raise ModelFormatError(f"{name}: not a valid Treelite checkpoint: {exc}") from exc

@@ -42,6 +42,10 @@ def forest_hash(forest: Forest, options: dict[str, Any]) -> str:
         "base_score",
     ):
         h.update(np.ascontiguousarray(getattr(forest, name)).tobytes())
+    for name in ("cat_index", "cat_bitsets"):  # None for numerical forests: the hash is unchanged
+        value = getattr(forest, name)
+        if value is not None:
+            h.update(name.encode() + np.ascontiguousarray(value).tobytes())
     header = (
         forest.num_feature,
         forest.task,

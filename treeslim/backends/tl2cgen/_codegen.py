@@ -17,7 +17,7 @@ import numpy as np
 
 from treeslim._utils import VERSION, float32_thresholds
 from treeslim.backends._treelite import to_treelite
-from treeslim.errors import TreeSlimError
+from treeslim.errors import TreeSlimError, UnsupportedModelError
 
 if TYPE_CHECKING:
     from treeslim.ir import Forest
@@ -49,12 +49,58 @@ def model_info(forest: Forest) -> str:
         "sigmoid_alpha": forest.sigmoid_alpha,
         "input_precision": forest.feature_dtype,
         "missing": "NaN",
-        "categorical": {},
+        "categorical": _categorical_info(forest),
         "source": {k: forest.source[k] for k in ("library", "objective") if k in forest.source},
         "versions": {"treeslim": VERSION, "treelite": treelite.__version__,
                      "tl2cgen": tl2cgen.__version__},
     }  # fmt: skip
     return json.dumps(info, separators=(",", ":"), default=str)
+
+
+def _categorical_info(forest: Forest) -> dict[str, Any]:
+    """Per categorical feature (by name, else index): the codes' rule and, where the source
+    library encoded values itself, the value of each code (C callers pass codes)."""
+    if forest.cat_index is None:
+        return {}
+    used = np.unique(forest.split_index[forest.is_categorical]).tolist()
+    names = forest.feature_names
+    cats = forest.feature_categories or [None] * forest.num_feature
+    return {
+        (names[j] if names else str(j)): {
+            "index": j,
+            "rule": forest.category_rule,
+            "categories": None if cats[j] is None else list(cats[j]),
+        }
+        for j in used
+    }
+
+
+def _categorical_defines(forest: Forest) -> str:
+    """The shim's categorical switches: which features are categorical, the rule, the width."""
+    if forest.cat_index is None or forest.cat_bitsets is None:
+        return "#define TS_HAS_CAT 0\n"
+    is_cat = np.zeros(forest.num_feature, dtype=bool)
+    is_cat[forest.split_index[forest.is_categorical]] = True
+    numeric = np.flatnonzero(is_cat[np.maximum(forest.split_index, 0)] & (forest.split_index >= 0)
+                             & ~forest.is_categorical)  # fmt: skip
+    if len(numeric):
+        node = int(numeric[0])
+        t = int(np.searchsorted(forest.tree_offsets, node, side="right") - 1)
+        j = int(forest.split_index[node])
+        name = forest.feature_names[j] if forest.feature_names else str(j)
+        raise UnsupportedModelError(
+            f"Tree {t}, node {node - int(forest.tree_offsets[t])} compares feature {j} ({name!r})"
+            " with a threshold, while other nodes split it by category; TL2cgen reads a feature"
+            " one way only: keep the forest in Python (Forest.predict) or retrain with the"
+            " feature either categorical or numerical."
+        )
+    flags = ",".join("1" if c else "0" for c in is_cat)
+    return (
+        "#define TS_HAS_CAT 1\n"
+        f"#define TS_CAT_LIGHTGBM {int(forest.category_rule == 'lightgbm')}\n"
+        f"#define TS_CAT_WIDTH {32 * forest.cat_bitsets.shape[1]}.0\n"
+        f"static const unsigned char ts_is_cat[] = {{{flags}}};\n"
+    )
 
 
 def _c_string(text: str) -> str:
@@ -87,6 +133,7 @@ def generate(forest: Forest, build: Path, parallel_comp: int, verbose: bool) -> 
     tl_forest = (
         forest.replace(postprocessor="softmax") if forest.postprocessor == "argmax" else forest
     )
+    categorical = _categorical_defines(forest)  # refuses what TL2cgen cannot compile first
     model = to_treelite(tl_forest, threshold_type=_threshold_type(forest))
     # quantized (integer) comparisons are what makes the missing-value marker unambiguous, and
     # several translation units keep predict() small enough to copy (see _predict_without_quantize)
@@ -113,7 +160,8 @@ def generate(forest: Forest, build: Path, parallel_comp: int, verbose: bool) -> 
         "TS_ABI_VERSION": str(ABI_VERSION),
         "TS_MODEL_INFO": _c_string(model_info(forest)),
     }
-    shim = "".join(f"#define {k} {v}\n" for k, v in defines.items()) + SHIM
+    shim = "".join(f"#define {k} {v}\n" for k, v in defines.items())
+    shim += categorical + SHIM
     (build / "treeslim_shim.c").write_text(shim)
     return sorted(build.glob("*.c"))
 
@@ -194,7 +242,7 @@ def _exact_threshold_table(path: Path, forest: Forest) -> None:
     m = re.search(r"static const (float|double) threshold\[\] = \{[^}]*\}", src)
     if m is None:
         raise TreeSlimError("TL2cgen's quantize.c has no threshold table; unsupported version.")
-    inner = forest.split_index >= 0
+    inner = (forest.split_index >= 0) & ~forest.is_categorical  # category sets have no threshold
     feat, t = forest.split_index[inner], forest.threshold[inner]
     if m.group(1) == "float":
         t = float32_thresholds(t, forest.comparison).astype(np.float64)

@@ -1,6 +1,7 @@
 /* treeslim's entry points around TL2cgen's generated predict(), compiled with TL2cgen's sources:
  * a one-row function for the Python fast path and the public C ABI (treeslim_*). TS_ENTRY_T,
- * TS_LEAF_T, TS_NFEAT, TS_INPUT_T, TS_LINK, TS_ALPHA, TS_ABI_VERSION and TS_MODEL_INFO are
+ * TS_LEAF_T, TS_NFEAT, TS_INPUT_T, TS_LINK, TS_ALPHA, TS_ABI_VERSION, TS_MODEL_INFO and the
+ * categorical TS_HAS_CAT, TS_CAT_LIGHTGBM, TS_CAT_WIDTH and ts_is_cat[] are
  * defined in front of this file by treeslim.backends.tl2cgen._codegen. A row's entries live on
  * the C stack, so nothing here allocates; only rows wider than TS_STACK_BYTES (a model with more
  * than 32,768 features) take a heap buffer, since a thread's stack may be smaller than the row
@@ -42,6 +43,27 @@ static void ts_link(double* r, int k) {
 #endif
 }
 
+/* Categorical features (TS_HAS_CAT, with ts_is_cat[] flagging them) reach TL2cgen as exact codes:
+ * a valid value (x >= 0, or x > -1 under LightGBM's rule TS_CAT_LIGHTGBM, and below the widest
+ * category set TS_CAT_WIDTH) becomes the integer trunc(x), anything else 2^25, which TL2cgen's test
+ * (0 <= x <= 2^24, then a bit lookup) takes for no member, as the Forest does. So TL2cgen never
+ * casts a negative or huge value to unsigned, the (-1, 0) LightGBM codes are 0, and no double
+ * reaching TL2cgen has the low word -1 it reads as "missing". */
+#if TS_HAS_CAT
+static inline TS_ENTRY_T ts_code(TS_ENTRY_T v) {
+#if TS_CAT_LIGHTGBM
+  if (v > -1 && v < TS_CAT_WIDTH) return (TS_ENTRY_T)(int32_t)v;
+#else
+  if (v >= 0 && v < TS_CAT_WIDTH) return (TS_ENTRY_T)(int32_t)v;
+#endif
+  return (TS_ENTRY_T)33554432.0;
+}
+#define TS_FILL_CAT(e, v, i) \
+  if (ts_is_cat[i]) { (e).fvalue = ts_code(v); continue; }
+#else
+#define TS_FILL_CAT(e, v, i)
+#endif
+
 /* Entries are quantized here, not in TL2cgen's predict: TL2cgen marks a missing value by
  * writing -1 into the low 32 bits of the union, which a float64 value can also hold (LightGBM
  * thresholds often do), so it would take such a value for missing. Quantized indices are never
@@ -49,8 +71,9 @@ static void ts_link(double* r, int k) {
 #define TS_DEFINE(SUFFIX, IN_T)                                                     \
   static inline void ts_fill_##SUFFIX(union Entry* e, const IN_T* x, int d) {       \
     for (int i = 0; i < d; ++i) {                                                   \
-      if (isnan(x[i])) { memset(&e[i], 0xff, sizeof(e[i])); }                       \
-      else { e[i].qvalue = quantize((TS_ENTRY_T)(TS_INPUT_T)x[i], (unsigned)i); }   \
+      if (isnan(x[i])) { memset(&e[i], 0xff, sizeof(e[i])); continue; }             \
+      TS_FILL_CAT(e[i], (TS_ENTRY_T)(TS_INPUT_T)x[i], i)                            \
+      e[i].qvalue = quantize((TS_ENTRY_T)(TS_INPUT_T)x[i], (unsigned)i);            \
     }                                                                               \
   }                                                                                 \
   /* one row, one output: the value is returned, nothing is allocated */            \
