@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 
 from treeslim.errors import InvalidForestError, ModelFormatError, UnsupportedModelError
-from treeslim.formats import ZERO_THRESHOLD, check_feature_count, parse_objective
+from treeslim.formats import check_feature_count, parse_objective
+from treeslim.frontends._lightgbm_splits import category_table, decisions, feature_categories
 from treeslim.ir import Forest, TreeArrays
 
 __all__ = ["forest_from_lightgbm", "forest_from_lightgbm_text"]
@@ -62,14 +63,6 @@ def _optional(blocks: list[dict[str, str]], key: str, counts: np.ndarray) -> np.
     return _column(blocks, key, counts, np.float64)
 
 
-def _move_off_zero_band(thr: np.ndarray) -> np.ndarray:
-    """Thresholds equivalent to ``thr`` once inputs with ``|x| <= kZeroThreshold`` read as 0."""
-    z = ZERO_THRESHOLD
-    band = (thr >= -z) & (thr < z)
-    below = np.nextafter(-z, -np.inf)  # left iff x < -z
-    return np.where(band, np.where(thr >= 0.0, z, below), thr)
-
-
 def _flag(block: dict[str, str], key: str, t: int) -> int:
     try:
         return int(block.get(key, "0") or 0)
@@ -101,44 +94,46 @@ def _check_feature_lines(header: dict[str, str], num_feature: int) -> list[str]:
     return lines["feature_names"]
 
 
-def _check_splits(
-    blocks: list[dict[str, str]], where: Any, feat: np.ndarray, dtype: np.ndarray, names: Any
-) -> None:
-    def at(i: int) -> str:
-        t, node = where(i)
-        j = int(feat[i])
-        return f"LightGBM tree {t}, node {node} on feature {j}" + (
-            f" ({names[j]!r})" if names else ""
-        )
-
-    cat = np.flatnonzero(dtype & 1)
-    if len(cat):
-        raise UnsupportedModelError(
-            f"{at(int(cat[0]))} is a categorical split; treeslim holds numerical splits only:"
-            " ordinal- or one-hot-encode the feature and retrain without categorical_feature."
-        )
+def _check_missing_types(blocks: list[dict[str, str]], dtype: np.ndarray, where: Any) -> None:
     for t, block in enumerate(blocks):
-        if _flag(block, "num_cat", t) > 0:
-            raise UnsupportedModelError(
-                f"LightGBM tree {t} has categorical splits; treeslim holds numerical splits only:"
-                " ordinal- or one-hot-encode the features and retrain without categorical_feature."
-            )
-    missing = (dtype >> 2) & 3
-    if np.any(missing == 1):
-        raise UnsupportedModelError(
-            f"{at(int(np.flatnonzero(missing == 1)[0]))} treats zero as missing"
-            " (zero_as_missing=True), which treeslim cannot express: retrain with"
-            " zero_as_missing=False (encode missing values as NaN)."
-        )
-    if np.any(missing == 3):
-        t, node = where(int(np.flatnonzero(missing == 3)[0]))
+        _flag(block, "num_cat", t)  # readable in every tree, as LightGBM requires
+    if np.any((dtype >> 2) & 3 == 3):
+        t, node = where(int(np.flatnonzero((dtype >> 2) & 3 == 3)[0]))
         raise _fail(f"tree {t}, node {node}: unknown missing type in its decision_type.")
+
+
+def _category_table(
+    blocks: list[dict[str, str]], nodes: np.ndarray, thr: np.ndarray, tin: np.ndarray, at: Any
+) -> np.ndarray:
+    """Read ``num_cat`` / ``cat_boundaries`` / ``cat_threshold`` and build the categorical
+    nodes' category table (see :func:`category_table`)."""
+    num_cat = np.array([_flag(b, "num_cat", t) for t, b in enumerate(blocks)], dtype=np.int64)
+    if np.any(num_cat < 0):
+        raise _fail(f"tree {int(np.argmax(num_cat < 0))} has num_cat < 0.")
+    n_bounds = np.where(num_cat > 0, num_cat + 1, 0)
+    bounds = _column(blocks, "cat_boundaries", n_bounds, np.int64)
+    b_off = np.concatenate([[0], np.cumsum(n_bounds)])
+    n_words = np.zeros(len(blocks), dtype=np.int64)
+    for t in np.flatnonzero(num_cat):
+        b = bounds[b_off[t] : b_off[t + 1]]
+        if b[0] != 0 or np.any(np.diff(b) < 0):
+            raise _fail(f"tree {t}: cat_boundaries must rise from 0; got {b[:8].tolist()}.")
+        n_words[t] = b[-1]
+    words = _column(blocks, "cat_threshold", n_words, np.int64)
+    if np.any((words < 0) | (words >= 1 << 32)):
+        raise _fail("cat_threshold holds a value outside the uint32 range.")
+    per_tree = [
+        (bounds[b_off[t] : b_off[t + 1]], words[w0 : w0 + n_words[t]])
+        for t, w0 in enumerate(np.cumsum(n_words) - n_words)
+    ]
+    return category_table(nodes, thr, tin, per_tree, at)
 
 
 def _trees(
     blocks: list[dict[str, str]], num_feature: int, names: list[str] | None
-) -> tuple[dict[str, Any], np.ndarray]:
-    """Global node arrays of all trees (each tree: its internal nodes, then its leaves)."""
+) -> tuple[dict[str, Any], np.ndarray, np.ndarray | None]:
+    """Global node arrays of all trees (each tree: its internal nodes, then its leaves), and the
+    category table of the categorical nodes (None without any)."""
     for t, block in enumerate(blocks):
         if _flag(block, "is_linear", t):
             raise UnsupportedModelError(
@@ -162,6 +157,11 @@ def _trees(
     def where(i: int) -> tuple[int, int]:
         return int(tin[i]), int(local_i[i])
 
+    def at(i: int) -> str:
+        j = int(feat[i])
+        name = f" ({names[j]!r})" if names else ""
+        return f"LightGBM tree {tin[i]}, node {local_i[i]} on feature {j}{name}"
+
     feat = _column(blocks, "split_feature", inner, np.int64)
     bad = np.flatnonzero((feat < 0) | (feat >= num_feature))
     if len(bad):
@@ -173,8 +173,10 @@ def _trees(
     n_used = int(feat.max()) + 1 if feat.size else 0
     check_feature_count(num_feature, n_used, field="max_feature_idx", where="LightGBM model text")
     dtype = _column(blocks, "decision_type", inner, np.int64)
-    _check_splits(blocks, where, feat, dtype, names)
+    _check_missing_types(blocks, dtype, where)
     thr = _column(blocks, "threshold", inner, np.float64)
+    cat = (dtype & 1) != 0
+    numeric_thr, default_left = decisions(thr, dtype, at)
     n = int(node_off[-1])
     f: dict[str, Any] = {
         "split_index": np.full(n, -1, dtype=np.int64),
@@ -185,9 +187,13 @@ def _trees(
         "leaf_value": np.zeros(n),
     }
     f["split_index"][ipos] = feat
-    f["threshold"][ipos] = _move_off_zero_band(thr)
-    # missing type NaN: NaN goes the default side; None: NaN is read as 0.0 and compared
-    f["default_left"][ipos] = np.where((dtype >> 2) & 3 == 2, (dtype & 2) != 0, thr >= 0.0)
+    f["threshold"][ipos] = np.where(cat, 0.0, numeric_thr)
+    f["default_left"][ipos] = default_left & ~cat  # categorical: NaN and negatives go right
+    table = None
+    if cat.any():
+        table = _category_table(blocks, np.flatnonzero(cat), thr, tin, at)
+        f["cat_index"] = np.full(n, -1, dtype=np.int64)
+        f["cat_index"][ipos[cat]] = np.arange(len(table))
     for key, name in (("left_child", "cleft"), ("right_child", "cright")):
         c = _column(blocks, key, inner, np.int64)
         bad = np.flatnonzero((c >= inner[tin]) | (c < -leaves[tin]))
@@ -207,7 +213,7 @@ def _trees(
         if a is not None and b is not None:
             f[name] = np.zeros(n)
             f[name][ipos], f[name][lpos] = a, b
-    return f, node_off
+    return f, node_off, table
 
 
 def _per_tree(f: dict[str, Any], node_off: np.ndarray, tree_class: np.ndarray) -> list[TreeArrays]:
@@ -290,7 +296,8 @@ def forest_from_lightgbm_text(text: str) -> Forest:
         blocks.append(_key_values(lines[bounds[t] + 1 : bounds[t + 1]]))
     if len(blocks) % n_outputs:
         raise _fail(f"{len(blocks)} trees is not a multiple of num_tree_per_iteration={per_iter}.")
-    fields, node_off = _trees(blocks, num_feature, names)
+    fields, node_off, table = _trees(blocks, num_feature, names)
+    categories = feature_categories(text, header["feature_infos"].split(), names)
     tree_class = (np.arange(len(blocks)) % n_outputs).astype(np.int32)
     average = "average_output" in header
     params = dict(re.findall(r"^\[(\w+): ([^\]\n]*)\]$", text[text.find("\nparameters:") :], re.M))
@@ -305,12 +312,16 @@ def forest_from_lightgbm_text(text: str) -> Forest:
         comparison="<=",
         feature_dtype="float64",
         feature_names=None if names is None else tuple(names),
+        cat_bitsets=table,
+        feature_categories=categories,
         source={
             "library": "lightgbm",
             "objective": objective,
             "boosting": params.get("boosting", "rf" if average else "gbdt"),
         },
     )
+    if table is not None or categories is not None:
+        header_fields["category_rule"] = "lightgbm"
     try:
         return Forest(**fields, tree_offsets=node_off, tree_class=tree_class, **header_fields)
     except InvalidForestError:  # a hand-written model may number its nodes in another order
