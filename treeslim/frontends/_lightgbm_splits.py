@@ -84,7 +84,8 @@ def category_table(
         k = thr[i]
         if not (k == np.floor(k) and 0 <= k < len(bounds) - 1):
             raise ModelFormatError(
-                f"LightGBM model text: {at(i)} has categorical threshold {k!r}, which is not one"
+                f"LightGBM model text: {at(i).removeprefix('LightGBM ')} has categorical"
+                f" threshold {float(k)!r}, which is not one"
                 f" of its tree's {max(len(bounds) - 1, 0)} category sets (num_cat)."
             )
         rows.append(np.trim_zeros(words[bounds[int(k)] : bounds[int(k) + 1]], "b"))
