@@ -7,6 +7,12 @@ to the left side, which is exact for every float64 input. Vector leaves are expa
 per class, base scores are folded into the leaves, and trees are interleaved by class, padded with
 zero trees where classes have fewer trees. The one inexact corner is LightGBM's own: its predictor
 reads inputs with ``|x| <= 1e-35`` as 0.0.
+
+Categorical nodes are written as LightGBM categorical splits (members left, NaN right) when
+LightGBM routes them exactly as the Forest does: ``default_left=False``, float64 inputs, and for
+rules other than ``"lightgbm"`` no category 0 (LightGBM truncates -0.5 to code 0); other
+categorical forests are refused. ``feature_categories`` become the ``pandas_categorical`` line, so
+DataFrames with ``category`` columns are encoded as before.
 """
 
 from __future__ import annotations
@@ -107,8 +113,9 @@ def _tree_text(forest: Forest, t: int, column: int, shift: float, thr: np.ndarra
     right = ids[forest.cright[lo:hi][inner] - lo]
     decision = np.where(forest.default_left[lo:hi][inner], 10, 8)  # missing type NaN (+ left)
     threshold = thr[lo:hi][inner]
-    sets = [] if forest.cat_index is None else forest.cat_index[lo:hi][inner]
-    cat = np.flatnonzero(np.asarray(sets) >= 0)
+    no_sets = np.full(int(inner.sum()), -1, dtype=np.int32)
+    sets = no_sets if forest.cat_index is None else forest.cat_index[lo:hi][inner]
+    cat = np.flatnonzero(sets >= 0)
     lines = [f"num_leaves={int(leaf.sum())}", f"num_cat={len(cat)}"]
     if len(cat):  # threshold = index of the node's bitset; decision type: categorical, NaN right
         assert forest.cat_bitsets is not None
@@ -210,7 +217,9 @@ def forest_to_lightgbm_text(forest: Forest) -> str:
     Raises
     ------
     UnsupportedModelError
-        For a postprocessor LightGBM has no objective for.
+        For a postprocessor LightGBM has no objective for, and categorical nodes LightGBM would
+        route otherwise (NaN to the members' side, float32 or ``"sklearn"`` category rules, code 0
+        under the ``"xgboost"`` rule).
     """
     objective = _objective_line(forest)
     _check_categories(forest)

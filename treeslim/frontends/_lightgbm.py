@@ -4,7 +4,10 @@ The model text is parsed directly (numpy for the numeric arrays), so a model fil
 without lightgbm installed. Decisions follow LightGBM's C++ ``NumericalDecision`` on float64 inputs
 (``x <= threshold``), including two quirks kept exact here: with missing type *None* NaN is read as
 0.0, and LightGBM's predictor reads every input with ``|x| <= 1e-35`` (``kZeroThreshold``) as 0.0,
-so thresholds inside that band are moved to its edge. Init scores are already folded into the
+so thresholds inside that band are moved to its edge. Missing type *Zero* (``zero_as_missing``) is
+read where a threshold expresses it, and categorical splits (``num_cat``, ``cat_boundaries``,
+``cat_threshold``) become IR category sets under the ``"lightgbm"`` rule, with the
+``pandas_categorical`` lists as ``feature_categories`` (see :mod:`._lightgbm_splits`). Init scores are already folded into the
 trees (with ``boosting='rf'`` into every tree). A model trained with a custom objective (no
 objective line) predicts its raw scores, so it is read with the identity link. For rf models
 LightGBM's ``raw_score=True`` is the *sum* of the trees while ``predict`` averages first; the Forest
@@ -251,7 +254,9 @@ def forest_from_lightgbm_text(text: str) -> Forest:
         one-output objective, or more than
         :data:`~treeslim.formats.MAX_UNUSED_FEATURES` features beyond the highest split feature.
     UnsupportedModelError
-        For categorical splits, linear trees, ``zero_as_missing`` and unsupported objectives.
+        For linear trees, unsupported objectives, a ``zero_as_missing`` node whose zeros go to the
+        side its threshold does not send them, category codes beyond 2**24, and a
+        ``pandas_categorical`` line whose lists cannot be matched to features.
     """
     if not isinstance(text, str):
         raise TypeError(f"text must be str; got {type(text).__name__}.")
