@@ -66,12 +66,12 @@ def odd_rows(X, cat_cols, n_codes, n=400, seed=1):
     return R
 
 
-def check(forest, booster, R):
+def check(forest, booster, R, leaves=True):
     """Predictions, raw scores and leaves equal LightGBM's own."""
     prob = forest.postprocessor in ("sigmoid", "softmax")
     assert_close(forest.predict(R), booster.predict(R), prob=prob, what="predict")
     assert_close(forest.predict_margin(R), booster.predict(R, raw_score=True), what="raw")
-    if not isinstance(R, pd.DataFrame):
+    if leaves and not isinstance(R, pd.DataFrame):
         inner = (np.diff(forest.tree_offsets) - 1) // 2
         leaves = booster.predict(R, pred_leaf=True).reshape(len(R), -1)
         np.testing.assert_array_equal(forest.apply(R) - inner, leaves)
@@ -222,52 +222,62 @@ def test_other_rules_export_only_when_exact():
 
 
 # ---------------------------------------------------------------- zero_as_missing
-def one_node(decision_type, threshold):
-    return (
-        "tree\nversion=v4\nnum_class=1\nnum_tree_per_iteration=1\nlabel_index=0\n"
+def chain(decision_types, thresholds, feature="0"):
+    """One tree: internal node i sends the right side to leaf i+1, the left to node i+1."""
+    k = len(decision_types)
+    head = "tree\nversion=v4\nnum_class=1\nnum_tree_per_iteration=1\nlabel_index=0\n"
+    left = [str(i + 1) for i in range(k - 1)] + ["-1"]
+    return head + (
         "max_feature_idx=0\nobjective=regression\nfeature_names=f0\nfeature_infos=none\n\n"
-        f"Tree=0\nnum_leaves=2\nnum_cat=0\nsplit_feature=0\nthreshold={threshold}\n"
-        f"decision_type={decision_type}\nleft_child=-1\nright_child=-2\nleaf_value=1 2\n"
+        f"Tree=0\nnum_leaves={k + 1}\nnum_cat=0\nsplit_feature={' '.join([feature] * k)}\n"
+        f"threshold={' '.join(map(repr, thresholds))}\n"
+        f"decision_type={' '.join(map(str, decision_types))}\nleft_child={' '.join(left)}\n"
+        f"right_child={' '.join(str(-i - 2) for i in range(k))}\n"
+        f"leaf_value={' '.join(str(i + 1) for i in range(k + 1))}\n"
         "is_linear=0\nshrinkage=1\n\nend of trees\n"
     )
 
 
 ZERO_ROWS = np.array([[v] for v in [0.0, -0.0, 1e-40, -1e-40, 1e-35, -1e-35, 2e-35, -2e-35,
-                                    np.nan, 1.5, 2.0, -3.0, 1e-36, np.inf, -np.inf]])  # fmt: skip
+                                    np.nan, 1.5, 2.0, -3.0, 1e-36, np.inf, -np.inf, 0.7, -0.7,
+                                    -1.5, 3.0, 5.0, -5.0]])  # fmt: skip
+# missing type Zero is decision type 4, +2 when zeros (and NaN) go left
+ZERO_NODES = {
+    "left-above": [(6, 1.5)], "right-below": [(4, -1.5)], "right-band": [(4, 0.0)],
+    "left-band": [(6, 0.0)], "left-band-neg": [(6, -1e-36)], "right-band-pos": [(4, 5e-36)],
+    "right-above": [(4, 1.5)], "left-below": [(6, -1.5)],  # split in three, subtrees copied
+    "nested": [(4, 3.0), (6, -1.5), (4, 0.5), (6, -0.5), (10, 0.2)],
+}  # fmt: skip
 
 
-@pytest.mark.parametrize(
-    ("decision_type", "threshold"),
-    [(6, 1.5), (4, -1.5), (4, 0.0), (6, 0.0), (6, -1e-36), (4, 5e-36)],
-    ids=["left-above", "right-below", "right-band", "left-band", "left-band-neg", "right-band-pos"],
-)
-def test_zero_as_missing_exact_when_zeros_compare_to_the_default_side(decision_type, threshold):
-    text = one_node(decision_type, threshold)  # missing type Zero (4), default left (+2)
+@pytest.mark.parametrize("nodes", ZERO_NODES.values(), ids=ZERO_NODES.keys())
+def test_zero_as_missing_matches_lightgbm(nodes):
+    text = chain(*zip(*nodes))
     forest = forest_from_lightgbm_text(text)
-    np.testing.assert_array_equal(
-        forest.predict(ZERO_ROWS), lgb.Booster(model_str=text).predict(ZERO_ROWS)
-    )
+    R = ZERO_ROWS.repeat(1, axis=1)
+    np.testing.assert_array_equal(forest.predict(R), lgb.Booster(model_str=text).predict(R))
 
 
-@pytest.mark.parametrize(("decision_type", "threshold"), [(4, 1.5), (6, -1.5)])
-def test_zero_as_missing_refused_otherwise(decision_type, threshold):
-    with pytest.raises(UnsupportedModelError, match=r"tree 0, node 0 on feature 0 \('f0'\) treats"
-                       r" zero as missing.*zero_as_missing=False"):  # fmt: skip
-        forest_from_lightgbm_text(one_node(decision_type, threshold))
+def test_zero_as_missing_growth_is_bounded():
+    text = chain([4] * 12, [float(i + 1) for i in range(12)])
+    with pytest.raises(UnsupportedModelError, match=r"tree 0 treats zero as missing .* at 12 node"
+                       r"s.*beyond 400 nodes: retrain with zero_as_missing=False"):  # fmt: skip
+        forest_from_lightgbm_text(text)
 
 
-def test_zero_as_missing_model_read_or_refused():
+@pytest.mark.parametrize("task", ["regression", "binary"])
+def test_zero_as_missing_model_matches_lightgbm(task):
     rng = np.random.default_rng(9)
-    X = np.where(rng.random((500, 3)) < 0.3, 0.0, rng.normal(size=(500, 3)))
-    y = X[:, 0] + (X[:, 1] == 0)
-    booster = lgb.train(ONE | {"zero_as_missing": True, "num_leaves": 4}, lgb.Dataset(X, y), 3)
-    try:
-        forest = forest_from_lightgbm(booster)
-    except UnsupportedModelError as exc:
-        assert "zero_as_missing=False" in str(exc)
-    else:
-        R = np.concatenate([X[:100], ZERO_ROWS.repeat(3, axis=1)])
-        check(forest, booster, R)
+    X = np.where(rng.random((800, 3)) < 0.3, 0.0, rng.normal(size=(800, 3)))
+    X[rng.random(X.shape) < 0.1] = np.nan
+    score = np.nan_to_num(X[:, 0]) + (X[:, 1] == 0) - np.nan_to_num(X[:, 2]) ** 2
+    y, _ = labels(task, score, rng)
+    params = ONE | {"objective": task, "zero_as_missing": True, "num_leaves": 12}
+    booster = lgb.train(params, lgb.Dataset(X, y), 8)
+    forest = forest_from_lightgbm(booster)
+    assert forest.n_nodes > sum(2 * t["num_leaves"] - 1 for t in booster.dump_model()["tree_info"])
+    R = np.concatenate([X[:200], ZERO_ROWS.repeat(3, axis=1), np.full((3, 3), 1e-40)])
+    check(forest, booster, R, leaves=False)
 
 
 # ---------------------------------------------------------------- corrupt categorical text

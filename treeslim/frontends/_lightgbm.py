@@ -4,10 +4,12 @@ The model text is parsed directly (numpy for the numeric arrays), so a model fil
 without lightgbm installed. Decisions follow LightGBM's C++ ``NumericalDecision`` on float64 inputs
 (``x <= threshold``), including two quirks kept exact here: with missing type *None* NaN is read as
 0.0, and LightGBM's predictor reads every input with ``|x| <= 1e-35`` (``kZeroThreshold``) as 0.0,
-so thresholds inside that band are moved to its edge. Missing type *Zero* (``zero_as_missing``) is
-read where a threshold expresses it, and categorical splits (``num_cat``, ``cat_boundaries``,
-``cat_threshold``) become IR category sets under the ``"lightgbm"`` rule, with the
-``pandas_categorical`` lists as ``feature_categories`` (see :mod:`._lightgbm_splits`). Init scores are already folded into the
+so thresholds inside that band are moved to its edge. Missing type *Zero* (``zero_as_missing``)
+sends zeros and NaN to the default side; where that is against the threshold, the node becomes
+three comparisons and its two subtrees are copied once (``apply`` then numbers leaves unlike
+LightGBM). Categorical splits (``num_cat``, ``cat_boundaries``, ``cat_threshold``) become IR
+category sets under the ``"lightgbm"`` rule, the ``pandas_categorical`` lists the
+``feature_categories`` (see :mod:`._lightgbm_splits`). Init scores are already folded into the
 trees (with ``boosting='rf'`` into every tree). A model trained with a custom objective (no
 objective line) predicts its raw scores, so it is read with the identity link. For rf models
 LightGBM's ``raw_score=True`` is the *sum* of the trees while ``predict`` averages first; the Forest
@@ -23,7 +25,12 @@ import numpy as np
 
 from treeslim.errors import InvalidForestError, ModelFormatError, UnsupportedModelError
 from treeslim.formats import check_feature_count, parse_objective
-from treeslim.frontends._lightgbm_splits import category_table, decisions, feature_categories
+from treeslim.frontends._lightgbm_splits import (
+    category_table,
+    decisions,
+    feature_categories,
+    split_zero_nodes,
+)
 from treeslim.ir import Forest, TreeArrays
 
 __all__ = ["forest_from_lightgbm", "forest_from_lightgbm_text"]
@@ -179,7 +186,7 @@ def _trees(
     _check_missing_types(blocks, dtype, where)
     thr = _column(blocks, "threshold", inner, np.float64)
     cat = (dtype & 1) != 0
-    numeric_thr, default_left = decisions(thr, dtype, at)
+    numeric_thr, default_left, zero_split = decisions(thr, dtype)
     n = int(node_off[-1])
     f: dict[str, Any] = {
         "split_index": np.full(n, -1, dtype=np.int64),
@@ -191,6 +198,8 @@ def _trees(
     }
     f["split_index"][ipos] = feat
     f["threshold"][ipos] = np.where(cat, 0.0, numeric_thr)
+    f["zero_split"] = np.zeros(n, dtype=bool)
+    f["zero_split"][ipos] = zero_split
     f["default_left"][ipos] = default_left & ~cat  # categorical: NaN and negatives go right
     table = None
     if cat.any():
@@ -254,8 +263,8 @@ def forest_from_lightgbm_text(text: str) -> Forest:
         one-output objective, or more than
         :data:`~treeslim.formats.MAX_UNUSED_FEATURES` features beyond the highest split feature.
     UnsupportedModelError
-        For linear trees, unsupported objectives, a ``zero_as_missing`` node whose zeros go to the
-        side its threshold does not send them, category codes beyond 2**24, and a
+        For linear trees, unsupported objectives, ``zero_as_missing`` trees that would grow more
+        than 16-fold (see above), category codes beyond 2**24, and a
         ``pandas_categorical`` line whose lists cannot be matched to features.
     """
     if not isinstance(text, str):
@@ -327,12 +336,18 @@ def forest_from_lightgbm_text(text: str) -> Forest:
     )
     if table is not None or categories is not None:
         header_fields["category_rule"] = "lightgbm"
+    zero_split = fields.pop("zero_split")
+    if not zero_split.any():
+        try:
+            return Forest(**fields, tree_offsets=node_off, tree_class=tree_class, **header_fields)
+        except InvalidForestError:  # a hand-written model may number its nodes in another order
+            pass
+    trees = _per_tree(fields, node_off, tree_class)
+    for tz in np.flatnonzero(np.add.reduceat(zero_split, node_off[:-1])).tolist():
+        flagged = zero_split[node_off[tz] : node_off[tz + 1]]
+        trees[tz] = split_zero_nodes(trees[tz], flagged, tz)
     try:
-        return Forest(**fields, tree_offsets=node_off, tree_class=tree_class, **header_fields)
-    except InvalidForestError:  # a hand-written model may number its nodes in another order
-        pass
-    try:
-        return Forest.from_trees(_per_tree(fields, node_off, tree_class), **header_fields)
+        return Forest.from_trees(trees, **header_fields)
     except InvalidForestError as exc:
         raise _fail(f"the trees are corrupt: {exc}") from exc
 

@@ -19,8 +19,15 @@ import numpy as np
 
 from treeslim.errors import ModelFormatError, UnsupportedModelError
 from treeslim.formats import ZERO_THRESHOLD, pandas_columns, read_pandas_categorical
+from treeslim.ir import TreeArrays
 
-__all__ = ["category_table", "decisions", "feature_categories", "move_off_zero_band"]
+__all__ = [
+    "category_table",
+    "decisions",
+    "feature_categories",
+    "move_off_zero_band",
+    "split_zero_nodes",
+]
 
 _MAX_WORDS = (1 << 24) // 32  # the IR's widest category set (codes below 2**24)
 
@@ -33,15 +40,13 @@ def move_off_zero_band(thr: np.ndarray) -> np.ndarray:
     return np.where(band, np.where(thr >= 0.0, z, below), thr)
 
 
-def decisions(
-    thr: np.ndarray, dtype: np.ndarray, at: Callable[[int], str]
-) -> tuple[np.ndarray, np.ndarray]:
-    """Thresholds and NaN sides reproducing ``NumericalDecision`` for each missing type.
+def decisions(thr: np.ndarray, dtype: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Thresholds and NaN sides reproducing ``NumericalDecision`` for each missing type, and
+    which nodes need :func:`split_zero_nodes`.
 
     NaN type: NaN goes to the default side. None: NaN is read as 0.0 and compared. Zero: NaN is
-    read as 0.0 and zeros go to the default side, which a threshold expresses exactly when zeros
-    compare to that side anyway or the threshold lies in the zero band; other nodes are refused
-    (``at(i)`` names internal node ``i``).
+    read as 0.0 and zeros go to the default side, which one threshold expresses when zeros compare
+    to that side anyway or the threshold lies in the zero band; the other nodes are flagged.
     """
     z = ZERO_THRESHOLD
     missing = (dtype >> 2) & 3
@@ -49,21 +54,78 @@ def decisions(
     moved = move_off_zero_band(thr)
     default_left = np.where(missing == 2, dleft, thr >= 0.0)
     zero = (missing == 1) & (dtype & 1 == 0)
-    if zero.any():
-        band = (thr >= -z) & (thr < z)
-        bad = np.flatnonzero(zero & ~band & ((thr >= z) != dleft))
-        if len(bad):
-            i = int(bad[0])
-            sides = ("left", "right") if dleft[i] else ("right", "left")
+    band = (thr >= -z) & (thr < z)
+    moved = np.where(zero & band, np.where(dleft, z, np.nextafter(-z, -np.inf)), moved)
+    default_left = np.where(zero, dleft, default_left)
+    return moved, default_left, zero & ~band & ((thr >= z) != dleft)
+
+
+def split_zero_nodes(tree: TreeArrays, flagged: np.ndarray, t: int) -> TreeArrays:
+    """``tree`` with each flagged node (missing type Zero, zeros sent against its threshold ``u``)
+    replaced by three comparisons on its feature, its subtrees ``L`` and ``R`` copied once:
+    ``x < -z`` (NaN on) then ``x <= z`` (NaN left) then ``x <= u``, routing the four intervals
+    ``L R L R`` when ``u >= z`` (zeros right), or ``x <= u``, ``x < -z``, ``x <= z`` (NaN left)
+    when ``u < -z`` (zeros left). Refused when the copies would grow the tree more than 16-fold.
+    """
+    z, below = ZERO_THRESHOLD, float(np.nextafter(-ZERO_THRESHOLD, -np.inf))
+    n = len(tree.split_index)
+    src: list[int] = []  # the original node each new node copies
+    thr: list[float] = []
+    nan_left: list[bool] = []
+    left: list[int] = []
+    right: list[int] = []
+    stack: list[tuple[int, int, int]] = [(0, -1, 0)]  # (original node, new parent, side)
+
+    def new(old: int, u: float, dl: bool) -> int:
+        src.append(old)
+        thr.append(u)
+        nan_left.append(dl)
+        left.append(-1)
+        right.append(-1)
+        return len(src) - 1
+
+    def link(parent: int, side: int, child: int) -> None:
+        if parent >= 0:
+            (right if side else left)[parent] = child
+
+    while stack:
+        old, parent, side = stack.pop()
+        u, dl = float(tree.threshold[old]), bool(tree.default_left[old])
+        if len(src) > 16 * n:
             raise UnsupportedModelError(
-                f"{at(i)} treats zero as missing (zero_as_missing=True) and sends zeros"
-                f" {sides[0]}, while its threshold {float(thr[i])!r} would send them {sides[1]}, which"
-                " treeslim cannot express: retrain with zero_as_missing=False (encode missing"
-                " values as NaN)."
+                f"LightGBM tree {t} treats zero as missing (zero_as_missing=True) at"
+                f" {int(flagged.sum())} nodes whose zeros go against their thresholds; treeslim"
+                f" would copy subtrees to grow it beyond {16 * n:,} nodes: retrain with"
+                " zero_as_missing=False (encode missing values as NaN)."
             )
-        moved = np.where(zero & band, np.where(dleft, z, np.nextafter(-z, -np.inf)), moved)
-        default_left = np.where(zero, dleft, default_left)
-    return moved, default_left
+        kids = [int(tree.cleft[old]), int(tree.cright[old])]
+        if tree.split_index[old] < 0 or not flagged[old]:
+            i = new(old, u, dl)
+            link(parent, side, i)
+            if tree.split_index[old] >= 0:
+                stack += [(kids[1], i, 1), (kids[0], i, 0)]
+            continue
+        steps = (
+            [(below, False), (z, True), (u, False)]
+            if u >= z
+            else [(u, False), (below, False), (z, True)]
+        )
+        p, q, m = (new(old, a, b) for a, b in steps)
+        link(parent, side, p)
+        link(p, 1, q)
+        link(q, 1, m)
+        stack += [(kids[1], m, 1), (kids[0], m, 0), (kids[1], q, 0), (kids[0], p, 0)]
+    idx = np.asarray(src)
+
+    def take(a: Any) -> Any:
+        return None if a is None else np.asarray(a)[idx]
+
+    return TreeArrays(
+        split_index=take(tree.split_index), threshold=np.asarray(thr), cleft=np.asarray(left),
+        cright=np.asarray(right), default_left=np.asarray(nan_left),
+        leaf_value=take(tree.leaf_value), tree_class=tree.tree_class, sum_hess=take(tree.sum_hess),
+        data_count=take(tree.data_count), gain=take(tree.gain), cat_index=take(tree.cat_index),
+    )  # fmt: skip
 
 
 def category_table(
