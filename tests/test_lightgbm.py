@@ -213,20 +213,11 @@ def test_parse_speed():
 
 
 # ---------------------------------------------------------------- unsupported and corrupt input
-def test_categorical_linear_zero_as_missing_raise():
-    Xc = X.copy()
-    Xc[:, 2] = RNG.integers(0, 5, len(X))
-    Yc = Y + Xc[:, 2]
-    cat = lgb.train(ONE, lgb.Dataset(Xc, Yc, categorical_feature=[2]), 2)
-    with pytest.raises(UnsupportedModelError, match=r"tree 0, node \d+ on feature 2 .*ordinal"):
-        forest_from_lightgbm(cat)
+def test_linear_trees_raise():
+    """Categorical splits and zero_as_missing: tests/test_categorical_lightgbm.py."""
     lin = train("regression", linear_tree=True, rounds=2)
     with pytest.raises(UnsupportedModelError, match=r"tree 0 is a linear tree.*linear_tree=False"):
         forest_from_lightgbm(lin)
-    Xz = np.where(RNG.random(X.shape) < 0.3, 0.0, X)
-    zero = train("regression", Xz, zero_as_missing=True, rounds=2)
-    with pytest.raises(UnsupportedModelError, match=r"tree 0.*feature.*zero_as_missing=False"):
-        forest_from_lightgbm(zero)
 
 
 @pytest.mark.parametrize(

@@ -7,6 +7,12 @@ to the left side, which is exact for every float64 input. Vector leaves are expa
 per class, base scores are folded into the leaves, and trees are interleaved by class, padded with
 zero trees where classes have fewer trees. The one inexact corner is LightGBM's own: its predictor
 reads inputs with ``|x| <= 1e-35`` as 0.0.
+
+Categorical nodes are written as LightGBM categorical splits (members left, NaN right) when
+LightGBM routes them exactly as the Forest does: ``default_left=False``, float64 inputs, and for
+rules other than ``"lightgbm"`` no category 0 (LightGBM truncates -0.5 to code 0); other
+categorical forests are refused. ``feature_categories`` become the ``pandas_categorical`` line, so
+DataFrames with ``category`` columns are encoded as before.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import numpy as np
 
 from treeslim._utils import require, write_atomic
 from treeslim.errors import UnsupportedModelError
-from treeslim.formats import parse_objective
+from treeslim.formats import dump_pandas_categorical, parse_objective
 from treeslim.ir import Forest
 
 __all__ = ["forest_to_lightgbm_text", "to_lightgbm"]
@@ -101,15 +107,30 @@ def _tree_text(forest: Forest, t: int, column: int, shift: float, thr: np.ndarra
     split = forest.split_index[lo:hi]
     leaf = split < 0
     values = forest.leaf_value[lo:hi, column][leaf] + shift
-    lines = [f"num_leaves={int(leaf.sum())}", "num_cat=0"]
     inner = ~leaf  # a lone leaf gets empty split lines, as LightGBM writes it
     ids = np.where(leaf, ~(np.cumsum(leaf) - 1), np.cumsum(inner) - 1)  # LightGBM child codes
     left = ids[forest.cleft[lo:hi][inner] - lo]
     right = ids[forest.cright[lo:hi][inner] - lo]
     decision = np.where(forest.default_left[lo:hi][inner], 10, 8)  # missing type NaN (+ left)
+    threshold = thr[lo:hi][inner]
+    no_sets = np.full(int(inner.sum()), -1, dtype=np.int32)
+    sets = no_sets if forest.cat_index is None else forest.cat_index[lo:hi][inner]
+    cat = np.flatnonzero(sets >= 0)
+    lines = [f"num_leaves={int(leaf.sum())}", f"num_cat={len(cat)}"]
+    if len(cat):  # threshold = index of the node's bitset; decision type: categorical, NaN right
+        assert forest.cat_bitsets is not None
+        words = [np.trim_zeros(forest.cat_bitsets[k], "b") for k in sets[cat]]
+        words = [w if len(w) else np.zeros(1, dtype=np.uint32) for w in words]
+        threshold, decision = threshold.copy(), decision.copy()
+        threshold[cat], decision[cat] = np.arange(len(cat)), 1
+        bounds = np.concatenate([[0], np.cumsum([len(w) for w in words])])
+        lines += [
+            f"cat_boundaries={' '.join(map(str, bounds.tolist()))}",
+            f"cat_threshold={' '.join(map(str, np.concatenate(words).tolist()))}",
+        ]
     lines += [
         f"split_feature={' '.join(map(str, split[inner].tolist()))}",
-        f"threshold={_fmt(thr[lo:hi][inner])}",
+        f"threshold={_fmt(threshold)}",
         f"decision_type={' '.join(map(str, decision.tolist()))}",
         f"left_child={' '.join(map(str, left.tolist()))}",
         f"right_child={' '.join(map(str, right.tolist()))}",
@@ -125,6 +146,40 @@ def _tree_text(forest: Forest, t: int, column: int, shift: float, thr: np.ndarra
                 f"internal_{name}={fmt(a[lo:hi][inner])}",
             ]
     return [*lines, "is_linear=0", "shrinkage=1"]
+
+
+def _check_categories(forest: Forest) -> None:
+    """Refuse categorical nodes LightGBM's ``CategoricalDecision`` would route otherwise: it
+    reads float64 inputs, truncates any value above -1 to a code, and sends NaN right."""
+    if forest.cat_index is None:
+        return
+    assert forest.cat_bitsets is not None
+    for node in np.flatnonzero(forest.cat_index >= 0).tolist():
+        t = int(np.searchsorted(forest.tree_offsets, node, side="right") - 1)
+        j = int(forest.split_index[node])
+        name = f" ({forest.feature_names[j]!r})" if forest.feature_names else ""
+        at = f"Tree {t}, node {node - int(forest.tree_offsets[t])} on feature {j}{name}"
+        problem = None
+        if forest.feature_dtype == "float32" or forest.category_rule == "sklearn":
+            problem = (
+                f"is a categorical split of a {forest.feature_dtype} model with category rule"
+                f" {forest.category_rule!r}: it reads 2.9999999 as category 3 (rounded to float32"
+                " or matched to a category value), LightGBM truncates it to 2"
+            )
+        elif forest.default_left[node]:
+            problem = "sends NaN to its categories' side, LightGBM always to the other side"
+        elif (
+            forest.category_rule != "lightgbm" and forest.cat_bitsets[forest.cat_index[node], 0] & 1
+        ):
+            problem = (
+                "holds category 0, which LightGBM also gives to -0.5 (it truncates values above"
+                f" -1), while rule {forest.category_rule!r} reads negative values as no category"
+            )
+        if problem:
+            raise UnsupportedModelError(
+                f"{at} {problem}, so LightGBM cannot predict this forest exactly: export it with"
+                " to_xgboost or to_treelite, or compile it."
+            )
 
 
 def _iterations(forest: Forest) -> list[list[tuple[int, int] | None]]:
@@ -162,9 +217,12 @@ def forest_to_lightgbm_text(forest: Forest) -> str:
     Raises
     ------
     UnsupportedModelError
-        For a postprocessor LightGBM has no objective for.
+        For a postprocessor LightGBM has no objective for, and categorical nodes LightGBM would
+        route otherwise (NaN to the members' side, float32 or ``"sklearn"`` category rules, code 0
+        under the ``"xgboost"`` rule).
     """
     objective = _objective_line(forest)
+    _check_categories(forest)
     k = forest.n_outputs
     thr = lightgbm_thresholds(forest)
     iterations = _iterations(forest)
@@ -183,6 +241,10 @@ def forest_to_lightgbm_text(forest: Forest) -> str:
             else:
                 body = _tree_text(forest, member[0], member[1], shift, thr)
             blocks.append("\n".join([f"Tree={len(blocks)}", *body]) + "\n\n")
+    # features with a category list: pandas_categorical in order, and their codes as feature_infos
+    cats = forest.feature_categories or (None,) * forest.num_feature
+    lists = [list(c) for c in cats if c is not None]
+    infos = ["none" if not c else ":".join(map(str, range(len(c)))) for c in cats]
     lib = forest.source.get("library")
     boosting = forest.source.get("boosting") if lib == "lightgbm" else None
     boosting = boosting or ("rf" if forest.average else "gbdt")
@@ -196,9 +258,11 @@ def forest_to_lightgbm_text(forest: Forest) -> str:
         *([f"objective={objective}"] if objective else []),
         *(["average_output"] if forest.average else []),
         f"feature_names={' '.join(_feature_names(forest))}",
-        f"feature_infos={' '.join(['none'] * forest.num_feature)}",
+        f"feature_infos={' '.join(infos)}",
     ]
     tail = f"end of trees\n\nparameters:\n[boosting: {boosting}]\nend of parameters\n"
+    if lists:  # LightGBM's Python package reads it as the text's last line
+        tail += f"\n{dump_pandas_categorical(lists)}\n"
     return "\n".join(header) + "\n\n" + "".join(blocks) + "\n" + tail
 
 

@@ -6,7 +6,14 @@ bounds every reader puts on header counts the trees do not need."""
 from __future__ import annotations
 
 from treeslim.formats._container import HEADER, pack_container, unpack_container
-from treeslim.formats._lightgbm import ZERO_THRESHOLD, parse_objective
+from treeslim.formats._lightgbm import (
+    PANDAS_CATEGORICAL,
+    ZERO_THRESHOLD,
+    dump_pandas_categorical,
+    pandas_columns,
+    parse_objective,
+    read_pandas_categorical,
+)
 from treeslim.formats._limits import MAX_UNUSED_FEATURES, check_feature_count
 from treeslim.formats._tslim import dump_tslim_bytes, load_tslim_bytes, save_tslim
 from treeslim.formats._ubjson import decode_ubjson
@@ -22,15 +29,19 @@ __all__ = [
     "MARGIN_TO_BASE",
     "MAX_UNUSED_FEATURES",
     "OBJECTIVES",
+    "PANDAS_CATEGORICAL",
     "ZERO_THRESHOLD",
     "base_score_to_margin",
     "check_feature_count",
     "decode_ubjson",
+    "dump_pandas_categorical",
     "dump_tslim_bytes",
     "load_tslim_bytes",
     "pack_container",
+    "pandas_columns",
     "parse_base_score",
     "parse_objective",
+    "read_pandas_categorical",
     "save_tslim",
     "unpack_container",
 ]

@@ -4,7 +4,12 @@ The model text is parsed directly (numpy for the numeric arrays), so a model fil
 without lightgbm installed. Decisions follow LightGBM's C++ ``NumericalDecision`` on float64 inputs
 (``x <= threshold``), including two quirks kept exact here: with missing type *None* NaN is read as
 0.0, and LightGBM's predictor reads every input with ``|x| <= 1e-35`` (``kZeroThreshold``) as 0.0,
-so thresholds inside that band are moved to its edge. Init scores are already folded into the
+so thresholds inside that band are moved to its edge. Missing type *Zero* (``zero_as_missing``)
+sends zeros and NaN to the default side; where that is against the threshold, the node becomes
+three comparisons and its two subtrees are copied once (``apply`` then numbers leaves unlike
+LightGBM). Categorical splits (``num_cat``, ``cat_boundaries``, ``cat_threshold``) become IR
+category sets under the ``"lightgbm"`` rule, the ``pandas_categorical`` lists the
+``feature_categories`` (see :mod:`._lightgbm_splits`). Init scores are already folded into the
 trees (with ``boosting='rf'`` into every tree). A model trained with a custom objective (no
 objective line) predicts its raw scores, so it is read with the identity link. For rf models
 LightGBM's ``raw_score=True`` is the *sum* of the trees while ``predict`` averages first; the Forest
@@ -19,7 +24,13 @@ from typing import Any
 import numpy as np
 
 from treeslim.errors import InvalidForestError, ModelFormatError, UnsupportedModelError
-from treeslim.formats import ZERO_THRESHOLD, check_feature_count, parse_objective
+from treeslim.formats import check_feature_count, parse_objective
+from treeslim.frontends._lightgbm_splits import (
+    category_table,
+    decisions,
+    feature_categories,
+    split_zero_nodes,
+)
 from treeslim.ir import Forest, TreeArrays
 
 __all__ = ["forest_from_lightgbm", "forest_from_lightgbm_text"]
@@ -62,14 +73,6 @@ def _optional(blocks: list[dict[str, str]], key: str, counts: np.ndarray) -> np.
     return _column(blocks, key, counts, np.float64)
 
 
-def _move_off_zero_band(thr: np.ndarray) -> np.ndarray:
-    """Thresholds equivalent to ``thr`` once inputs with ``|x| <= kZeroThreshold`` read as 0."""
-    z = ZERO_THRESHOLD
-    band = (thr >= -z) & (thr < z)
-    below = np.nextafter(-z, -np.inf)  # left iff x < -z
-    return np.where(band, np.where(thr >= 0.0, z, below), thr)
-
-
 def _flag(block: dict[str, str], key: str, t: int) -> int:
     try:
         return int(block.get(key, "0") or 0)
@@ -101,44 +104,46 @@ def _check_feature_lines(header: dict[str, str], num_feature: int) -> list[str]:
     return lines["feature_names"]
 
 
-def _check_splits(
-    blocks: list[dict[str, str]], where: Any, feat: np.ndarray, dtype: np.ndarray, names: Any
-) -> None:
-    def at(i: int) -> str:
-        t, node = where(i)
-        j = int(feat[i])
-        return f"LightGBM tree {t}, node {node} on feature {j}" + (
-            f" ({names[j]!r})" if names else ""
-        )
-
-    cat = np.flatnonzero(dtype & 1)
-    if len(cat):
-        raise UnsupportedModelError(
-            f"{at(int(cat[0]))} is a categorical split; treeslim holds numerical splits only:"
-            " ordinal- or one-hot-encode the feature and retrain without categorical_feature."
-        )
+def _check_missing_types(blocks: list[dict[str, str]], dtype: np.ndarray, where: Any) -> None:
     for t, block in enumerate(blocks):
-        if _flag(block, "num_cat", t) > 0:
-            raise UnsupportedModelError(
-                f"LightGBM tree {t} has categorical splits; treeslim holds numerical splits only:"
-                " ordinal- or one-hot-encode the features and retrain without categorical_feature."
-            )
-    missing = (dtype >> 2) & 3
-    if np.any(missing == 1):
-        raise UnsupportedModelError(
-            f"{at(int(np.flatnonzero(missing == 1)[0]))} treats zero as missing"
-            " (zero_as_missing=True), which treeslim cannot express: retrain with"
-            " zero_as_missing=False (encode missing values as NaN)."
-        )
-    if np.any(missing == 3):
-        t, node = where(int(np.flatnonzero(missing == 3)[0]))
+        _flag(block, "num_cat", t)  # readable in every tree, as LightGBM requires
+    if np.any((dtype >> 2) & 3 == 3):
+        t, node = where(int(np.flatnonzero((dtype >> 2) & 3 == 3)[0]))
         raise _fail(f"tree {t}, node {node}: unknown missing type in its decision_type.")
+
+
+def _category_table(
+    blocks: list[dict[str, str]], nodes: np.ndarray, thr: np.ndarray, tin: np.ndarray, at: Any
+) -> np.ndarray:
+    """Read ``num_cat`` / ``cat_boundaries`` / ``cat_threshold`` and build the categorical
+    nodes' category table (see :func:`category_table`)."""
+    num_cat = np.array([_flag(b, "num_cat", t) for t, b in enumerate(blocks)], dtype=np.int64)
+    if np.any(num_cat < 0):
+        raise _fail(f"tree {int(np.argmax(num_cat < 0))} has num_cat < 0.")
+    n_bounds = np.where(num_cat > 0, num_cat + 1, 0)
+    bounds = _column(blocks, "cat_boundaries", n_bounds, np.int64)
+    b_off = np.concatenate([[0], np.cumsum(n_bounds)])
+    n_words = np.zeros(len(blocks), dtype=np.int64)
+    for t in np.flatnonzero(num_cat):
+        b = bounds[b_off[t] : b_off[t + 1]]
+        if b[0] != 0 or np.any(np.diff(b) < 0):
+            raise _fail(f"tree {t}: cat_boundaries must rise from 0; got {b[:8].tolist()}.")
+        n_words[t] = b[-1]
+    words = _column(blocks, "cat_threshold", n_words, np.int64)
+    if np.any((words < 0) | (words >= 1 << 32)):
+        raise _fail("cat_threshold holds a value outside the uint32 range.")
+    per_tree = [
+        (bounds[b_off[t] : b_off[t + 1]], words[w0 : w0 + n_words[t]])
+        for t, w0 in enumerate(np.cumsum(n_words) - n_words)
+    ]
+    return category_table(nodes, thr, tin, per_tree, at)
 
 
 def _trees(
     blocks: list[dict[str, str]], num_feature: int, names: list[str] | None
-) -> tuple[dict[str, Any], np.ndarray]:
-    """Global node arrays of all trees (each tree: its internal nodes, then its leaves)."""
+) -> tuple[dict[str, Any], np.ndarray, np.ndarray | None]:
+    """Global node arrays of all trees (each tree: its internal nodes, then its leaves), and the
+    category table of the categorical nodes (None without any)."""
     for t, block in enumerate(blocks):
         if _flag(block, "is_linear", t):
             raise UnsupportedModelError(
@@ -162,6 +167,11 @@ def _trees(
     def where(i: int) -> tuple[int, int]:
         return int(tin[i]), int(local_i[i])
 
+    def at(i: int) -> str:
+        j = int(feat[i])
+        name = f" ({names[j]!r})" if names else ""
+        return f"LightGBM tree {tin[i]}, node {local_i[i]} on feature {j}{name}"
+
     feat = _column(blocks, "split_feature", inner, np.int64)
     bad = np.flatnonzero((feat < 0) | (feat >= num_feature))
     if len(bad):
@@ -173,8 +183,10 @@ def _trees(
     n_used = int(feat.max()) + 1 if feat.size else 0
     check_feature_count(num_feature, n_used, field="max_feature_idx", where="LightGBM model text")
     dtype = _column(blocks, "decision_type", inner, np.int64)
-    _check_splits(blocks, where, feat, dtype, names)
+    _check_missing_types(blocks, dtype, where)
     thr = _column(blocks, "threshold", inner, np.float64)
+    cat = (dtype & 1) != 0
+    numeric_thr, default_left, zero_split = decisions(thr, dtype)
     n = int(node_off[-1])
     f: dict[str, Any] = {
         "split_index": np.full(n, -1, dtype=np.int64),
@@ -185,9 +197,15 @@ def _trees(
         "leaf_value": np.zeros(n),
     }
     f["split_index"][ipos] = feat
-    f["threshold"][ipos] = _move_off_zero_band(thr)
-    # missing type NaN: NaN goes the default side; None: NaN is read as 0.0 and compared
-    f["default_left"][ipos] = np.where((dtype >> 2) & 3 == 2, (dtype & 2) != 0, thr >= 0.0)
+    f["threshold"][ipos] = np.where(cat, 0.0, numeric_thr)
+    f["zero_split"] = np.zeros(n, dtype=bool)
+    f["zero_split"][ipos] = zero_split
+    f["default_left"][ipos] = default_left & ~cat  # categorical: NaN and negatives go right
+    table = None
+    if cat.any():
+        table = _category_table(blocks, np.flatnonzero(cat), thr, tin, at)
+        f["cat_index"] = np.full(n, -1, dtype=np.int64)
+        f["cat_index"][ipos[cat]] = np.arange(len(table))
     for key, name in (("left_child", "cleft"), ("right_child", "cright")):
         c = _column(blocks, key, inner, np.int64)
         bad = np.flatnonzero((c >= inner[tin]) | (c < -leaves[tin]))
@@ -207,7 +225,7 @@ def _trees(
         if a is not None and b is not None:
             f[name] = np.zeros(n)
             f[name][ipos], f[name][lpos] = a, b
-    return f, node_off
+    return f, node_off, table
 
 
 def _per_tree(f: dict[str, Any], node_off: np.ndarray, tree_class: np.ndarray) -> list[TreeArrays]:
@@ -245,7 +263,9 @@ def forest_from_lightgbm_text(text: str) -> Forest:
         one-output objective, or more than
         :data:`~treeslim.formats.MAX_UNUSED_FEATURES` features beyond the highest split feature.
     UnsupportedModelError
-        For categorical splits, linear trees, ``zero_as_missing`` and unsupported objectives.
+        For linear trees, unsupported objectives, ``zero_as_missing`` trees that would grow more
+        than 16-fold (see above), category codes beyond 2**24, and a
+        ``pandas_categorical`` line whose lists cannot be matched to features.
     """
     if not isinstance(text, str):
         raise TypeError(f"text must be str; got {type(text).__name__}.")
@@ -290,7 +310,8 @@ def forest_from_lightgbm_text(text: str) -> Forest:
         blocks.append(_key_values(lines[bounds[t] + 1 : bounds[t + 1]]))
     if len(blocks) % n_outputs:
         raise _fail(f"{len(blocks)} trees is not a multiple of num_tree_per_iteration={per_iter}.")
-    fields, node_off = _trees(blocks, num_feature, names)
+    fields, node_off, table = _trees(blocks, num_feature, names)
+    categories = feature_categories(text, header["feature_infos"].split(), names)
     tree_class = (np.arange(len(blocks)) % n_outputs).astype(np.int32)
     average = "average_output" in header
     params = dict(re.findall(r"^\[(\w+): ([^\]\n]*)\]$", text[text.find("\nparameters:") :], re.M))
@@ -305,18 +326,28 @@ def forest_from_lightgbm_text(text: str) -> Forest:
         comparison="<=",
         feature_dtype="float64",
         feature_names=None if names is None else tuple(names),
+        cat_bitsets=table,
+        feature_categories=categories,
         source={
             "library": "lightgbm",
             "objective": objective,
             "boosting": params.get("boosting", "rf" if average else "gbdt"),
         },
     )
+    if table is not None or categories is not None:
+        header_fields["category_rule"] = "lightgbm"
+    zero_split = fields.pop("zero_split")
+    if not zero_split.any():
+        try:
+            return Forest(**fields, tree_offsets=node_off, tree_class=tree_class, **header_fields)
+        except InvalidForestError:  # a hand-written model may number its nodes in another order
+            pass
+    trees = _per_tree(fields, node_off, tree_class)
+    for tz in np.flatnonzero(np.add.reduceat(zero_split, node_off[:-1])).tolist():
+        flagged = zero_split[node_off[tz] : node_off[tz + 1]]
+        trees[tz] = split_zero_nodes(trees[tz], flagged, tz)
     try:
-        return Forest(**fields, tree_offsets=node_off, tree_class=tree_class, **header_fields)
-    except InvalidForestError:  # a hand-written model may number its nodes in another order
-        pass
-    try:
-        return Forest.from_trees(_per_tree(fields, node_off, tree_class), **header_fields)
+        return Forest.from_trees(trees, **header_fields)
     except InvalidForestError as exc:
         raise _fail(f"the trees are corrupt: {exc}") from exc
 
