@@ -14,6 +14,8 @@ from treeslim.formats._xgboost import (
     MARGIN_TO_BASE,
     OBJECTIVES,
     base_score_to_margin,
+    decode_categories,
+    encode_categories,
     parse_base_score,
 )
 
@@ -25,8 +27,10 @@ __all__ = [
     "ZERO_THRESHOLD",
     "base_score_to_margin",
     "check_feature_count",
+    "decode_categories",
     "decode_ubjson",
     "dump_tslim_bytes",
+    "encode_categories",
     "load_tslim_bytes",
     "pack_container",
     "parse_base_score",

@@ -67,7 +67,7 @@ _DISPATCH: dict[str, Callable[[Any], Forest]] = {
 }
 
 
-def from_model(obj: Any) -> Forest:
+def from_model(obj: Any, *, missing: float | None = None) -> Forest:
     """Convert a fitted model into a :class:`~treeslim.Forest`.
 
     Parameters
@@ -77,6 +77,10 @@ def from_model(obj: Any) -> Forest:
         ``lightgbm.Booster`` / ``LGBMClassifier`` / ``LGBMRegressor`` / ``LGBMRanker``, scikit-learn
         decision trees, random forests, extra trees, gradient boosting and histogram gradient
         boosting, ``treelite.Model``, a ``FrozenEstimator`` around any of these, or a Forest.
+    missing : float, optional
+        XGBoost only: the value the model is scored with as ``missing`` besides NaN (a Booster
+        does not store it; the scikit-learn wrappers' own ``missing`` is read without it). Rows
+        holding it then predict exactly as XGBoost predicts them.
 
     Returns
     -------
@@ -105,6 +109,13 @@ def from_model(obj: Any) -> Forest:
         return obj
     for cls in type(obj).__mro__:
         reader = _DISPATCH.get(f"{cls.__module__.split('.')[0]}_{cls.__name__}")
+        if reader is not None and missing is not None:
+            if reader is not forest_from_xgboost:
+                raise UnsupportedModelError(
+                    f"from_model(..., missing={missing!r}) applies to XGBoost models only; a"
+                    f" {type(obj).__name__} has its own missing-value settings, read from it."
+                )
+            return forest_from_xgboost(obj, missing=missing)
         if reader is not None:
             return reader(obj)
     name = f"{type(obj).__module__}.{type(obj).__qualname__}"
