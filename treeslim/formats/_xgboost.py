@@ -4,6 +4,7 @@ lists XGBoost 3.1+ keeps with a model (``gradient_booster.model.cats``)."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from typing import Any
 
@@ -96,7 +97,7 @@ def _feature_categories(enc: Any, j: int, name: str) -> tuple[Any, ...] | None:
                 " or train on integer category codes."
             )
         try:
-            return tuple(raw[a:b].decode("utf-8") for a, b in zip(offsets[:-1], offsets[1:]))
+            return tuple(raw[a:b].decode("utf-8") for a, b in itertools.pairwise(offsets))
         except UnicodeDecodeError as exc:
             raise ModelFormatError(f"XGBoost model: cats.enc[{j}] is not UTF-8.") from exc
     if len(values) == 0:

@@ -144,9 +144,7 @@ class _Rewriter:
         if first is None:
             assert second is not None
             return second
-        self.children[first][1] = (
-            second if second is not None else self.build(default, as_missing)
-        )
+        self.children[first][1] = second if second is not None else self.build(default, as_missing)
         return first
 
     def tree_arrays(self) -> TreeArrays:
