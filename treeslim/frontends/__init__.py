@@ -25,6 +25,10 @@ from treeslim.frontends._xgboost import (
     forest_from_xgboost_bytes,
     forest_from_xgboost_dict,
 )
+from treeslim.frontends._xgboost_legacy import (
+    forest_from_xgboost_legacy_binary,
+    looks_like_legacy_xgboost,
+)
 from treeslim.ir import Forest
 
 __all__ = [
@@ -131,8 +135,9 @@ def from_model(obj: Any, *, missing: float | None = None) -> Forest:
 
 
 def from_bytes(data: bytes, name: str = "<bytes>") -> Forest:
-    """Read the bytes of a tree model file: XGBoost JSON / UBJSON, LightGBM model text, Treelite
-    checkpoint or forest ``.tslim``; the format is recognised from the content."""
+    """Read the bytes of a tree model file: XGBoost JSON / UBJSON (or a legacy binary model,
+    through Treelite), LightGBM model text, Treelite checkpoint or forest ``.tslim``; the format
+    is recognised from the content."""
     head = data[:256].lstrip()
     if head.startswith(b"TSLIM"):
         return load_tslim_bytes(data, name=name)
@@ -147,6 +152,8 @@ def from_bytes(data: bytes, name: str = "<bytes>") -> Forest:
         raise ModelFormatError(f"{name}: not a LightGBM model text file ({exc}).") from exc
     if looks_like_treelite_checkpoint(data):
         return forest_from_treelite_checkpoint(data, name=name)
+    if looks_like_legacy_xgboost(data):
+        return forest_from_xgboost_legacy_binary(data, name=name)
     raise ModelFormatError(
         f"{name}: not a model file treeslim can read (XGBoost JSON/UBJSON, LightGBM model text,"
         " Treelite checkpoint or .tslim). Pickled models are never loaded: export the model with"
