@@ -106,11 +106,17 @@ def _expanded_trees(forest: Forest) -> list[tuple[int, int]]:
 
 def _check_categories(forest: Forest) -> None:
     """Refuse categorical splits XGBoost would route differently (see the module docstring)."""
-    if forest.cat_index is None or forest.category_rule == "xgboost":
+    if forest.cat_index is None:
         return
     assert forest.cat_bitsets is not None
     nodes = np.flatnonzero(forest.cat_index >= 0)
-    if forest.category_rule == "lightgbm":
+    empty = ~forest.cat_bitsets[forest.cat_index[nodes]].any(axis=1)
+    if empty.any():
+        nodes = nodes[empty]
+        why = "its category set is empty, which XGBoost's format cannot hold"
+    elif forest.category_rule == "xgboost":
+        return
+    elif forest.category_rule == "lightgbm":
         holds_zero = (forest.cat_bitsets[forest.cat_index[nodes], 0] & 1).astype(bool)
         if not holds_zero.any():
             return
@@ -128,7 +134,9 @@ def _check_categories(forest: Forest) -> None:
     t = int(np.searchsorted(forest.tree_offsets, node, side="right") - 1)
     j = int(forest.split_index[node])
     name = f" ({forest.feature_names[j]!r})" if forest.feature_names else ""
-    instead = "to_lightgbm" if forest.category_rule == "lightgbm" else "treeslim.compile"
+    instead = {"lightgbm": "to_lightgbm", "sklearn": "treeslim.compile"}.get(
+        forest.category_rule, "a pass that drops the split"
+    )
     raise UnsupportedModelError(
         f"to_xgboost: tree {t}, node {node - int(forest.tree_offsets[t])} splits on categorical"
         f" feature {j}{name} under the {forest.category_rule!r} category rule, and {why}: the"
@@ -274,10 +282,12 @@ def forest_to_xgboost_json(forest: Forest) -> dict[str, Any]:
 
 def _sibling_order(forest: Forest, lo: int, hi: int) -> np.ndarray:
     """Local node ids of tree ``[lo, hi)`` in XGBoost's layout: a right child right after its
-    left sibling (XGBoost's predictor relies on it); the tree's own order when it already is."""
+    left sibling (XGBoost's predictor steps to ``left + !decision``), where at categorical
+    nodes XGBoost's left is the IR's right; the tree's own order when it already is so."""
     leaf = forest.split_index[lo:hi] < 0
-    left = forest.cleft[lo:hi] - lo
-    right = forest.cright[lo:hi] - lo
+    cat = forest.is_categorical[lo:hi]
+    left = np.where(cat, forest.cright[lo:hi], forest.cleft[lo:hi]) - lo
+    right = np.where(cat, forest.cleft[lo:hi], forest.cright[lo:hi]) - lo
     if np.all(right[~leaf] == left[~leaf] + 1):
         return np.arange(hi - lo)
     order = [0]
