@@ -282,7 +282,7 @@ def test_missing_rewrite_that_would_grow_too_much_is_refused():
     X = _missing_rows(0.0, 2000, 5, seed=2)
     X[np.abs(X) > 1e6] = 1.0  # a DMatrix refuses inf
     y = np.nan_to_num(X[:, 0]) + np.nan_to_num(X[:, 1]) * np.nan_to_num(X[:, 2])
-    booster = xgb.train({"max_depth": 6, "missing": 0.0}, xgb.DMatrix(X, y, missing=0.0), 5)
+    booster = xgb.train({"max_depth": 6}, xgb.DMatrix(X, y, missing=0.0), 5)
     forest = treeslim.from_model(booster)
     trees = [forest.tree(t) for t in range(forest.n_trees)]
     with pytest.raises(treeslim.UnsupportedModelError, match=r"more than 1\.1-fold.*np\.where"):
