@@ -246,17 +246,28 @@ def test_missing_value_is_routed_like_nan(m):
     assert forest.n_nodes < 4 * treeslim.from_model(clf.get_booster()).n_nodes
 
 
+@pytest.mark.parametrize("how", ["trained", "scored", "flipped"])
 @pytest.mark.parametrize("m", [-999.0, 2.0])
-def test_missing_value_at_categorical_nodes(m):
-    """A code equal to ``missing`` takes the default side at categorical nodes too."""
+def test_missing_value_at_categorical_nodes(m, how):
+    """A code equal to ``missing`` takes the default side at categorical nodes too, also where
+    it is in the node's set: a model trained without it and scored with it, and that model
+    with its categorical nodes' default sides flipped (so that both sides hold ``m`` somewhere)."""
     rng = np.random.default_rng(3)  # training takes valid codes only (and NaN, and m)
     X = np.column_stack([rng.integers(0, 11, 1500), rng.normal(size=1500),
                          rng.integers(0, 8, 1500)]).astype(float)  # fmt: skip
     X[rng.random(X.shape) < 0.1] = np.nan
-    X[rng.random(X.shape) < 0.1] = m
+    if how == "trained":
+        X[rng.random(X.shape) < 0.1] = m
     y = np.isin(np.nan_to_num(X[:, 0]), [0, 2, 5]) + (np.nan_to_num(X[:, 2]) % 2)
-    dtrain = xgb.DMatrix(X, y, missing=m, feature_types=["c", "q", "c"], enable_categorical=True)
+    dtrain = xgb.DMatrix(X, y, missing=m if how == "trained" else np.nan,
+                         feature_types=["c", "q", "c"], enable_categorical=True)  # fmt: skip
     booster = xgb.train({"max_depth": 4, "max_cat_to_onehot": 1}, dtrain, 10)
+    if how == "flipped":
+        doc = json.loads(bytes(booster.save_raw("json")))
+        for tree in doc["learner"]["gradient_booster"]["model"]["trees"]:
+            for node in tree["categories_nodes"]:
+                tree["default_left"][node] = 1 - tree["default_left"][node]
+        booster = xgb.Booster(model_file=bytearray(json.dumps(doc).encode()))
     forest = treeslim.from_model(booster, missing=m)
     rows = code_rows(800, seed=4)
     rows[np.random.default_rng(1).random(rows.shape) < 0.2] = m
