@@ -175,17 +175,6 @@ def test_to_xgboost_from_le_forest_is_exact_on_float32():
     assert_close(_native(treeslim.to_xgboost(le), as_f32(X), margin=True), le.predict_margin(X))
 
 
-def test_unsupported_categorical():
-    rng = np.random.default_rng(0)
-    import pandas as pd
-
-    X = pd.DataFrame({"a": pd.Categorical(rng.integers(0, 4, 200)), "b": rng.normal(size=200)})
-    y = (X["a"].cat.codes > 1).astype(int)
-    clf = xgb.XGBClassifier(n_estimators=3, enable_categorical=True, tree_method="hist").fit(X, y)
-    with pytest.raises(treeslim.UnsupportedModelError, match="categorical feature 0"):
-        treeslim.from_model(clf)
-
-
 def test_unsupported_gblinear_and_objective():
     X, score = _data()
     b = xgb.train({"booster": "gblinear"}, xgb.DMatrix(np.nan_to_num(X), score), 3)
@@ -351,16 +340,17 @@ def test_to_xgboost_from_every_library(lib, task):
     )
 
 
-def test_a_missing_value_other_than_nan_is_refused_with_a_way_out():
+def test_a_missing_value_other_than_nan_is_read_exactly():
+    """XGBoost sends a value equal to ``missing`` where it sends NaN; the trees are rewritten so
+    that the Forest does too (more on this in test_categorical_xgboost.py)."""
     rng = np.random.default_rng(0)
     X = rng.normal(size=(400, 4)).astype(np.float32)
     X[rng.random(X.shape) < 0.2] = -999.0
     y = (np.where(X[:, 0] == -999.0, 1.0, X[:, 0]) + X[:, 1] > 0).astype(int)
     model = xgb.XGBClassifier(n_estimators=10, max_depth=3, missing=-999.0).fit(X, y)
-    with pytest.raises(treeslim.UnsupportedModelError, match=r"missing=-999\.0.*get_booster"):
-        treeslim.from_model(model)
-    # the advice holds: NaN in place of -999 through the booster gives XGBoost's own predictions
-    forest = treeslim.from_model(model.get_booster())
-    got = forest.predict(np.where(X == -999.0, np.nan, X))
-    assert_close(got, model.predict_proba(X)[:, 1], prob=True)
-    assert np.abs(forest.predict(X) - got).max() > 0.01  # and without it, it would mispredict
+    forest = treeslim.from_model(model)
+    assert_close(forest.predict(X), model.predict_proba(X)[:, 1], prob=True)
+    # the Booster does not know its missing value: without missing= it would mispredict
+    plain = treeslim.from_model(model.get_booster())
+    assert np.abs(plain.predict(X) - forest.predict(X)).max() > 0.01
+    assert_close(plain.predict(np.where(X == -999.0, np.nan, X)), forest.predict(X), prob=True)

@@ -6,6 +6,12 @@ for a float32 ``x`` iff ``x < t'`` with ``t'`` the next float32 above the larges
 ``t``. Leaf values become float32 (XGBoost's own precision); averaged forests get their leaves
 scaled; class-vector leaves are split into one tree per class; a base score the format cannot hold
 is folded into the first tree of each output.
+
+Categorical splits are written back as XGBoost's (children swapped again: XGBoost sends members
+right) with the stored category lists, so DataFrames are encoded as before. A forest read from
+LightGBM is exported only when XGBoost routes it the same (no set holds code 0, which LightGBM also
+gives to inputs in (-1, 0)); one from scikit-learn, which encodes numeric inputs by category value,
+is refused.
 """
 
 from __future__ import annotations
@@ -18,7 +24,12 @@ import numpy as np
 
 from treeslim._utils import float32_strict_thresholds, require, write_atomic
 from treeslim.errors import UnsupportedModelError
-from treeslim.formats import MARGIN_TO_BASE, base_score_to_margin, parse_base_score
+from treeslim.formats import (
+    MARGIN_TO_BASE,
+    base_score_to_margin,
+    encode_categories,
+    parse_base_score,
+)
 from treeslim.ir import Forest
 
 __all__ = ["forest_to_xgboost_json", "to_xgboost"]
@@ -93,8 +104,130 @@ def _expanded_trees(forest: Forest) -> list[tuple[int, int]]:
     return [(t, k) for t in range(forest.n_trees) for k in range(forest.leaf_width)]
 
 
+def _check_categories(forest: Forest) -> None:
+    """Refuse categorical splits XGBoost would route differently (see the module docstring)."""
+    if forest.cat_index is None:
+        return
+    assert forest.cat_bitsets is not None
+    nodes = np.flatnonzero(forest.cat_index >= 0)
+    empty = ~forest.cat_bitsets[forest.cat_index[nodes]].any(axis=1)
+    if empty.any():
+        nodes = nodes[empty]
+        why = "its category set is empty, which XGBoost's format cannot hold"
+    elif forest.category_rule == "xgboost":
+        return
+    elif forest.category_rule == "lightgbm":
+        holds_zero = (forest.cat_bitsets[forest.cat_index[nodes], 0] & 1).astype(bool)
+        if not holds_zero.any():
+            return
+        nodes = nodes[holds_zero]
+        why = (
+            "its set holds category 0, which LightGBM also gives to inputs in (-1, 0) and"
+            " XGBoost does not"
+        )
+    else:
+        why = (
+            "scikit-learn encodes numeric inputs by their category values, XGBoost takes them"
+            " as codes"
+        )
+    node = int(nodes[0])
+    t = int(np.searchsorted(forest.tree_offsets, node, side="right") - 1)
+    j = int(forest.split_index[node])
+    name = f" ({forest.feature_names[j]!r})" if forest.feature_names else ""
+    instead = {"lightgbm": "to_lightgbm", "sklearn": "treeslim.compile"}.get(
+        forest.category_rule, "a pass that drops the split"
+    )
+    raise UnsupportedModelError(
+        f"to_xgboost: tree {t}, node {node - int(forest.tree_offsets[t])} splits on categorical"
+        f" feature {j}{name} under the {forest.category_rule!r} category rule, and {why}: the"
+        f" XGBoost model would mispredict. Export with {instead} instead, or retrain in XGBoost."
+    )
+
+
+def _tree_doc(
+    forest: Forest, t: int, value: np.ndarray, thr32: np.ndarray, i: int
+) -> dict[str, Any]:
+    """XGBoost's JSON for tree ``t``, its leaves set to ``value``
+    (indexed by global node id); categorical nodes send members right again."""
+    lo, hi = int(forest.tree_offsets[t]), int(forest.tree_offsets[t + 1])
+    n = hi - lo
+    at = lo + _sibling_order(forest, lo, hi)  # node ids in XGBoost's layout
+    inv = np.empty(forest.n_nodes, dtype=np.int64)
+    inv[at] = np.arange(n)
+    leaf = forest.split_index[at] < 0
+    value32 = value[at].astype(np.float32)
+    cat = forest.is_categorical[at]
+    left = np.where(leaf, -1, inv[np.maximum(forest.cleft[at], 0)])
+    right = np.where(leaf, -1, inv[np.maximum(forest.cright[at], 0)])
+    left, right = np.where(cat, right, left), np.where(cat, left, right)
+    parents = np.full(n, 2147483647, dtype=np.int64)
+    inner = np.flatnonzero(~leaf)
+    parents[left[inner]] = inner
+    parents[right[inner]] = inner
+    cond = np.where(leaf, value32, np.where(cat, 0.0, thr32[at]))
+    hess = forest.sum_hess if forest.sum_hess is not None else forest.data_count
+    cat_nodes = np.flatnonzero(cat)
+    sets = [forest.category_set(int(at[k])).tolist() for k in cat_nodes]
+    return {
+        "base_weights": _f32_list(np.where(leaf, value32, 0.0)),
+        "categories": [c for s in sets for c in s],
+        "categories_nodes": cat_nodes.tolist(),
+        "categories_segments": np.cumsum([0] + [len(s) for s in sets])[:-1].tolist(),
+        "categories_sizes": [len(s) for s in sets],
+        "default_left": (forest.default_left[at] != cat).astype(int).tolist(),
+        "id": i,
+        "left_children": left.tolist(),
+        "loss_changes": (np.zeros(n) if forest.gain is None else forest.gain[at]).tolist(),
+        "parents": parents.tolist(),
+        "right_children": right.tolist(),
+        "split_conditions": _f32_list(cond),
+        "split_indices": np.where(leaf, 0, forest.split_index[at]).tolist(),
+        "split_type": cat.astype(int).tolist(),
+        "sum_hessian": (np.ones(n) if hess is None else hess[at]).tolist(),
+        "tree_param": {
+            "num_deleted": "0",
+            "num_feature": str(forest.num_feature),
+            "num_nodes": str(n),
+            "size_leaf_vector": "1",
+        },
+    }
+
+
+def _trees_doc(
+    forest: Forest, fold: np.ndarray
+) -> tuple[list[dict[str, Any]], list[tuple[int, int]]]:
+    """Every tree's JSON, with the base score left in ``fold`` added to the leaves."""
+    # XGBoost's JSON holds no infinities: +-inf thresholds become +-FLT_MAX, which decides every
+    # finite input the same way except +-FLT_MAX itself (and -inf at a -inf threshold)
+    big = np.finfo(np.float32).max
+    thr32 = np.clip(float32_strict_thresholds(forest.threshold, forest.comparison), -big, big)
+    pairs = _expanded_trees(forest)
+    scale = 1.0 / forest.trees_per_output if forest.average else 1.0
+    folded = np.zeros(len(fold), dtype=bool)
+    trees = []
+    for i, (t, out) in enumerate(pairs):
+        value = forest.leaf_value[:, 0 if forest.leaf_width == 1 else out]
+        if fold[out] != 0.0 and (forest.average or not folded[out]):
+            value = value + fold[out]  # averaged: every tree carries it, so the mean does
+            folded[out] = True
+        trees.append(_tree_doc(forest, t, value * scale, thr32, i))
+    return trees, pairs
+
+
+def _feature_types(forest: Forest) -> list[str]:
+    """``"c"`` for features with categorical splits or stored categories, else ``"float"``."""
+    cat = np.zeros(forest.num_feature, dtype=bool)
+    cat[forest.split_index[forest.is_categorical]] = True
+    for j, cats in enumerate(forest.feature_categories or ()):
+        cat[j] |= cats is not None
+    if not cat.any() and not forest.feature_names:
+        return []
+    return ["c" if c else "float" for c in cat]
+
+
 def forest_to_xgboost_json(forest: Forest) -> dict[str, Any]:
     """XGBoost's JSON model document for ``forest``."""
+    _check_categories(forest)
     if forest.sigmoid_alpha != 1.0 and forest.postprocessor == "sigmoid":
         alpha = forest.sigmoid_alpha
         forest = forest.replace(
@@ -103,66 +236,9 @@ def forest_to_xgboost_json(forest: Forest) -> dict[str, Any]:
             sigmoid_alpha=1.0,
         )
     objective = _objective(forest)
-    how = MARGIN_TO_BASE.get(forest.postprocessor)
-    base_str, fold = _base_score(forest, how)
+    base_str, fold = _base_score(forest, MARGIN_TO_BASE.get(forest.postprocessor))
+    trees, pairs = _trees_doc(forest, fold)
     k = forest.n_outputs
-    # XGBoost's JSON holds no infinities: +-inf thresholds become +-FLT_MAX, which decides every
-    # finite input the same way except +-FLT_MAX itself (and -inf at a -inf threshold)
-    big = np.finfo(np.float32).max
-    thr32 = np.clip(float32_strict_thresholds(forest.threshold, forest.comparison), -big, big)
-    pairs = _expanded_trees(forest)
-    scale = 1.0
-    if forest.average:
-        scale = 1.0 / forest.trees_per_output
-    folded = np.zeros(k, dtype=bool)
-    trees = []
-    for i, (t, out) in enumerate(pairs):
-        lo, hi = int(forest.tree_offsets[t]), int(forest.tree_offsets[t + 1])
-        n = hi - lo
-        at = lo + _sibling_order(forest, lo, hi)  # node ids in XGBoost's layout
-        inv = np.empty(forest.n_nodes, dtype=np.int64)
-        inv[at] = np.arange(n)
-        leaf = forest.split_index[at] < 0
-        col = 0 if forest.leaf_width == 1 else out
-        value = forest.leaf_value[at, col]
-        if fold[out] != 0.0 and (forest.average or not folded[out]):
-            value = value + fold[out]  # averaged: every tree carries it, so the mean does
-            folded[out] = True
-        value = value * scale
-        value32 = value.astype(np.float32)
-        parents = np.full(n, 2147483647, dtype=np.int64)
-        left = np.where(leaf, -1, inv[np.maximum(forest.cleft[at], 0)])
-        right = np.where(leaf, -1, inv[np.maximum(forest.cright[at], 0)])
-        inner = np.flatnonzero(~leaf)
-        parents[left[inner]] = inner
-        parents[right[inner]] = inner
-        cond = np.where(leaf, value32, thr32[at])
-        hess = forest.sum_hess if forest.sum_hess is not None else forest.data_count
-        trees.append(
-            {
-                "base_weights": _f32_list(np.where(leaf, value32, 0.0)),
-                "categories": [],
-                "categories_nodes": [],
-                "categories_segments": [],
-                "categories_sizes": [],
-                "default_left": forest.default_left[at].astype(int).tolist(),
-                "id": i,
-                "left_children": left.tolist(),
-                "loss_changes": (np.zeros(n) if forest.gain is None else forest.gain[at]).tolist(),
-                "parents": parents.tolist(),
-                "right_children": right.tolist(),
-                "split_conditions": _f32_list(cond),
-                "split_indices": np.where(leaf, 0, forest.split_index[at]).tolist(),
-                "split_type": [0] * n,
-                "sum_hessian": (np.ones(n) if hess is None else hess[at]).tolist(),
-                "tree_param": {
-                    "num_deleted": "0",
-                    "num_feature": str(forest.num_feature),
-                    "num_nodes": str(n),
-                    "size_leaf_vector": "1",
-                },
-            }
-        )
     multi = forest.task == "multiclass"
     identity_multi = multi and objective == "reg:squarederror"
     obj_doc: dict[str, Any] = {"name": objective}
@@ -170,15 +246,18 @@ def forest_to_xgboost_json(forest: Forest) -> dict[str, Any]:
         obj_doc["softmax_multiclass_param"] = {"num_class": str(k)}
     else:
         obj_doc.update(_OBJECTIVE_PARAMS.get(objective, _REG))
-    names = list(forest.feature_names) if forest.feature_names else []
+    try:
+        cats = encode_categories(forest.feature_categories, forest.num_feature)
+    except ValueError as exc:
+        raise UnsupportedModelError(f"to_xgboost: {exc}") from None
     return {
         "learner": {
             "attributes": {},
-            "feature_names": names,
-            "feature_types": ["float"] * len(names),
+            "feature_names": list(forest.feature_names) if forest.feature_names else [],
+            "feature_types": _feature_types(forest),
             "gradient_booster": {
                 "model": {
-                    "cats": {"enc": [], "feature_segments": [], "sorted_idx": []},
+                    "cats": cats,
                     "gbtree_model_param": {"num_parallel_tree": "1", "num_trees": str(len(trees))},
                     "iteration_indptr": _iteration_indptr(pairs, k),
                     "tree_info": [p[1] for p in pairs],
@@ -203,10 +282,12 @@ def forest_to_xgboost_json(forest: Forest) -> dict[str, Any]:
 
 def _sibling_order(forest: Forest, lo: int, hi: int) -> np.ndarray:
     """Local node ids of tree ``[lo, hi)`` in XGBoost's layout: a right child right after its
-    left sibling (XGBoost's predictor relies on it); the tree's own order when it already is."""
+    left sibling (XGBoost's predictor steps to ``left + !decision``), where at categorical
+    nodes XGBoost's left is the IR's right; the tree's own order when it already is so."""
     leaf = forest.split_index[lo:hi] < 0
-    left = forest.cleft[lo:hi] - lo
-    right = forest.cright[lo:hi] - lo
+    cat = forest.is_categorical[lo:hi]
+    left = np.where(cat, forest.cright[lo:hi], forest.cleft[lo:hi]) - lo
+    right = np.where(cat, forest.cleft[lo:hi], forest.cright[lo:hi]) - lo
     if np.all(right[~leaf] == left[~leaf] + 1):
         return np.arange(hi - lo)
     order = [0]

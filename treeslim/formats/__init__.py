@@ -21,6 +21,8 @@ from treeslim.formats._xgboost import (
     MARGIN_TO_BASE,
     OBJECTIVES,
     base_score_to_margin,
+    decode_categories,
+    encode_categories,
     parse_base_score,
 )
 
@@ -33,9 +35,11 @@ __all__ = [
     "ZERO_THRESHOLD",
     "base_score_to_margin",
     "check_feature_count",
+    "decode_categories",
     "decode_ubjson",
     "dump_pandas_categorical",
     "dump_tslim_bytes",
+    "encode_categories",
     "load_tslim_bytes",
     "pack_container",
     "pandas_columns",

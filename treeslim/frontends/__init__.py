@@ -25,6 +25,10 @@ from treeslim.frontends._xgboost import (
     forest_from_xgboost_bytes,
     forest_from_xgboost_dict,
 )
+from treeslim.frontends._xgboost_legacy import (
+    forest_from_xgboost_legacy_binary,
+    looks_like_legacy_xgboost,
+)
 from treeslim.ir import Forest
 
 __all__ = [
@@ -67,7 +71,7 @@ _DISPATCH: dict[str, Callable[[Any], Forest]] = {
 }
 
 
-def from_model(obj: Any) -> Forest:
+def from_model(obj: Any, *, missing: float | None = None) -> Forest:
     """Convert a fitted model into a :class:`~treeslim.Forest`.
 
     Parameters
@@ -77,6 +81,10 @@ def from_model(obj: Any) -> Forest:
         ``lightgbm.Booster`` / ``LGBMClassifier`` / ``LGBMRegressor`` / ``LGBMRanker``, scikit-learn
         decision trees, random forests, extra trees, gradient boosting and histogram gradient
         boosting, ``treelite.Model``, a ``FrozenEstimator`` around any of these, or a Forest.
+    missing : float, optional
+        XGBoost only: the value the model is scored with as ``missing`` besides NaN (a Booster
+        does not store it; the scikit-learn wrappers' own ``missing`` is read without it). Rows
+        holding it then predict exactly as XGBoost predicts them.
 
     Returns
     -------
@@ -105,6 +113,13 @@ def from_model(obj: Any) -> Forest:
         return obj
     for cls in type(obj).__mro__:
         reader = _DISPATCH.get(f"{cls.__module__.split('.')[0]}_{cls.__name__}")
+        if reader is not None and missing is not None:
+            if reader is not forest_from_xgboost:
+                raise UnsupportedModelError(
+                    f"from_model(..., missing={missing!r}) applies to XGBoost models only; a"
+                    f" {type(obj).__name__} has its own missing-value settings, read from it."
+                )
+            return forest_from_xgboost(obj, missing=missing)
         if reader is not None:
             return reader(obj)
     name = f"{type(obj).__module__}.{type(obj).__qualname__}"
@@ -120,8 +135,9 @@ def from_model(obj: Any) -> Forest:
 
 
 def from_bytes(data: bytes, name: str = "<bytes>") -> Forest:
-    """Read the bytes of a tree model file: XGBoost JSON / UBJSON, LightGBM model text, Treelite
-    checkpoint or forest ``.tslim``; the format is recognised from the content."""
+    """Read the bytes of a tree model file: XGBoost JSON / UBJSON (or a legacy binary model,
+    through Treelite), LightGBM model text, Treelite checkpoint or forest ``.tslim``; the format
+    is recognised from the content."""
     head = data[:256].lstrip()
     if head.startswith(b"TSLIM"):
         return load_tslim_bytes(data, name=name)
@@ -136,6 +152,8 @@ def from_bytes(data: bytes, name: str = "<bytes>") -> Forest:
         raise ModelFormatError(f"{name}: not a LightGBM model text file ({exc}).") from exc
     if looks_like_treelite_checkpoint(data):
         return forest_from_treelite_checkpoint(data, name=name)
+    if looks_like_legacy_xgboost(data):
+        return forest_from_xgboost_legacy_binary(data, name=name)
     raise ModelFormatError(
         f"{name}: not a model file treeslim can read (XGBoost JSON/UBJSON, LightGBM model text,"
         " Treelite checkpoint or .tslim). Pickled models are never loaded: export the model with"

@@ -19,10 +19,12 @@ from treeslim.formats import (
     OBJECTIVES,
     base_score_to_margin,
     check_feature_count,
+    decode_categories,
     decode_ubjson,
     parse_base_score,
 )
-from treeslim.ir import Forest, TreeArrays
+from treeslim.frontends._missing import route_value_as_missing
+from treeslim.ir import Forest, TreeArrays, bitset_table
 
 __all__ = ["forest_from_xgboost", "forest_from_xgboost_bytes", "forest_from_xgboost_dict"]
 
@@ -46,7 +48,44 @@ def _arr(tree: dict[str, Any], key: str, dtype: Any, n: int, t_idx: int) -> np.n
     return a
 
 
-def _tree(tree: dict[str, Any], t_idx: int, tree_class: int, scale: float) -> TreeArrays:
+def _category_sets(
+    tree: dict[str, Any], t_idx: int, split_type: np.ndarray, split: np.ndarray
+) -> dict[int, np.ndarray]:
+    """Node -> the category codes XGBoost sends right (``categories_*`` cut per node)."""
+    n = len(split_type)
+    nodes = np.asarray(tree.get("categories_nodes", []), dtype=np.int64).ravel()
+    segments = np.asarray(tree.get("categories_segments", []), dtype=np.int64).ravel()
+    sizes = np.asarray(tree.get("categories_sizes", []), dtype=np.int64).ravel()
+    codes = np.asarray(tree.get("categories", []), dtype=np.int64).ravel()
+    if not len(nodes) == len(segments) == len(sizes):
+        raise ModelFormatError(
+            f"XGBoost model: tree {t_idx} has {len(nodes)} categories_nodes, {len(segments)}"
+            f" categories_segments and {len(sizes)} categories_sizes."
+        )
+    if np.any((nodes < 0) | (nodes >= n)) or np.any(split_type[nodes] != 1):
+        raise ModelFormatError(
+            f"XGBoost model: tree {t_idx} lists categories for a node that is not a categorical"
+            " split."
+        )
+    if np.any((segments < 0) | (sizes < 0) | (segments + sizes > len(codes))):
+        raise ModelFormatError(
+            f"XGBoost model: tree {t_idx} categories_segments / categories_sizes run past its"
+            f" {len(codes)} categories."
+        )
+    missing = np.setdiff1d(np.flatnonzero(split_type == 1), nodes)
+    if len(missing):
+        raise ModelFormatError(
+            f"XGBoost model: tree {t_idx}, node {int(missing[0])} is a categorical split on"
+            f" feature {int(split[missing[0]])} with no category set."
+        )
+    return {int(v): codes[a : a + k] for v, a, k in zip(nodes, segments, sizes, strict=True)}
+
+
+def _tree(
+    tree: dict[str, Any], t_idx: int, tree_class: int, scale: float, sets: list[np.ndarray]
+) -> TreeArrays:
+    """One tree; categorical nodes get their children swapped (the IR's members go left) and
+    their category sets appended to ``sets``."""
     param = tree.get("tree_param", {})
     try:
         n = int(param["num_nodes"])
@@ -60,22 +99,27 @@ def _tree(tree: dict[str, Any], t_idx: int, tree_class: int, scale: float) -> Tr
         )
     if n < 1:
         raise ModelFormatError(f"XGBoost model: tree {t_idx} has num_nodes={n}.")
-    split_type = (
-        _arr(tree, "split_type", np.int64, n, t_idx) if "split_type" in tree else np.zeros(1)
-    )
-    if np.any(split_type != 0):
-        node = int(np.flatnonzero(split_type != 0)[0])
-        feat = int(np.asarray(tree["split_indices"])[node])
-        raise UnsupportedModelError(
-            f"XGBoost tree {t_idx}, node {node} splits on categorical feature {feat}; treeslim"
-            " holds numerical splits only: one-hot or ordinal-encode that feature and retrain"
-            " with enable_categorical=False."
-        )
     left = _arr(tree, "left_children", np.int64, n, t_idx)
     right = _arr(tree, "right_children", np.int64, n, t_idx)
     cond = _arr(tree, "split_conditions", np.float32, n, t_idx).astype(np.float64)
     leaf = left == -1
     split = _arr(tree, "split_indices", np.int64, n, t_idx)
+    default_left = _arr(tree, "default_left", np.int64, n, t_idx).astype(bool)
+    split_type = np.zeros(n, dtype=np.int64)
+    if "split_type" in tree:
+        split_type = np.where(leaf, 0, _arr(tree, "split_type", np.int64, n, t_idx))
+    if np.any((split_type != 0) & (split_type != 1)):
+        raise ModelFormatError(f"XGBoost model: tree {t_idx} has a split_type other than 0 / 1.")
+    cat_index = None
+    if np.any(split_type == 1):
+        cat_index = np.full(n, -1, dtype=np.int64)
+        for node, codes in sorted(_category_sets(tree, t_idx, split_type, split).items()):
+            cat_index[node] = len(sets)
+            sets.append(codes)
+        cat = split_type == 1  # XGBoost sends members right: swap so they go left
+        left, right = np.where(cat, right, left), np.where(cat, left, right)
+        default_left = np.where(cat, ~default_left, default_left)
+        cond = np.where(cat, 0.0, cond)
     value = np.where(leaf, cond * scale, 0.0)
     if scale != 1.0:  # DART: XGBoost scales leaf outputs in float32
         value = np.where(
@@ -86,11 +130,12 @@ def _tree(tree: dict[str, Any], t_idx: int, tree_class: int, scale: float) -> Tr
         threshold=np.where(leaf, 0.0, cond),
         cleft=left,
         cright=right,
-        default_left=_arr(tree, "default_left", np.int64, n, t_idx).astype(bool),
+        default_left=default_left,
         leaf_value=value,
         tree_class=tree_class,
         sum_hess=_arr(tree, "sum_hessian", np.float64, n, t_idx) if "sum_hessian" in tree else None,
         gain=_arr(tree, "loss_changes", np.float64, n, t_idx) if "loss_changes" in tree else None,
+        cat_index=cat_index,
     )
 
 
@@ -157,7 +202,9 @@ def _first_iterations(gbtree: dict[str, Any], n_trees: int, n_iterations: int) -
     return int(indptr[n_iterations])
 
 
-def forest_from_xgboost_dict(model: dict[str, Any], *, n_iterations: int | None = None) -> Forest:
+def forest_from_xgboost_dict(
+    model: dict[str, Any], *, n_iterations: int | None = None, missing: float | None = None
+) -> Forest:
     """Build a Forest from XGBoost's model schema (the parsed JSON / UBJSON document).
 
     ``n_iterations`` keeps only the first boosting rounds (an early-stopped model's best ones).
@@ -166,9 +213,13 @@ def forest_from_xgboost_dict(model: dict[str, Any], *, n_iterations: int | None 
     :data:`~treeslim.formats.MAX_UNUSED_FEATURES` beyond it), ``num_class`` against the objective
     and the tree count, ``num_trees`` / ``tree_info`` / ``iteration_indptr`` / ``weight_drop``
     against the trees; a document that breaks any of them raises :class:`ModelFormatError`.
+    Categorical splits keep their category sets (children swapped: see
+    :mod:`treeslim.ir._categories`) and the category lists XGBoost 3.1+ stores. ``missing`` is
+    the value XGBoost was told to treat as missing (besides NaN); the trees are rewritten so
+    that it is (see :func:`route_value_as_missing`).
     """
     try:
-        return _forest_from_dict(model, n_iterations)
+        return _forest_from_dict(model, n_iterations, missing)
     except TreeSlimError:
         raise
     except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError) as exc:
@@ -177,7 +228,9 @@ def forest_from_xgboost_dict(model: dict[str, Any], *, n_iterations: int | None 
         ) from None
 
 
-def _forest_from_dict(model: dict[str, Any], n_iterations: int | None) -> Forest:
+def _forest_from_dict(
+    model: dict[str, Any], n_iterations: int | None, missing: float | None
+) -> Forest:
     try:
         learner = model["learner"]
         params = learner["learner_model_param"]
@@ -227,6 +280,7 @@ def _forest_from_dict(model: dict[str, Any], n_iterations: int | None) -> Forest
         keep = _first_iterations(gbtree, len(trees), n_iterations)
         trees, tree_info = trees[:keep], tree_info[:keep]
     n_outputs = num_class if task == "multiclass" else 1
+    sets: list[np.ndarray] = []
     with np.errstate(over="ignore", invalid="ignore"):  # float32 reads: inf / NaN, then checked
         built = [
             _tree(
@@ -234,6 +288,7 @@ def _forest_from_dict(model: dict[str, Any], n_iterations: int | None) -> Forest
                 i,
                 int(tree_info[i]) if n_outputs > 1 else 0,
                 1.0 if weights is None or len(weights) == 0 else float(weights[i]),
+                sets,
             )
             for i, t in enumerate(trees)
         ]
@@ -253,8 +308,15 @@ def _forest_from_dict(model: dict[str, Any], n_iterations: int | None) -> Forest
             f"XGBoost model: base_score has {base.size} values for {n_outputs} outputs."
         )
     names = list(learner.get("feature_names", []) or [])
+    names = names if len(names) == num_feature else []
+    table = bitset_table(sets) if sets else None
+    if missing is not None and not math.isnan(missing):
+        built = route_value_as_missing(built, missing, table)
     return Forest.from_trees(
         built,
+        cat_bitsets=table,
+        category_rule="xgboost",
+        feature_categories=decode_categories(gbtree.get("cats"), num_feature, names),
         num_feature=num_feature,
         task=task,
         num_class=num_class if task == "multiclass" else 1,
@@ -263,7 +325,7 @@ def _forest_from_dict(model: dict[str, Any], n_iterations: int | None) -> Forest
         average=False,
         comparison="<",
         feature_dtype="float32",
-        feature_names=tuple(names) if len(names) == num_feature else None,
+        feature_names=tuple(names) if names else None,
         source={
             "library": "xgboost",
             "objective": objective,
@@ -290,32 +352,32 @@ def forest_from_xgboost_bytes(data: bytes) -> Forest:
     return forest_from_xgboost_dict(doc)
 
 
-def _check_missing(model: Any) -> None:
-    """Refuse a scikit-learn wrapper whose ``missing`` is not NaN: XGBoost then treats that value
-    (as well as NaN) as missing, which a Forest, whose only missing value is NaN, would mispredict.
-    (A Booster does not store ``missing``: it is an argument of each DMatrix.)"""
-    missing = model.get_params().get("missing", math.nan)
-    if missing is None or (isinstance(missing, float) and math.isnan(missing)):
-        return
-    name = type(model).__name__
-    raise UnsupportedModelError(
-        f"{name}(missing={missing!r}): XGBoost treats {missing!r} as a missing value, and treeslim"
-        " reads only NaN as missing, so it would mispredict rows holding it. XGBoost predicts the"
-        " same for NaN, so replace the value in the rows you score and compress"
-        f" (X = np.where(X == {missing!r}, np.nan, X)) and pass model.get_booster() instead."
-    )
+def _wrapper_missing(model: Any, missing: float | None) -> float | None:
+    """The ``missing`` of a scikit-learn wrapper, checked against the one the caller passed."""
+    own = model.get_params().get("missing", math.nan)
+    own = math.nan if own is None else float(own)
+    if missing is not None and not (missing == own or (math.isnan(missing) and math.isnan(own))):
+        raise ValueError(
+            f"from_model(..., missing={missing!r}) disagrees with {type(model).__name__}"
+            f"(missing={own!r}), which its own predict uses: leave missing= out."
+        )
+    return own
 
 
-def forest_from_xgboost(obj: Any) -> Forest:
+def forest_from_xgboost(obj: Any, *, missing: float | None = None) -> Forest:
     """Build a Forest from an ``xgboost.Booster`` or an ``XGBModel`` (classifier, regressor, ranker).
 
     For the scikit-learn wrappers an early-stopped model keeps its best iteration, as its own
-    ``predict`` does.
+    ``predict`` does (a Booster keeps every tree, as ``Booster.predict`` does), and their
+    ``missing`` parameter is read. A Booster does not store ``missing`` (it is an argument of
+    each ``DMatrix`` / ``inplace_predict``): pass the value scored with as ``missing=``. Rows
+    holding it then predict as XGBoost predicts them (as if missing) at every node; the trees
+    grow where that value and NaN go to different sides (:func:`route_value_as_missing`).
     """
     n_iter = None
     booster = obj
     if hasattr(obj, "get_booster"):
-        _check_missing(obj)
+        missing = _wrapper_missing(obj, missing)
         booster = obj.get_booster()
         try:
             best = obj.best_iteration
@@ -325,7 +387,7 @@ def forest_from_xgboost(obj: Any) -> Forest:
             n_iter = int(best) + 1
     raw = booster.save_raw(raw_format="ubj")
     doc = decode_ubjson(bytes(raw))
-    forest = forest_from_xgboost_dict(doc, n_iterations=n_iter)
+    forest = forest_from_xgboost_dict(doc, n_iterations=n_iter, missing=missing)
     if forest.feature_names is None and getattr(booster, "feature_names", None):
         names = tuple(booster.feature_names)
         if len(names) == forest.num_feature:
