@@ -57,13 +57,19 @@ def parse_base_score(text: Any) -> np.ndarray:
 
 def base_score_to_margin(values: np.ndarray, how: str) -> np.ndarray:
     """``base_score`` in margin space, computed in float32 as XGBoost's ``ProbToMargin`` does
-    (a value outside the link's domain gives a non-finite margin, for the caller to refuse)."""
+    (a value outside the link's domain gives a non-finite margin, for the caller to refuse).
+
+    The float32 logarithm is the correctly rounded one C's ``logf`` gives (the float64 log
+    rounded to float32); numpy's float32 ``log`` can be a unit in the last place off, which
+    shifted every margin of a binary model by one float32 step.
+    """
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         v = values.astype(np.float32)
         if how == "logit":
-            out = -np.log(np.float32(1.0) / v - np.float32(1.0))
+            inner = (np.float32(1.0) / v - np.float32(1.0)).astype(np.float32)
+            out = (-np.log(inner.astype(np.float64))).astype(np.float32)
         elif how == "log":
-            out = np.log(v)
+            out = np.log(v.astype(np.float64)).astype(np.float32)
         else:
             out = v
     return out.astype(np.float64)

@@ -325,6 +325,7 @@ def _forest_from_dict(
         average=False,
         comparison="<",
         feature_dtype="float32",
+        margin_dtype="float32",
         feature_names=tuple(names) if names else None,
         source={
             "library": "xgboost",
