@@ -386,7 +386,8 @@ def test_refit_toward_teacher_equals_a_dense_least_squares_solve(lib, task, l2, 
     want = dense_ridge(start, X, target, l2=l2, w=w)
 
     def objective(v):
-        m = start.replace(leaf_value=v).predict_margin(X)
+        # the least-squares problem in exact arithmetic, not XGBoost's float32 sum
+        m = start.replace(leaf_value=v, margin_dtype="float64").predict_margin(X)
         r = (m - target).reshape(len(X), -1)
         ww = np.ones(len(X)) if w is None else w * (len(X) / w.sum())
         return float(np.sum(ww[:, None] * r * r) + l2 * np.sum((v - start.leaf_value) ** 2))

@@ -69,6 +69,7 @@ def _attributes(forest: Forest) -> dict[str, Any]:
         "feature_names": list(forest.feature_names) if forest.feature_names else None,
         "source": dict(forest.source),
         "category_rule": forest.category_rule,
+        "margin_dtype": forest.margin_dtype,
         "feature_categories": _json_categories(forest.feature_categories),
     }
     return {"treeslim": json.loads(json.dumps(meta, default=_jsonable))}

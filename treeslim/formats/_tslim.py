@@ -204,7 +204,12 @@ def dump_tslim_bytes(forest: Forest, *, stats: bool = False) -> bytes:
     si = forest.split_index[perm]
     internal = si >= 0
     skip = ("base_score", "feature_names", "cat_bitsets")
-    meta = {k: v for k, v in forest.header().items() if k not in skip}
+    defaults = {"category_rule": "xgboost", "feature_categories": None, "margin_dtype": "float64"}
+    meta = {
+        k: v
+        for k, v in forest.header().items()
+        if k not in skip and not (k in defaults and v == defaults[k])  # older readers' files
+    }
     meta.update(
         base_score=forest.base_score.tolist(),
         feature_names=None if forest.feature_names is None else list(forest.feature_names),

@@ -136,6 +136,8 @@ def _apply_attributes(header: dict[str, Any], text: str) -> None:
         header["source"] = {**meta["source"], "via": "treelite"}
     if meta.get("category_rule") in ("lightgbm", "sklearn"):
         header["category_rule"] = meta["category_rule"]
+    if meta.get("margin_dtype") == "float32" and not header.get("average"):
+        header["margin_dtype"] = "float32"
     cats = meta.get("feature_categories")
     if isinstance(cats, list) and len(cats) == header["num_feature"]:
         ok = all(c is None or isinstance(c, list) for c in cats)
