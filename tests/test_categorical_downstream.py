@@ -244,3 +244,41 @@ def test_every_export_of_a_categorical_forest_is_exact_or_refused(kind, rule, dt
         return
     got = np.asarray(_native_margin(kind, model, X), dtype=np.float64).reshape(len(X), -1)[:, 0]
     np.testing.assert_allclose(got, f.predict_margin(X), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("lib", ["sklearn", "lightgbm", "xgboost"])
+def test_compress_a_native_categorical_model_on_a_dataframe(lib):
+    """The three everyday flows, end to end: a model trained on a DataFrame with a category
+    column, compressed on a DataFrame, scored on one whose categories come in another order."""
+    pd = pytest.importorskip("pandas")
+    rng = np.random.default_rng(0)
+    cities = [f"city{i}" for i in range(25)]
+    effect = dict(zip(cities, rng.normal(size=len(cities)), strict=True))
+
+    def frame(n, order):
+        c = rng.choice(cities, n)
+        x = rng.normal(size=n)
+        logit = np.array([effect[v] for v in c]) + x
+        y = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
+        return pd.DataFrame({"city": pd.Categorical(c, categories=order), "x": x}), y
+
+    df, y = frame(2000, cities)
+    test, _ = frame(500, cities[::-1])
+    if lib == "sklearn":
+        from sklearn.ensemble import HistGradientBoostingClassifier
+
+        model = HistGradientBoostingClassifier(max_iter=30, categorical_features="from_dtype")
+    elif lib == "lightgbm":
+        lgb = pytest.importorskip("lightgbm")
+        model = lgb.LGBMClassifier(n_estimators=30, verbose=-1)
+    else:
+        model = pytest.importorskip("xgboost").XGBClassifier(
+            n_estimators=30, enable_categorical=True, max_cat_to_onehot=1
+        )
+    model.fit(df, y)
+    est = treeslim.compress(model, df, y, max_loss=0.05, random_state=0, verbose=0)
+    native = model.predict_proba(test)[:, 1]
+    np.testing.assert_allclose(est.teacher_.predict(test), native, rtol=1e-6, atol=1e-6)
+    assert est.teacher_.n_categorical_splits > 0
+    np.testing.assert_allclose(est.predict_proba(test)[:, 1], est.forest_.predict(test), atol=1e-12)
+    assert est.forest_.feature_categories == est.teacher_.feature_categories
