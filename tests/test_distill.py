@@ -362,11 +362,12 @@ def test_search_is_deterministic_and_reports_the_chosen_settings(tmp_path):
 def test_held_out_rows_are_whole_queries():
     qid = np.repeat(np.arange(40), 7)
     folds = _folds(len(qid), qid, seed=0)
-    assert len(folds) == 3
+    assert len(folds) == 5
     for fit, held in folds:
         assert not set(qid[fit]) & set(qid[held]) and len(fit) + len(held) == len(qid)
     assert sorted(np.concatenate([h for _, h in folds]).tolist()) == list(range(len(qid)))
-    assert len(_folds(6000, None, seed=0)) == 1  # one 20% holdout on larger data
+    assert len(_folds(6000, None, seed=0)) == 3
+    assert len(_folds(30000, None, seed=0)) == 1  # one 20% holdout on large data
 
 
 def test_fixed_settings_are_not_searched():

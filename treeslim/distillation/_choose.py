@@ -4,20 +4,22 @@ Distilling does not always beat training the same student on the labels: with as
 rows as the teacher had, a booster that can learn the function from the labels gains little
 from soft targets and can lose to generated rows off the data's support. So every setting
 :func:`treeslim.distill` leaves at ``"auto"`` is chosen by the student's metric on held-out rows
-(three folds up to 5,000 rows, else one 20% holdout; whole queries for ranking; agreement with
-the teacher when there are no labels), among candidates that always include plain training on
-the labels. The search is greedy, a stage at a time, and a step is taken only when it pays by
-more than ``TOL`` on the metric:
+(five folds up to 2,000 rows, three up to 20,000, else one 20% holdout; whole queries for
+ranking; closeness to the teacher when there are no labels), among candidates that always
+include plain training on the labels. The search is greedy, a stage at a time, and a step is
+taken only when it pays: by more than ``TOL`` on the metric and more than the standard error of
+the paired per-fold differences (the noise of the held-out rows):
 
 1. the loss (least squares on soft targets, cross-entropy, pairwise ranking; see
    :mod:`treeslim.distillation._losses`) and the blend ``alpha`` of true labels (0, 0.5), real
    rows only; and the student trained on the labels alone;
 2. temperature 2 and 0.5 for classifiers (for regression and ranking it only rescales);
 3. generated rows by MUNGE, leaf-box sampling and jitter, sized by the student's capacity (about
-   ten rows per leaf or weight, at least as many as real rows), and three times that many when
-   they pay;
-4. for an estimator left at its library's defaults, a larger (XGBoost: smaller) learning rate
-   and half the boosting rounds.
+   ten rows per leaf or weight, at least as many as real rows), from the best setting so far and
+   from the best without labels mixed in; then three times that many rows when they pay;
+4. plain training on the labels is kept unless the distilled setting beats it the same way;
+5. for a boosting estimator left at its library's defaults, a larger (XGBoost: smaller)
+   learning rate and half the boosting rounds.
 
 The winner is distilled from scratch on all the rows; every fit uses the same seed, so the
 search is deterministic given ``random_state``.
@@ -132,7 +134,7 @@ def _folds(n: int, qid: Any, seed: int) -> list[tuple[NDArray[np.intp], NDArray[
     rng = np.random.default_rng([seed, 18])
     units = np.unique(qid) if qid is not None else np.arange(n)
     perm = rng.permutation(len(units))
-    k = 3 if n <= 5000 else 1
+    k = 5 if n <= 2000 else 3 if n <= 20000 else 1
     parts = np.array_split(perm, k) if k > 1 else [perm[: max(1, len(perm) // 5)]]
     out = []
     for part in parts:
@@ -181,26 +183,34 @@ def choose_setting(
     n = len(X)
     metric = default_metric(teacher.task)
     folds = _folds(n, qid, seed)
-    tried: dict[Setting, float] = {}
+    tried: dict[Setting, NDArray[np.float64]] = {}
 
     def part(a: Any, idx: NDArray[np.intp]) -> Any:
         return None if a is None else a[idx]
 
-    def trial(s: Setting) -> float:
+    def scores(s: Setting) -> NDArray[np.float64]:
         if s not in tried:
-            tried[s] = float(np.mean([
+            tried[s] = np.array([
                 _score(fit_setting(teacher, student, X[f], part(y, f), part(qid, f), s, seed),
                        teacher, X[v], part(y, v), part(qid, v), metric)
                 for f, v in folds
-            ]))  # fmt: skip
+            ])  # fmt: skip
         return tried[s]
 
+    def trial(s: Setting) -> float:
+        return float(np.mean(scores(s)))
+
     def best(options: list[Setting], incumbent: Setting) -> Setting:
-        """The best of ``options``; it replaces ``incumbent`` only when it pays by TOL."""
+        """The best of ``options``; it replaces ``incumbent`` only when it pays: by more than
+        TOL and than the standard error of the paired per-fold differences."""
         if not options:
             return incumbent
         top = max(options, key=trial)
-        return top if trial(top) > trial(incumbent) + TOL else incumbent
+        d = scores(top) - scores(incumbent)
+        if not np.all(np.isfinite(d)):
+            return top if trial(top) > trial(incumbent) else incumbent
+        se = float(np.std(d, ddof=1) / np.sqrt(len(d))) if len(d) > 1 else 0.0
+        return top if float(np.mean(d)) > max(TOL, se) else incumbent
 
     def replace(s: Setting, **kw: Any) -> Setting:
         return dataclasses.replace(s, **kw)
@@ -223,11 +233,16 @@ def choose_setting(
         stages.append(lambda s: [replace(s, augment=a, ratio=r) for a in augs for r in ratios])
         if fixed_ratio is None:
             stages.append(lambda s: [replace(s, ratio=3 * s.ratio)] if s.ratio > 0 else [])
+    # generated rows are tried from the best setting and from the best without labels mixed in
+    # (labels are what generated rows cannot carry, so the two can swap places)
+    starts = list(dict.fromkeys([chosen, max((s for s in soft if s.alpha == 0), key=trial,
+                                             default=chosen)]))  # fmt: skip
     for stage in stages:
-        chosen = best(stage(chosen), chosen)
+        chosen = best([o for s in starts for o in stage(s)], chosen)
+        starts = [chosen]
     if y is not None and fixed["alpha"] is None and fixed["loss"] is None:
         chosen = best([chosen], Setting("labels"))
     for key, value in _tunable(student):
         chosen = best([replace(chosen, params=(*chosen.params, (key, value)))], chosen)
-    table = [{**s.describe(n), "score": score} for s, score in tried.items()]
+    table = [{**s.describe(n), "score": float(np.mean(v))} for s, v in tried.items()]
     return chosen, table
