@@ -209,6 +209,21 @@ def test_distill_candidate_for_compress():
             if task == "ranking":  # scores fitted as they are, not centred per query
                 r = np.corrcoef(s.predict_margin(X), f.predict_margin(X))[0, 1]
                 assert r > 0.5
+    # compress's students: cross-entropy for classifiers where the library allows it
+    for task, want in (("binary", "cross_entropy"), ("multiclass", "cross_entropy"),
+                       ("regression", "squared")):  # fmt: skip
+        _, f, X, _, _ = _teacher(task)
+        z = f.predict_margin(X)
+        auto = distill_candidate(f, X, z, n_trees=3, depth=2, loss="auto", random_state=0)
+        same = distill_candidate(f, X, z, n_trees=3, depth=2, loss=want, random_state=0)
+        np.testing.assert_array_equal(auto.predict_margin(X), same.predict_margin(X))
+    other = distill_candidate(f, X, z, n_trees=3, depth=2, random_state=0)  # default: squared
+    assert np.array_equal(other.predict_margin(X), same.predict_margin(X))
+    _, f, X, _, _ = _teacher("binary")
+    z = f.predict_margin(X)
+    ce = distill_candidate(f, X, z, n_trees=3, depth=2, loss="auto", random_state=0)
+    assert not np.allclose(ce.predict_margin(X), distill_candidate(
+        f, X, z, n_trees=3, depth=2, random_state=0).predict_margin(X))  # fmt: skip
     with pytest.raises(ValueError, match="The 'depth' parameter of distill_candidate"):
         distill_candidate(f, X, f.predict_margin(X), n_trees=4, depth=0)
     with pytest.raises(ValueError, match="The 'library' parameter of distill_candidate"):

@@ -260,9 +260,11 @@ def distill_candidate(
     library : {"lightgbm", "xgboost", "sklearn"}, optional
         The student's library; default the teacher's when it is LightGBM or XGBoost, else
         scikit-learn's ``HistGradientBoostingRegressor``.
-    loss : {"squared", "cross_entropy"}, default="squared"
+    loss : {"squared", "cross_entropy", "auto"}, default="squared"
         Least squares on the margins, or (binary / multiclass teachers) cross-entropy on the
-        teacher's probabilities (:mod:`treeslim.distillation._losses`).
+        teacher's probabilities (:mod:`treeslim.distillation._losses`); "auto" is cross-entropy
+        where the teacher and the student's library allow it, else least squares (what
+        :func:`treeslim.compress` uses).
     random_state : int, optional
 
     Returns
@@ -314,10 +316,12 @@ def distill_candidate(
     if soft.kind == "ranking":
         soft.kind = "linear"
     U = soft.targets(margin)
+    if loss == "auto":
+        loss = "cross_entropy" if "cross_entropy" in losses_for(teacher, student) else "squared"
     if loss not in ("squared", "cross_entropy") or loss not in losses_for(teacher, student):
         raise ValueError(
-            "The 'loss' parameter of distill_candidate must be 'squared' or (classifiers)"
-            f" 'cross_entropy'. Got {loss!r} instead."
+            "The 'loss' parameter of distill_candidate must be 'squared', 'auto' or"
+            f" (classifiers) 'cross_entropy'. Got {loss!r} instead."
         )
     fit = fit_soft(teacher, student, Xf, U, loss=loss, temperature=1.0, seed=seed)
     forest: Forest = fit.model
