@@ -109,7 +109,7 @@ def test_distilled_forest_exports_to_its_library():
 
     m, _f, X, _y, _ = _teacher("multiclass", "xgboost")
     for student in (_lgb(), xgb.XGBRegressor(n_estimators=5, max_depth=3, n_jobs=1)):
-        s = distill(m, X, student=student, n_synthetic=500, random_state=0)
+        s = distill(m, X, student=student, n_synthetic=500, augment="munge", random_state=0)
         if s.source["library"] == "lightgbm":
             back = treeslim.to_lightgbm(s).predict(X)
         else:
@@ -124,7 +124,7 @@ def test_distill_mimics_teacher_on_every_task():
     for task in TASKS:
         m, f, X, _y, qid = _teacher(task)
         s = distill(m, X, student=DecisionTreeRegressor(max_depth=6), n_synthetic=5000,
-                    qid=qid, random_state=0)  # fmt: skip
+                    augment="munge", qid=qid, random_state=0)  # fmt: skip
         assert s.task == f.task and s.n_trees == 1 and s.max_depth <= 6
         a, b = s.predict_margin(X).ravel(), f.predict_margin(X).ravel()
         if task == "multiclass":
@@ -141,7 +141,13 @@ def test_distill_mimics_teacher_on_every_task():
 @pytest.mark.parametrize("augment", ["munge", "leaf-box", "jitter", "swap", "none"])
 def test_distill_is_deterministic_with_random_state(augment):
     m, _f, X, y, _ = _teacher("binary")
-    kw = dict(student=_lgb(subsample=0.7, subsample_freq=1), n_synthetic=3000, augment=augment)
+    kw = dict(
+        student=_lgb(subsample=0.7, subsample_freq=1),
+        n_synthetic=3000,
+        augment=augment,
+        temperature=1.0,
+        loss="squared",
+    )
     a = distill(m, X, y, alpha=0.2, random_state=5, **kw)
     b = distill(m, X, y, alpha=0.2, random_state=5, **kw)
     c = distill(m, X, y, alpha=0.2, random_state=6, **kw)
@@ -193,7 +199,16 @@ def test_distill_mlp_student_folds_scaler_and_temperature():
     learned = mlp.predict_margin(Xf) / 2.0
     r2 = 1 - np.mean((learned - U[:, 0]) ** 2) / np.var(U[:, 0])
     assert r2 > 0.5, r2
-    s = distill(m, Xf, student=spec, n_synthetic=1000, temperature=2.0, random_state=0)
+    s = distill(
+        m,
+        Xf,
+        student=spec,
+        n_synthetic=1000,
+        augment="munge",
+        temperature=2.0,
+        loss="squared",
+        random_state=0,
+    )
     assert np.mean((s.predict(Xf) > 0.5) == (f.predict(Xf) > 0.5)) > 0.85
 
 
@@ -480,7 +495,8 @@ def test_cli_distill_writes_student_library_format(tmp_path, capsys):
     np.savez(tmp_path / "d.npz", X=X, y=y)
     out = tmp_path / "s.txt"
     argv = ["distill", str(src), "--data", str(tmp_path / "d.npz"), "--student",
-            "lightgbm:n_estimators=12,num_leaves=7,verbose=-1", "-o", str(out), "--alpha", "0.1"]  # fmt: skip
+            "lightgbm:n_estimators=12,num_leaves=7,verbose=-1", "-o", str(out), "--alpha", "0.1",
+            "--loss", "squared", "--temperature", "1", "--augment", "munge"]  # fmt: skip
     assert main(argv) == 0
     assert "lightgbm format" in capsys.readouterr().out
     assert src.read_bytes() == before
