@@ -482,6 +482,17 @@ def test_dask_cluster_gives_the_local_training_set():
     np.testing.assert_array_equal(local[1], remote[1])
 
 
+def test_dask_input_gives_the_numpy_search_and_student():
+    da = pytest.importorskip("dask.array")
+    m, _f, X, y, _ = _teacher("binary")
+    st = _lgb(n_estimators=5)
+    a = distill(m, X, y, student=st, random_state=0)
+    b = distill(m, da.from_array(X, chunks=(100, 6)), da.from_array(y, chunks=100), student=st,
+                random_state=0)  # fmt: skip
+    assert a.source["distill"] == b.source["distill"]
+    np.testing.assert_array_equal(a.predict_margin(X), b.predict_margin(X))
+
+
 # ---------------------------------------------------------------------------- CLI
 def test_cli_distill_writes_student_library_format(tmp_path, capsys):
     import lightgbm as lgb
