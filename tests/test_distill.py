@@ -509,7 +509,8 @@ def test_cli_distill_writes_student_library_format(tmp_path, capsys):
             "lightgbm:n_estimators=12,num_leaves=7,verbose=-1", "-o", str(out), "--alpha", "0.1",
             "--loss", "squared", "--temperature", "1", "--augment", "munge"]  # fmt: skip
     assert main(argv) == 0
-    assert "lightgbm format" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "lightgbm format" in printed and "settings: loss=squared, alpha=0.1" in printed
     assert src.read_bytes() == before
     s = treeslim.load(out)
     assert s.n_trees == 12 and s.task == "binary"

@@ -220,6 +220,8 @@ def _distill(args: argparse.Namespace) -> int:
         random_state=args.seed,
     )
 
+    chosen = {k: v for k, v in student.source["distill"].items() if k != "candidates"}
+    print("settings: " + ", ".join(f"{k}={v}" for k, v in chosen.items()))
     lib = student.source.get("library")
     is_forest = hasattr(student, "n_nodes")
     if not is_forest or args.output.endswith(".tslim") or lib not in ("lightgbm", "xgboost"):
