@@ -20,7 +20,7 @@ from treeslim.distillation import (
     parse_student,
     training_set,
 )
-from treeslim.distillation._choose import _folds
+from treeslim.distillation._choose import Setting, _folds, _tunable, fit_setting
 from treeslim.distillation._losses import fit_soft, grades
 
 TASKS = ["binary", "multiclass", "regression", "ranking"]
@@ -387,6 +387,21 @@ def test_search_is_deterministic_and_reports_the_chosen_settings(tmp_path):
     assert rep["metric"] == "ndcg@10"
     treeslim.save(a, tmp_path / "s.tslim")  # the report is stored with the model
     assert treeslim.load(tmp_path / "s.tslim").source["distill"] == rep
+
+
+def test_student_left_at_defaults_gets_learning_rate_and_rounds_tried():
+    import lightgbm as lgb
+    import xgboost as xgb
+    from sklearn.tree import DecisionTreeRegressor
+
+    assert _tunable(lgb.LGBMRegressor()) == [("learning_rate", 0.3), ("n_estimators", 50)]
+    assert _tunable(xgb.XGBClassifier()) == [("learning_rate", 0.1), ("n_estimators", 50)]
+    assert _tunable(lgb.LGBMRegressor(n_estimators=30, learning_rate=0.05)) == []
+    assert _tunable(DecisionTreeRegressor()) == []
+    _, f, X, y, _ = _teacher("binary")
+    s = Setting("squared", params=(("n_estimators", 3),))
+    fitted = fit_setting(f, _lgb(), X, y, None, s, seed=0)
+    assert fitted.n_trees == 3
 
 
 def test_held_out_rows_are_whole_queries():
