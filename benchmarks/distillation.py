@@ -1,15 +1,22 @@
 """Distillation benchmark: small students distilled from a 500-tree teacher vs trained from scratch.
 
-For every dataset of ``common.DATASETS`` (60/20/20 split; the student sees the training split plus
-generated rows, the test split judges): a LightGBM teacher of 500 trees, then students of several
-sizes (LightGBM boosters, one decision tree, a small MLP), each fitted twice: by
-:func:`treeslim.distill` on the teacher's soft targets, and from scratch on the labels only. The
-table gives both test metrics, the student's fidelity to the teacher on the test rows (agreement
-of the predicted class for classifiers; R^2 against the teacher's scores for regression, centred
-within each query for ranking) and the distillation time. A last line measures peak RSS in fresh
-subprocesses while 1M rows are generated and labelled in 64k-row chunks vs in one chunk.
+For every dataset of ``common.DATASETS`` (60/20/20 split, the test split judges) a LightGBM
+teacher of 500 trees is trained on the whole training split. Then, in two settings, students of
+several sizes (LightGBM boosters 10x7, 30x15, 50x31, one tree of 255 leaves, an MLP of 64) are
+fitted twice on the same rows: by :func:`treeslim.distill` (settings chosen on held-out rows of
+those rows, see ``treeslim.distillation._choose``) and from scratch on the labels only:
 
-    python benchmarks/distillation.py [--quick] [--data DIR] [--out FILE]
+- **equal**: the student gets the teacher's training split;
+- **small**: the student gets 1,000 (and 5,000) random rows of it (whole queries for ranking),
+  the compression-time case where the teacher was trained on more data than the user holds.
+
+The table gives both test metrics, their difference, the settings distill chose and the
+distillation time; a summary counts, per setting and student, the datasets where distilled beats
+scratch and the worst difference. ``--quick`` runs a reduced form (fewer datasets and students,
+a training split of at most 4,000 rows for teacher and equal-data students, 1,000-row small
+data, at most 5,000 test rows).
+
+    python benchmarks/distillation.py [--quick] [--data DIR] [--datasets a,b] [--students ...]
 """
 
 from __future__ import annotations
@@ -26,21 +33,22 @@ import numpy as np
 from common import DATASETS, default_data_dir, load, machine, split, train
 
 import treeslim
-from treeslim.measure import default_metric, evaluate
+from treeslim.measure import HIGHER_IS_BETTER, default_metric, evaluate
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def students(task: str, quick: bool) -> list[tuple[str, str, dict]]:
-    """(label, kind, params): kind lightgbm / tree / mlp."""
-    out = [
-        ("LightGBM 10x7", "lightgbm", {"n_estimators": 10, "num_leaves": 7}),
-        ("LightGBM 30x15", "lightgbm", {"n_estimators": 30, "num_leaves": 15}),
-        ("LightGBM 50x31", "lightgbm", {"n_estimators": 50, "num_leaves": 31}),
-        ("tree 255 leaves", "tree", {"max_leaf_nodes": 255, "min_samples_leaf": 5}),
-        ("MLP 64", "mlp", {"hidden_layer_sizes": (64,), "max_iter": 40}),
-    ]
-    return out[1:3] + out[3:] if quick else out
+STUDENTS = [
+    ("LightGBM 10x7", "lightgbm", {"n_estimators": 10, "num_leaves": 7}),
+    ("LightGBM 30x15", "lightgbm", {"n_estimators": 30, "num_leaves": 15}),
+    ("LightGBM 50x31", "lightgbm", {"n_estimators": 50, "num_leaves": 31}),
+    ("tree 255 leaves", "tree", {"max_leaf_nodes": 255, "min_samples_leaf": 5}),
+    ("MLP 64", "mlp", {"hidden_layer_sizes": (64,), "max_iter": 40}),
+]
+QUICK_DATASETS = (
+    "adult,credit_default,higgs_lgbm_example,california_housing,bike_sharing_hourly,mq2008"
+)
+QUICK_STUDENTS = "LightGBM 10x7,LightGBM 30x15,tree 255 leaves"
 
 
 def make(kind: str, params: dict, task: str, distilled: bool):
@@ -52,7 +60,7 @@ def make(kind: str, params: dict, task: str, distilled: bool):
         lr = min(0.5, 0.1 * np.sqrt(500 / params["n_estimators"]))  # few trees: larger steps
         if task == "multiclass":
             lr = 0.1  # LightGBM's softmax boosting diverges at the larger steps
-        kw = dict(params, learning_rate=lr, verbose=-1, n_jobs=2, random_state=0)
+        kw = dict(params, learning_rate=lr, verbose=-1, n_jobs=1, random_state=0)
         if task == "ranking" and not distilled:
             return lgb.LGBMRanker(**kw)
         return lgb.LGBMClassifier(**kw) if clf else lgb.LGBMRegressor(**kw)
@@ -91,79 +99,88 @@ def scratch(kind, params, task, X, y, qid, Xte):
         mean, std = np.nanmean(X, 0), np.nanstd(X, 0) + 1e-12
         Z, Zte = np.nan_to_num((X - mean) / std), np.nan_to_num((Xte - mean) / std)
         est.fit(Z, y)
-        from treeslim.nn import from_sklearn
-
-        model = from_sklearn(est)
         if task == "binary":
-            return model, est.predict_proba(Zte)[:, 1], None
+            return est.predict_proba(Zte)[:, 1]
         if task == "multiclass":
-            return model, est.predict_proba(Zte), None
-        return model, est.predict(Zte), est.predict(Zte)
+            return est.predict_proba(Zte)
+        return est.predict(Zte)
     if task == "ranking" and kind == "lightgbm":
         order = np.argsort(qid, kind="stable")
         est.fit(X[order], y[order], group=np.unique(qid[order], return_counts=True)[1])
     else:
-        est.fit(np.nan_to_num(X) if kind == "tree" and task == "ranking" else X, y)
-    forest = treeslim.from_model(est)
-    return forest, forest.predict(Xte), forest.predict_margin(Xte)
+        est.fit(X, y)
+    return treeslim.from_model(est).predict(Xte)
 
 
-def run_dataset(
-    path: str, quick: bool, augment: str, temperature: float, alpha: float
-) -> list[dict]:
+def subsample(idx, qid, n_rows, seed=0):
+    """About ``n_rows`` random rows of ``idx`` (whole queries for ranking), sorted."""
+    rng = np.random.default_rng(seed)
+    if qid is None:
+        return np.sort(rng.permutation(idx)[:n_rows])
+    queries = rng.permutation(np.unique(qid[idx]))
+    sizes = np.array([np.sum(qid[idx] == q) for q in queries])
+    keep = queries[: int(np.searchsorted(np.cumsum(sizes), n_rows)) + 1]
+    return idx[np.isin(qid[idx], keep)]
+
+
+def run_dataset(path: str, args) -> list[dict]:
     name = os.path.basename(path)[:-4]
     X, y, qid, task = load(path)
     tr, _, te = split(len(y), qid)
-    if quick and len(tr) > 4000:
-        pick = np.random.default_rng(0).permutation(np.unique(qid[tr]) if qid is not None else tr)
-        tr = np.sort(pick[:4000]) if qid is None else tr[np.isin(qid[tr], pick[:150])]
-    q_tr = None if qid is None else qid[tr]
-    q_te = None if qid is None else qid[te]
+    if args.quick:  # the teacher too is trained on the reduced training split
+        tr = subsample(tr, qid, args.equal_rows)
+    if args.quick and len(te) > 5000:
+        te = subsample(te, qid, 5000, seed=1)
     t0 = time.perf_counter()
     teacher = treeslim.from_model(
-        train("lightgbm", task, X[tr], y[tr], q_tr, 500, depth=5, lr_scale=0.5)
-    )
+        train("lightgbm", task, X[tr], y[tr], None if qid is None else qid[tr], 500, depth=5,
+              lr_scale=0.5, n_jobs=1)
+    )  # fmt: skip
     t_teacher = time.perf_counter() - t0
     metric = default_metric(task)
-    t_pred = teacher.predict(X[te])
-    t_margin = teacher.predict_margin(X[te])
-    t_metric = evaluate(task, y[te], t_pred, qid=q_te)[metric]
-    n_syn = min(5 * len(tr), 20_000 if quick else 80_000)
+    q_te = None if qid is None else qid[te]
+    t_metric = evaluate(task, y[te], teacher.predict(X[te]), qid=q_te)[metric]
+    sign = 1.0 if HIGHER_IS_BETTER[metric] else -1.0
+    settings = [("equal", tr)]
+    settings += [(f"small {n}", subsample(tr, qid, n)) for n in args.small
+                 if n < len(tr)]  # fmt: skip
+    chosen = [s for s in STUDENTS if s[0] in args.students.split(",")]
     rows = []
-    for label, kind, params in students(task, quick):
-        Xs = np.nan_to_num(X) if kind == "mlp" else X
-        t0 = time.perf_counter()
-        student = treeslim.distill(
-            teacher, Xs[tr], y[tr], student=make(kind, params, task, distilled=True),
-            n_synthetic=n_syn, augment=augment, temperature=temperature, alpha=alpha, qid=q_tr,
-            random_state=0,
-        )  # fmt: skip
-        t_distill = time.perf_counter() - t0
-        s_pred = student.predict(Xs[te])
-        s_margin = student.predict_margin(Xs[te])
-        d_metric = evaluate(task, y[te], s_pred, qid=q_te)[metric]
-        _, sc_pred, _ = scratch(kind, params, task, X[tr], y[tr], q_tr, X[te])
-        sc_metric = evaluate(task, y[te], sc_pred, qid=q_te)[metric]
-        rows.append({
-            "dataset": name, "task": task, "metric": metric, "teacher_nodes": teacher.n_nodes,
-            "teacher_metric": t_metric, "teacher_seconds": t_teacher, "student": label,
-            "student_size": size(student), "size_unit": "params" if kind == "mlp" else "nodes",
-            "distilled_metric": d_metric, "scratch_metric": sc_metric,
-            "fidelity": fidelity(task, s_pred, t_pred, s_margin, t_margin, q_te),
-            "seconds": t_distill, "n_train": len(tr), "n_synthetic": n_syn,
-        })  # fmt: skip
-        r = rows[-1]
-        print(
-            f"{name:20s} {label:16s} {r['student_size']:>7d} distilled {d_metric:.4f} scratch"
-            f" {sc_metric:.4f} teacher {t_metric:.4f} fid {r['fidelity']:.3f} {t_distill:.1f}s",
-            flush=True,
-        )
+    for setting, idx in settings:
+        q = None if qid is None else qid[idx]
+        for label, kind, params in chosen:
+            Xs = np.nan_to_num(X) if kind == "mlp" else X
+            t0 = time.perf_counter()
+            student = treeslim.distill(
+                teacher, Xs[idx], y[idx], student=make(kind, params, task, distilled=False),
+                qid=q, random_state=0,
+            )  # fmt: skip
+            t_distill = time.perf_counter() - t0
+            d_metric = evaluate(task, y[te], student.predict(Xs[te]), qid=q_te)[metric]
+            sc_metric = evaluate(task, y[te], scratch(kind, params, task, X[idx], y[idx], q, X[te]),
+                                 qid=q_te)[metric]  # fmt: skip
+            rep = student.source["distill"]
+            pick = (f"{rep['loss']} a={rep['alpha']:g} T={rep['temperature']:g}"
+                    f" {rep['augment']} {rep['n_synthetic']}")  # fmt: skip
+            rows.append({
+                "dataset": name, "task": task, "metric": metric, "setting": setting,
+                "teacher_metric": t_metric, "teacher_seconds": t_teacher, "student": label,
+                "student_size": size(student), "size_unit": "params" if kind == "mlp" else "nodes",
+                "distilled_metric": d_metric, "scratch_metric": sc_metric,
+                "gain": sign * (d_metric - sc_metric), "chosen": pick, "seconds": t_distill,
+                "n_rows": len(idx), "n_candidates": len(rep["candidates"]),
+            })  # fmt: skip
+            print(
+                f"{name:18s} {setting:10s} {label:16s} distilled {d_metric:.4f} scratch"
+                f" {sc_metric:.4f} teacher {t_metric:.4f} [{pick}] {t_distill:.1f}s",
+                flush=True,
+            )
     return rows
 
 
 _RSS_CHILD = r"""
 import resource, sys, numpy as np, treeslim
-from treeslim.distill import training_set
+from treeslim.distillation import training_set
 teacher = treeslim.load(sys.argv[1]); X = np.load(sys.argv[2])
 chunk = int(sys.argv[3])
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -198,37 +215,51 @@ def rss_line(data_dir: str) -> str:
     )
 
 
-def fmt(rows: list[dict], rss: str, args) -> str:
+def summary(rows: list[dict]) -> list[str]:
+    """Per setting and student: datasets won by distillation, and the worst difference."""
+    out = [
+        "| setting | student | distilled better | worst gain | mean gain |",
+        "|---|---|---:|---:|---:|",
+    ]
+    keys = sorted({(r["setting"], r["student"]) for r in rows}, key=lambda k: (k[0], k[1]))
+    for setting, student in keys:
+        g = np.array(
+            [r["gain"] for r in rows if (r["setting"], r["student"]) == (setting, student)]
+        )
+        out.append(f"| {setting} | {student} | {int((g > 0).sum())} of {len(g)} | {g.min():+.4f} |"
+                   f" {g.mean():+.4f} |")  # fmt: skip
+    return out
+
+
+def fmt(rows: list[dict], rss: str, command: str) -> str:
     lines = [
         "# Distillation: distilled student vs the same student trained from scratch",
         "",
-        f"Machine: {machine()}",
+        f"Command: `{command}`",
         "",
-        f"Teacher: LightGBM, 500 trees x 31 leaves (per class for multiclass), learning rate 0.05,"
-        f" trained on the 60% train split. LightGBM students (distilled and scratch alike) use a"
-        f" learning rate of min(0.5, 0.1 sqrt(500 / trees)), 0.1 for multiclass (LightGBM's"
-        f" softmax boosting diverges at larger steps). Students: `treeslim.distill(augment={args.augment!r},"
-        f" temperature={args.temperature}, alpha={args.alpha})` on the train split plus min(5 x train, "
-        f"{'20k' if args.quick else '80k'}) generated rows; scratch: the same estimator"
-        " (classifier / ranker) on the labels only. Metric on the 20% test split. Fidelity:"
-        " agreement of the predicted class (classification), R^2 against the teacher's scores"
-        " (regression; centred per query for ranking). Size: nodes (MLP: parameters);"
-        " multiclass boosted students have one booster per class. Time: distill() total.",
+        f"Machine: {machine()}. Shared with 3-4 other jobs while it ran: times are indicative.",
         "",
-        "| dataset | metric | teacher nodes | teacher | student | size | x smaller | distilled |"
-        " scratch | fidelity | time s |",
-        "|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|",
+        "Teacher: LightGBM, 500 trees x 31 leaves (per class for multiclass), learning rate 0.05,"
+        " trained on the 60% train split. Students get the train split (equal) or a random"
+        " 1,000 / 5,000 rows of it (small; whole queries for ranking). Distilled:"
+        " `treeslim.distill(teacher, X, y, student=..., random_state=0)` with every setting at"
+        " 'auto' (chosen: loss, alpha, temperature, generated rows, their number). Scratch: the same"
+        " estimator (classifier / ranker) on the same rows' labels. LightGBM students use a learning"
+        " rate of min(0.5, 0.1 sqrt(500 / trees)), 0.1 for multiclass. Metric on the 20% test split."
+        " Gain: distilled minus scratch (sign flipped for losses).",
+        "",
+        *summary(rows),
+        "",
+        "| setting | dataset | metric | teacher | student | size | rows | distilled | scratch |"
+        " gain | chosen (loss alpha T augment n_synthetic) | time s |",
+        "|---|---|---|---:|---|---:|---:|---:|---:|---:|---|---:|",
     ]
     for r in rows:
-        better = "**" if r["distilled_metric"] > r["scratch_metric"] else ""
-        sign = -1.0 if r["metric"] in ("rmse", "logloss") else 1.0
-        better = "**" if sign * (r["distilled_metric"] - r["scratch_metric"]) > 0 else ""
         lines.append(
-            f"| {r['dataset']} | {r['metric']} | {r['teacher_nodes']:,} |"
-            f" {r['teacher_metric']:.4f} | {r['student']} | {r['student_size']:,}"
-            f"{' p' if r['size_unit'] == 'params' else ''} |"
-            f" {r['teacher_nodes'] / r['student_size']:.0f} | {better}{r['distilled_metric']:.4f}"
-            f"{better} | {r['scratch_metric']:.4f} | {r['fidelity']:.3f} | {r['seconds']:.1f} |"
+            f"| {r['setting']} | {r['dataset']} | {r['metric']} | {r['teacher_metric']:.4f} |"
+            f" {r['student']} | {r['student_size']:,}{' p' if r['size_unit'] == 'params' else ''} |"
+            f" {r['n_rows']:,} | {r['distilled_metric']:.4f} | {r['scratch_metric']:.4f} |"
+            f" {r['gain']:+.4f} | {r['chosen']} | {r['seconds']:.1f} |"
         )
     lines += ["", rss, ""]
     return "\n".join(lines)
@@ -236,25 +267,31 @@ def fmt(rows: list[dict], rss: str, args) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="4k training rows, fewer students")
+    ap.add_argument("--quick", action="store_true", help="reduced form (see the docstring)")
     ap.add_argument("--data", default=default_data_dir())
-    ap.add_argument("--datasets", default=",".join(DATASETS))
-    ap.add_argument("--augment", default="munge")
-    ap.add_argument("--temperature", type=float, default=1.0)
-    ap.add_argument("--alpha", type=float, default=0.0)
+    ap.add_argument("--datasets", default=None)
+    ap.add_argument("--students", default=None, help="comma-separated labels of STUDENTS")
+    ap.add_argument("--small", default=None, help="small-data sizes, e.g. 1000,5000")
+    ap.add_argument("--equal-rows", type=int, default=4000, help="equal-data rows with --quick")
     ap.add_argument("--no-rss", action="store_true")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
+    args.datasets = args.datasets or (QUICK_DATASETS if args.quick else ",".join(DATASETS))
+    args.students = args.students or (QUICK_STUDENTS if args.quick else
+                                      ",".join(s[0] for s in STUDENTS))  # fmt: skip
+    args.small = [
+        int(v) for v in (args.small or ("1000" if args.quick else "1000,5000")).split(",")
+    ]
     rows = []
     for name in args.datasets.split(","):
-        rows += run_dataset(os.path.join(args.data, name + ".npz"), args.quick, args.augment,
-                            args.temperature, args.alpha)  # fmt: skip
-    rss = "" if args.no_rss else rss_line(args.data)
-    print(rss)
+        rows += run_dataset(os.path.join(args.data, name + ".npz"), args)
+    rss = "" if args.no_rss or args.quick else rss_line(args.data)
+    print("\n".join(summary(rows)))
     default = "distillation-quick.md" if args.quick else "distillation.md"
     out = args.out or os.path.join(HERE, "results", default)
+    command = "python benchmarks/distillation.py " + " ".join(sys.argv[1:])
     with open(out, "w") as fh:
-        fh.write(fmt(rows, rss, args))
+        fh.write(fmt(rows, rss, command.strip()))
     with open(out[:-3] + ".json", "w") as fh:
         json.dump(rows, fh, indent=1)
     print(f"wrote {out}")

@@ -1,5 +1,7 @@
-"""Distillation: soft targets, student import (oracle against the student library), determinism,
-errors, the dask path and the CLI. Generated-row samplers are tested in ``test_augment.py``."""
+"""Distillation: soft targets, each task's loss (known answers, oracles against the student
+library), the settings search (plain training on the labels among the candidates, whole queries,
+determinism), errors, the dask path and the CLI. Generated-row samplers are tested in
+``test_augment.py``."""
 
 from __future__ import annotations
 
@@ -18,6 +20,8 @@ from treeslim.distillation import (
     parse_student,
     training_set,
 )
+from treeslim.distillation._choose import Setting, _folds, _tunable, fit_setting
+from treeslim.distillation._losses import fit_soft, grades
 
 TASKS = ["binary", "multiclass", "regression", "ranking"]
 
@@ -105,7 +109,7 @@ def test_distilled_forest_exports_to_its_library():
 
     m, _f, X, _y, _ = _teacher("multiclass", "xgboost")
     for student in (_lgb(), xgb.XGBRegressor(n_estimators=5, max_depth=3, n_jobs=1)):
-        s = distill(m, X, student=student, n_synthetic=500, random_state=0)
+        s = distill(m, X, student=student, n_synthetic=500, augment="munge", random_state=0)
         if s.source["library"] == "lightgbm":
             back = treeslim.to_lightgbm(s).predict(X)
         else:
@@ -120,7 +124,7 @@ def test_distill_mimics_teacher_on_every_task():
     for task in TASKS:
         m, f, X, _y, qid = _teacher(task)
         s = distill(m, X, student=DecisionTreeRegressor(max_depth=6), n_synthetic=5000,
-                    qid=qid, random_state=0)  # fmt: skip
+                    augment="munge", qid=qid, random_state=0)  # fmt: skip
         assert s.task == f.task and s.n_trees == 1 and s.max_depth <= 6
         a, b = s.predict_margin(X).ravel(), f.predict_margin(X).ravel()
         if task == "multiclass":
@@ -137,7 +141,13 @@ def test_distill_mimics_teacher_on_every_task():
 @pytest.mark.parametrize("augment", ["munge", "leaf-box", "jitter", "swap", "none"])
 def test_distill_is_deterministic_with_random_state(augment):
     m, _f, X, y, _ = _teacher("binary")
-    kw = dict(student=_lgb(subsample=0.7, subsample_freq=1), n_synthetic=3000, augment=augment)
+    kw = dict(
+        student=_lgb(subsample=0.7, subsample_freq=1),
+        n_synthetic=3000,
+        augment=augment,
+        temperature=1.0,
+        loss="squared",
+    )
     a = distill(m, X, y, alpha=0.2, random_state=5, **kw)
     b = distill(m, X, y, alpha=0.2, random_state=5, **kw)
     c = distill(m, X, y, alpha=0.2, random_state=6, **kw)
@@ -189,7 +199,16 @@ def test_distill_mlp_student_folds_scaler_and_temperature():
     learned = mlp.predict_margin(Xf) / 2.0
     r2 = 1 - np.mean((learned - U[:, 0]) ** 2) / np.var(U[:, 0])
     assert r2 > 0.5, r2
-    s = distill(m, Xf, student=spec, n_synthetic=1000, temperature=2.0, random_state=0)
+    s = distill(
+        m,
+        Xf,
+        student=spec,
+        n_synthetic=1000,
+        augment="munge",
+        temperature=2.0,
+        loss="squared",
+        random_state=0,
+    )
     assert np.mean((s.predict(Xf) > 0.5) == (f.predict(Xf) > 0.5)) > 0.85
 
 
@@ -205,10 +224,206 @@ def test_distill_candidate_for_compress():
             if task == "ranking":  # scores fitted as they are, not centred per query
                 r = np.corrcoef(s.predict_margin(X), f.predict_margin(X))[0, 1]
                 assert r > 0.5
+    # compress's students: cross-entropy for classifiers where the library allows it
+    for task, want in (("binary", "cross_entropy"), ("multiclass", "cross_entropy"),
+                       ("regression", "squared")):  # fmt: skip
+        _, f, X, _, _ = _teacher(task)
+        z = f.predict_margin(X)
+        auto = distill_candidate(f, X, z, n_trees=3, depth=2, loss="auto", random_state=0)
+        same = distill_candidate(f, X, z, n_trees=3, depth=2, loss=want, random_state=0)
+        np.testing.assert_array_equal(auto.predict_margin(X), same.predict_margin(X))
+    other = distill_candidate(f, X, z, n_trees=3, depth=2, random_state=0)  # default: squared
+    assert np.array_equal(other.predict_margin(X), same.predict_margin(X))
+    _, f, X, _, _ = _teacher("binary")
+    z = f.predict_margin(X)
+    ce = distill_candidate(f, X, z, n_trees=3, depth=2, loss="auto", random_state=0)
+    assert not np.allclose(ce.predict_margin(X), distill_candidate(
+        f, X, z, n_trees=3, depth=2, random_state=0).predict_margin(X))  # fmt: skip
     with pytest.raises(ValueError, match="The 'depth' parameter of distill_candidate"):
         distill_candidate(f, X, f.predict_margin(X), n_trees=4, depth=0)
     with pytest.raises(ValueError, match="The 'library' parameter of distill_candidate"):
         distill_candidate(f, X, f.predict_margin(X), n_trees=4, depth=2, library="catboost")
+
+
+# ---------------------------------------------------------------------------- losses
+def _constant_students():
+    """Students that can only learn one constant: their fit is the loss's optimal constant."""
+    import xgboost as xgb
+    from sklearn.tree import DecisionTreeRegressor
+
+    return [
+        _lgb(n_estimators=1, min_child_samples=10**6),
+        xgb.XGBRegressor(n_estimators=1, max_depth=1, min_child_weight=1e9, n_jobs=1),
+        DecisionTreeRegressor(max_depth=1, min_samples_leaf=10**6),
+    ]
+
+
+@pytest.mark.parametrize("student", _constant_students(), ids=["lightgbm", "xgboost", "tree"])
+def test_binary_losses_known_answer(student):
+    # half the rows p = 0.5, half p = 0.99: cross-entropy's best constant is logit(mean p) =
+    # logit(0.745) = 1.0714, least squares on logits gives mean logit(p) = 2.2976; margins are
+    # T / sigmoid_alpha times that (the teacher's own margin scale)
+    _, f, X, _, _ = _teacher("binary")
+    s, T = f.sigmoid_alpha, 2.0
+    p = np.where(np.arange(len(X)) % 2 == 0, 0.5, 0.99)
+    U = (np.log(p) - np.log1p(-p))[:, None] / s
+    want = {"cross_entropy": np.log(0.745 / 0.255), "squared": np.mean(np.log(p / (1 - p)))}
+    for loss, logit in want.items():
+        out = fit_soft(f, student, X, U, loss=loss, temperature=T, seed=0).model
+        assert out.task == "binary" and out.postprocessor == f.postprocessor
+        np.testing.assert_allclose(out.predict_margin(X), T / s * logit, rtol=2e-5, err_msg=loss)
+
+
+@pytest.mark.parametrize("student", _constant_students(), ids=["lightgbm", "xgboost", "tree"])
+def test_multiclass_cross_entropy_is_one_vs_rest_known_answer(student):
+    _, f, X, _, _ = _teacher("multiclass")
+    P = np.where((np.arange(len(X)) % 2 == 0)[:, None], [0.7, 0.2, 0.1], [0.1, 0.1, 0.8])
+    U = np.log(P) - np.log(P).mean(axis=1, keepdims=True)  # the softmax teacher's targets
+    T = 1.5
+    out = fit_soft(f, student, X, U, loss="cross_entropy", temperature=T, seed=0).model
+    mean = np.array([0.4, 0.15, 0.45])
+    logit = np.log(mean / (1 - mean))
+    if type(student).__name__.startswith("DecisionTree"):  # one multi-output tree: log p
+        logit = np.log(mean)
+    np.testing.assert_allclose(out.predict_margin(X), np.tile(T * logit, (len(X), 1)), rtol=2e-5)
+    sq = fit_soft(f, student, X, U, loss="squared", temperature=T, seed=0).model
+    np.testing.assert_allclose(sq.predict_margin(X)[0], T * U.mean(axis=0), atol=2e-5)
+
+
+def test_regression_is_least_squares_on_blended_targets():
+    # least squares' best constant is the mean target: (1 - alpha) mean(z) + alpha mean(y)
+    _, f, X, y, _ = _teacher("regression")
+    rows, U, _ = training_set(f, X, y, n_synthetic=0, augment="none", alpha=0.3, random_state=0)
+    z = f.predict_margin(X)
+    for student in _constant_students():
+        out = fit_soft(f, student, rows, U, loss="squared", temperature=1.0, seed=0).model
+        np.testing.assert_allclose(out.predict_margin(X), 0.7 * z.mean() + 0.3 * y.mean(),
+                                   rtol=1e-5)  # fmt: skip
+    with pytest.raises(ValueError, match="The 'loss' parameter of distill must be one of"):
+        fit_soft(f, _lgb(), rows, U, loss="cross_entropy", temperature=1.0, seed=0)
+
+
+def test_grades_cut_centred_scores_at_fixed_quantiles():
+    u = np.arange(100.0)
+    g = grades(u)
+    assert np.bincount(g).tolist() == [50, 30, 15, 5]  # cuts at 0.5, 0.8, 0.95
+    assert np.all(np.diff(g) >= 0)
+
+
+@pytest.mark.parametrize("lib", ["lightgbm", "xgboost"])
+def test_ranking_student_is_a_ranker_on_teacher_grades_within_each_query(lib):
+    import lightgbm as lgb
+    import xgboost as xgb
+
+    _, f, X, _, qid = _teacher("ranking")
+    rows, U, q = training_set(f, X, n_synthetic=1500, augment="munge", qid=qid, random_state=0)
+    student = _lgb(n_estimators=6) if lib == "lightgbm" else xgb.XGBRegressor(
+        n_estimators=6, max_depth=3, n_jobs=1)  # fmt: skip
+    fit = fit_soft(f, student, rows, U, loss="pairwise", temperature=1.0, seed=0, qid=q)
+    # oracle: the library's ranker fitted by hand on the grades, grouped by query
+    code = np.unique(q, return_inverse=True)[1]
+    order = np.argsort(code, kind="stable")
+    g = grades(U[order, 0])
+    if lib == "lightgbm":
+        ref = lgb.LGBMRanker(n_estimators=6, num_leaves=7, verbose=-1, n_jobs=1, random_state=0,
+                             objective="lambdarank")  # fmt: skip
+        ref.fit(rows[order], g, group=np.bincount(code[order]))
+        assert fit.estimators[0].objective == "lambdarank"
+    else:
+        ref = xgb.XGBRanker(n_estimators=6, max_depth=3, n_jobs=1, random_state=0,
+                            objective="rank:pairwise")  # fmt: skip
+        ref.fit(rows[order], g, qid=code[order])
+    assert_close(fit.model.predict_margin(X), ref.predict(X), what=lib)
+    assert fit.model.task == "ranking"
+    # the queries matter: the same rows in other groups give another student
+    shuffled = np.random.default_rng(0).permutation(q)
+    other = fit_soft(f, student, rows, U, loss="pairwise", temperature=1.0, seed=0, qid=shuffled)
+    assert not np.allclose(other.model.predict_margin(X), fit.model.predict_margin(X))
+
+
+# ---------------------------------------------------------------------------- settings search
+def test_search_includes_plain_training_and_picks_it_when_the_teacher_misleads():
+    import lightgbm as lgb
+
+    _, _f, X, y, _ = _teacher("binary")
+    # a teacher trained on the flipped labels misleads: plain training must win
+    noise = lgb.LGBMClassifier(n_estimators=30, num_leaves=7, verbose=-1, n_jobs=1,
+                               random_state=0).fit(X, 1 - y)  # fmt: skip
+    student = lgb.LGBMClassifier(n_estimators=10, num_leaves=7, learning_rate=0.2, verbose=-1,
+                                 n_jobs=1, random_state=0)  # fmt: skip
+    s = distill(noise, X, y, student=student, n_synthetic=0, temperature=1.0, random_state=0)
+    rep = s.source["distill"]
+    assert rep["searched"] and "labels" in {c["loss"] for c in rep["candidates"]}
+    assert (rep["loss"], rep["alpha"], rep["n_synthetic"]) == ("labels", 1.0, 0)
+    assert rep["student_params"] == {}  # set by the user: not tuned
+    plain = lgb.LGBMClassifier(**student.get_params()).fit(X, y)
+    assert_close(s.predict(X), plain.predict_proba(X)[:, 1], prob=True)
+    assert student.get_params()["random_state"] == 0 and not hasattr(student, "booster_")
+
+
+def test_search_distills_when_the_teacher_knows_more_than_few_labels():
+    from sklearn.tree import DecisionTreeClassifier
+
+    m, _f, X, y, _ = _teacher("binary")
+    s = distill(m, X[:150], y[:150], student=DecisionTreeClassifier(max_depth=3),
+                random_state=0)  # fmt: skip
+    rep = s.source["distill"]
+    labels = next(c["score"] for c in rep["candidates"] if c["loss"] == "labels")
+    picked = max(c["score"] for c in rep["candidates"])
+    assert rep["loss"] != "labels" and picked > labels + 0.001
+    assert {"squared", "cross_entropy"} <= {c["loss"] for c in rep["candidates"]}
+    assert {"munge", "leaf-box", "jitter"} <= {c["augment"] for c in rep["candidates"]}
+
+
+def test_search_is_deterministic_and_reports_the_chosen_settings(tmp_path):
+    _, f, X, y, qid = _teacher("ranking")
+    kw = dict(student=_lgb(n_estimators=5), qid=qid, random_state=3)
+    a, b = distill(f, X, y, **kw), distill(f, X, y, **kw)
+    assert a.source["distill"] == b.source["distill"]
+    assert np.array_equal(a.predict_margin(X), b.predict_margin(X))
+    rep = a.source["distill"]
+    assert {"pairwise", "squared", "labels"} == {c["loss"] for c in rep["candidates"]}
+    assert set(rep) >= {"loss", "alpha", "temperature", "augment", "n_synthetic", "metric"}
+    assert rep["metric"] == "ndcg@10"
+    treeslim.save(a, tmp_path / "s.tslim")  # the report is stored with the model
+    assert treeslim.load(tmp_path / "s.tslim").source["distill"] == rep
+
+
+def test_student_left_at_defaults_gets_learning_rate_and_rounds_tried():
+    import lightgbm as lgb
+    import xgboost as xgb
+    from sklearn.tree import DecisionTreeRegressor
+
+    assert _tunable(lgb.LGBMRegressor()) == [("learning_rate", 0.3), ("n_estimators", 50)]
+    assert _tunable(xgb.XGBClassifier()) == [("learning_rate", 0.1), ("n_estimators", 50)]
+    assert _tunable(lgb.LGBMRegressor(n_estimators=30, learning_rate=0.05)) == []
+    assert _tunable(DecisionTreeRegressor()) == []
+    _, f, X, y, _ = _teacher("binary")
+    s = Setting("squared", params=(("n_estimators", 3),))
+    fitted = fit_setting(f, _lgb(), X, y, None, s, seed=0)
+    assert fitted.n_trees == 3
+
+
+def test_held_out_rows_are_whole_queries():
+    qid = np.repeat(np.arange(40), 7)
+    folds = _folds(len(qid), qid, seed=0)
+    assert len(folds) == 5
+    for fit, held in folds:
+        assert not set(qid[fit]) & set(qid[held]) and len(fit) + len(held) == len(qid)
+    assert sorted(np.concatenate([h for _, h in folds]).tolist()) == list(range(len(qid)))
+    assert len(_folds(6000, None, seed=0)) == 3
+    assert len(_folds(30000, None, seed=0)) == 1  # one 20% holdout on large data
+
+
+def test_fixed_settings_are_not_searched():
+    _, _f, X, y, _ = _teacher("binary")
+    m, _, _, _, _ = _teacher("binary")
+    s = distill(m, X, y, student=_lgb(), n_synthetic=500, augment="jitter", temperature=2.0,
+                alpha=0.2, loss="cross_entropy", random_state=0)  # fmt: skip
+    rep = s.source["distill"]
+    assert not rep["searched"] and rep["candidates"] == []
+    assert (rep["loss"], rep["alpha"], rep["temperature"], rep["augment"], rep["n_synthetic"]) == (
+        "cross_entropy", 0.2, 2.0, "jitter", 500)  # fmt: skip
 
 
 # ---------------------------------------------------------------------------- errors
@@ -219,7 +434,9 @@ def test_distill_errors_name_the_parameter():
     m, _f, X, y, _ = _teacher("binary")
     st = DecisionTreeRegressor(max_depth=2)
     cases = [
-        (dict(temperature=0), r"The 'temperature' parameter of distill must be a float > 0\. Got 0"),
+        (dict(temperature=0), r"The 'temperature' parameter of distill must be a float > 0 or 'auto'\. Got 0"),
+        (dict(loss="hinge"), "The 'loss' parameter of distill must be one of"),
+        (dict(loss="pairwise"), r"The 'loss' parameter of distill must be one of \['squared', 'cross_entropy'\]"),
         (dict(temperature="hot"), "The 'temperature' parameter"),
         (dict(alpha=1.5), r"The 'alpha' parameter of distill must be a float in \[0, 1\]"),
         (dict(augment="smote"), "The 'augment' parameter of distill must be one of"),
@@ -280,6 +497,17 @@ def test_dask_cluster_gives_the_local_training_set():
     np.testing.assert_array_equal(local[1], remote[1])
 
 
+def test_dask_input_gives_the_numpy_search_and_student():
+    da = pytest.importorskip("dask.array")
+    m, _f, X, y, _ = _teacher("binary")
+    st = _lgb(n_estimators=5)
+    a = distill(m, X, y, student=st, random_state=0)
+    b = distill(m, da.from_array(X, chunks=(100, 6)), da.from_array(y, chunks=100), student=st,
+                random_state=0)  # fmt: skip
+    assert a.source["distill"] == b.source["distill"]
+    np.testing.assert_array_equal(a.predict_margin(X), b.predict_margin(X))
+
+
 # ---------------------------------------------------------------------------- CLI
 def test_cli_distill_writes_student_library_format(tmp_path, capsys):
     import lightgbm as lgb
@@ -293,9 +521,11 @@ def test_cli_distill_writes_student_library_format(tmp_path, capsys):
     np.savez(tmp_path / "d.npz", X=X, y=y)
     out = tmp_path / "s.txt"
     argv = ["distill", str(src), "--data", str(tmp_path / "d.npz"), "--student",
-            "lightgbm:n_estimators=12,num_leaves=7,verbose=-1", "-o", str(out), "--alpha", "0.1"]  # fmt: skip
+            "lightgbm:n_estimators=12,num_leaves=7,verbose=-1", "-o", str(out), "--alpha", "0.1",
+            "--loss", "squared", "--temperature", "1", "--augment", "munge"]  # fmt: skip
     assert main(argv) == 0
-    assert "lightgbm format" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "lightgbm format" in printed and "settings: loss=squared, alpha=0.1" in printed
     assert src.read_bytes() == before
     s = treeslim.load(out)
     assert s.n_trees == 12 and s.task == "binary"

@@ -196,10 +196,14 @@ def _compress(args: argparse.Namespace) -> int:
     return 0
 
 
+def _auto_float(text: str) -> float | str:
+    return text if text == "auto" else float(text)
+
+
 def _distill(args: argparse.Namespace) -> int:
     teacher = _load_forest(args.model, "distill")
     X, y, qid = read_data(args.data, args.target)
-    if args.alpha > 0 and y is None:
+    if args.alpha != "auto" and float(args.alpha) > 0 and y is None:
         raise ValueError(f"{args.data}: --alpha > 0 needs labels (y in the .npz, or --target).")
     spec = parse_student(args.student)
     n_syn: int | str = "auto" if args.n_synthetic is None else args.n_synthetic
@@ -212,10 +216,13 @@ def _distill(args: argparse.Namespace) -> int:
         augment=args.augment,
         temperature=args.temperature,
         alpha=args.alpha,
+        loss=args.loss,
         qid=qid,
         random_state=args.seed,
     )
 
+    chosen = {k: v for k, v in student.source["distill"].items() if k != "candidates"}
+    print("settings: " + ", ".join(f"{k}={v}" for k, v in chosen.items()))
     lib = student.source.get("library")
     is_forest = hasattr(student, "n_nodes")
     if not is_forest or args.output.endswith(".tslim") or lib not in ("lightgbm", "xgboost"):
@@ -342,10 +349,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--n-synthetic", type=int, default=None, help="generated rows (default auto)")
     p.add_argument(
-        "--augment", default="munge", choices=["munge", "leaf-box", "jitter", "swap", "none"]
+        "--augment",
+        default="auto",
+        choices=["auto", "munge", "leaf-box", "jitter", "swap", "none"],
+        help="how rows are generated (default: chosen on held-out rows)",
     )
-    p.add_argument("--temperature", type=float, default=1.0, help="soft-target temperature")
-    p.add_argument("--alpha", type=float, default=0.0, help="weight of the true labels")
+    p.add_argument(
+        "--temperature", type=_auto_float, default="auto", help="soft-target temperature"
+    )
+    p.add_argument("--alpha", type=_auto_float, default="auto", help="weight of the true labels")
+    p.add_argument(
+        "--loss", default="auto", choices=["auto", "squared", "cross_entropy", "pairwise"]
+    )
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument(
         "-o",

@@ -1,13 +1,12 @@
 """Distillation: a small student model trained to mimic a large teacher.
 
 After Bucila, Caruana & Niculescu-Mizil, "Model Compression" (KDD 2006): the teacher labels the
-real rows plus many generated rows (MUNGE, leaf-box sampling or jitter, see
-:func:`~treeslim.passes.generate_rows`), and a student with far fewer nodes is fitted to those
-labels. The labels are soft targets (Hinton et al., 2015), regression on the teacher's margins
-with a temperature (see :mod:`treeslim.distillation._soft`), optionally blended with the true labels. Rows
-are generated and labelled chunk by chunk with the C kernel, so working memory stays flat beyond
-the training set itself; with a ``dask.array`` ``X`` the labelling and generation run as dask
-tasks (on a cluster when a ``dask.distributed`` client is active).
+real rows plus generated rows (:mod:`treeslim.distillation._training`) and a student with far
+fewer nodes is fitted to those soft targets (Hinton et al., 2015) with the loss of its task
+(:mod:`treeslim.distillation._losses`). Whether that beats training the student on the labels
+depends on the data, so :func:`distill` chooses its settings on held-out rows
+(:mod:`treeslim.distillation._choose`). :func:`distill_candidate` is the fixed-setting building
+block :func:`treeslim.compress` uses.
 """
 
 from __future__ import annotations
@@ -15,24 +14,33 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from numpy.typing import ArrayLike, NDArray
+from numpy.typing import ArrayLike
 
 from treeslim._utils import check_qid, is_dask
-from treeslim.data import sampler, sampler_chunks, sampler_rows, seed_of
+from treeslim.data import seed_of
+from treeslim.distillation._choose import Setting, choose_setting, fit_setting
+from treeslim.distillation._losses import LOSSES, fit_soft, losses_for
 from treeslim.distillation._soft import SoftTargets
-from treeslim.distillation._students import fit_student, student_kind
+from treeslim.distillation._students import student_kind
 from treeslim.frontends import from_model
 from treeslim.ir import Forest
+from treeslim.measure import default_metric
 from treeslim.passes import check_count, check_target
 from treeslim.runtime import KernelForest
 
-__all__ = ["distill", "distill_candidate", "training_set"]
+__all__ = ["distill", "distill_candidate"]
 
 _AUGMENT = ("munge", "leaf-box", "jitter", "swap", "none")
-_CHUNK = 65536  # generated rows labelled at a time
+_MIN_SEARCH = 30  # fewer real rows than this: nothing to hold out, the defaults are used
 
 
-def _float(value: Any, name: str, low: float, high: float, closed_low: bool) -> float:
+def _auto(value: Any) -> bool:
+    return isinstance(value, str) and value == "auto"
+
+
+def _float(value: Any, name: str, low: float, high: float, closed_low: bool) -> float | None:
+    if _auto(value):
+        return None
     ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
     if ok:
         ok = (value >= low if closed_low else value > low) and value <= high
@@ -42,13 +50,15 @@ def _float(value: Any, name: str, low: float, high: float, closed_low: bool) -> 
             if high == np.inf and not closed_low
             else f"a float in [{low:g}, {high:g}]"
         )
-        raise ValueError(f"The '{name}' parameter of distill must be {rng}. Got {value!r} instead.")
+        raise ValueError(
+            f"The '{name}' parameter of distill must be {rng} or 'auto'. Got {value!r} instead."
+        )
     return float(value)
 
 
-def _n_synthetic(value: Any, n: int) -> int:
-    if isinstance(value, str) and value == "auto":
-        return int(min(200_000, 10 * n))
+def _n_synthetic(value: Any) -> int | None:
+    if _auto(value):
+        return None
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
         raise ValueError(
             "The 'n_synthetic' parameter of distill must be an int >= 0 or 'auto'. Got"
@@ -57,110 +67,15 @@ def _n_synthetic(value: Any, n: int) -> int:
     return int(value)
 
 
-def _label_block(block: NDArray[Any], teacher: Forest) -> NDArray[np.float64]:
-    return KernelForest(teacher).margin(block)
-
-
-def _generated_block(smp: Any, start: int, stop: int, n_rows: int, seed: int) -> Any:
-    return sampler_rows(smp, start, stop, n_rows, seed)
-
-
-def training_set(
-    teacher: Forest,
-    X: Any,
-    y: ArrayLike | None = None,
-    *,
-    n_synthetic: int,
-    augment: str,
-    temperature: float = 1.0,
-    alpha: float = 0.0,
-    qid: ArrayLike | None = None,
-    random_state: int | np.random.Generator | None = None,
-    chunk_size: int = _CHUNK,
-) -> tuple[NDArray[Any], NDArray[np.float64], NDArray[Any] | None]:
-    """The student's training rows, soft targets ``u`` (n, K) and queries: real rows first.
-
-    Arguments are those of :func:`distill` (checked there). Rows are stored at the teacher's
-    input precision. With a ``dask.array`` ``X``, labels and generated rows are computed as dask
-    tasks, one per chunk, and give the same result as a numpy ``X``.
-    """
-
-    kernel = KernelForest(teacher)
-    lazy = is_dask(X)
-    Xr = kernel.prepare(np.asarray(X.compute()) if lazy else X)
-    n, d = Xr.shape
-    if n == 0:
-        raise ValueError("X has no rows: distill needs at least one real row.")
-    yv: Any = y
-    yr = None if yv is None else np.asarray(yv.compute() if is_dask(yv) else yv)
-    if yr is not None and yr.shape != (n,):
-        raise ValueError(f"y must have shape ({n},), one label per row of X; got {yr.shape}.")
-    qv: Any = qid
-    q = None if qv is None else check_qid(qv.compute() if is_dask(qv) else qv, n)
-    if teacher.task == "ranking" and q is None:
-        raise ValueError("Distilling a ranking teacher needs qid (the query of each row).")
-    seed = seed_of(random_state, "distill")
-    if lazy:
-        margin = np.asarray(
-            X.rechunk({1: -1})
-            .map_blocks(
-                _label_block, teacher, dtype=np.float64, chunks=(X.chunks[0], (teacher.n_outputs,))
-            )
-            .compute()
+def _choice(value: Any, name: str, options: tuple[str, ...]) -> str | None:
+    if _auto(value):
+        return None
+    if value not in options:
+        raise ValueError(
+            f"The '{name}' parameter of distill must be one of {(*options, 'auto')}. Got"
+            f" {value!r} instead."
         )
-    else:
-        margin = kernel.margin_prepared(Xr)
-    soft = SoftTargets(teacher, temperature, alpha, yr, q if teacher.task == "ranking" else None,
-                       margin)  # fmt: skip
-    qcode = None if q is None else np.unique(q, return_inverse=True)[1].astype(np.intp)
-    rows = np.empty((n + n_synthetic, d), dtype=Xr.dtype)
-    U = np.empty((n + n_synthetic, teacher.n_outputs))
-    rows[:n] = Xr
-    U[:n] = soft.targets(margin, y=yr if alpha > 0 else None, qcode=qcode)
-    q_all = None if q is None else np.empty(n + n_synthetic, dtype=q.dtype)
-    if q_all is not None:
-        q_all[:n] = q
-    if n_synthetic == 0:
-        return rows, U, q_all
-    method = {"none": "bootstrap"}.get(augment, augment)
-    smp = sampler(Xr.astype(np.float64), method=method, forest=teacher, qid=q)
-    step = max(1, min(int(chunk_size), n_synthetic))
-    if lazy:
-        import dask
-        import dask.array as da
-
-        shared = dask.delayed(smp, pure=True)
-        parts = [
-            dask.delayed(_generated_block, nout=2, pure=True)(
-                shared, s, min(n_synthetic, s + step), n_synthetic, seed
-            )
-            for s in range(0, n_synthetic, step)
-        ]
-        sizes = [min(n_synthetic, s + step) - s for s in range(0, n_synthetic, step)]
-        G = da.concatenate(
-            [da.from_delayed(p[0], (m, d), np.float64) for p, m in zip(parts, sizes, strict=True)]
-        )
-        B = da.concatenate(
-            [da.from_delayed(p[1], (m,), np.intp) for p, m in zip(parts, sizes, strict=True)]
-        )
-        M = G.map_blocks(_label_block, teacher, dtype=np.float64,
-                         chunks=(G.chunks[0], (teacher.n_outputs,)))  # fmt: skip
-        g, b, m = dask.compute(G, B, M)
-        rows[n:] = g
-        U[n:] = soft.targets(np.asarray(m), qcode=None if qcode is None else qcode[b])
-        if q_all is not None:
-            q_all[n:] = q[b]  # type: ignore[index]
-        return rows, U, q_all
-    at = n
-    for g, b in sampler_chunks(smp, n_synthetic, seed, step):
-        gc = kernel.prepare(g)
-        rows[at : at + len(g)] = gc
-        m = kernel.margin_prepared(gc)
-        U[at : at + len(g)] = soft.targets(m, qcode=None if qcode is None else qcode[b])
-        if q_all is not None:
-            q_all[at : at + len(g)] = q[b]  # type: ignore[index]
-        at += len(g)
-    return rows, U, q_all
+    return str(value)
 
 
 def distill(
@@ -170,31 +85,42 @@ def distill(
     *,
     student: Any,
     n_synthetic: int | str = "auto",
-    augment: str = "munge",
-    temperature: float = 1.0,
-    alpha: float = 0.0,
+    augment: str = "auto",
+    temperature: float | str = "auto",
+    alpha: float | str = "auto",
+    loss: str = "auto",
     qid: ArrayLike | None = None,
     random_state: int | np.random.Generator | None = None,
 ) -> Any:
-    """Train a small ``student`` to mimic ``teacher`` on real plus generated rows.
+    """Train a small ``student`` to mimic ``teacher``, never worse than training it on ``y``.
 
-    The teacher labels the rows of ``X`` and ``n_synthetic`` rows generated from them; the student
-    is fitted by least squares to soft targets made from the teacher's margins and returned in
-    treeslim's IR, with the teacher's task, classes and link, so :meth:`Forest.predict` gives
-    what the teacher's predict gives (probabilities for classifiers) and every other pass,
-    :func:`~treeslim.report` and :func:`~treeslim.compile` apply.
+    The teacher labels the rows of ``X`` (and, if it pays, rows generated from them) with soft
+    targets, the student is fitted to them and returned in treeslim's IR with the teacher's
+    task, classes and link, so :meth:`Forest.predict` gives what the teacher's predict gives
+    (probabilities for classifiers) and every other pass, :func:`~treeslim.report` and
+    :func:`~treeslim.compile` apply.
 
-    Soft targets (details in :mod:`treeslim.distillation._soft`): the student regresses ``u`` and its margin is
-    ``temperature * u``. For a sigmoid (binary) teacher ``u = logit(p) / sigmoid_alpha`` with
-    ``p = (1 - alpha) * sigmoid(z / T) + alpha * y``; for softmax (multiclass) ``u`` is the
-    centred ``log p`` with ``p = (1 - alpha) * softmax(z / T) + alpha * onehot(y)``; ``p`` is
-    clipped to ``[1e-6, 1 - 1e-6]``. So with ``alpha=0`` the student's margin matches the
-    teacher's (up to a common shift of the classes), except that margins beyond about
-    ``13.8 * T`` in size are capped: a small ``T`` flattens saturated margins, which change no
-    prediction but would dominate a squared loss. For regression ``u = ((1 - alpha) * z +
-    alpha * y) / T`` and ``T`` only rescales; for ranking ``z`` is centred within each query
-    (labels, if mixed in, are centred too and put on the scores' scale). Labels are mixed into
-    the real rows only.
+    **Settings left at "auto" are chosen on held-out rows** of ``X`` by the student's metric
+    (AUC, accuracy, R^2, NDCG@10; without ``y``, closeness to the teacher's margins), among
+    candidates that include the student trained on the labels alone (``loss="labels"``), so
+    with labels the result is never worse than plain training by more than the noise of the
+    held-out rows. The search (:mod:`treeslim.distillation._choose`) tries the losses and
+    ``alpha`` in {0, 0.5} on the real rows, then temperatures 2 and 0.5 (classifiers), then
+    generated rows (MUNGE, leaf-box, jitter; sized by the student's capacity), then, for a
+    boosting estimator left at its library's defaults, another learning rate and half the
+    rounds; a step is taken only when it raises the held-out metric by more than 0.001. The
+    winner is refitted on all rows. The chosen settings are reported in
+    ``model.source["distill"]``: ``loss``, ``alpha``, ``temperature``, ``augment``,
+    ``n_synthetic``, ``student_params`` (parameters changed), ``searched``, ``metric`` and
+    ``candidates`` (every setting measured, with its held-out ``score``).
+
+    Soft targets (details in :mod:`treeslim.distillation._soft`): for a sigmoid (binary)
+    teacher ``p = (1 - alpha) * sigmoid(z / T) + alpha * y``; for softmax (multiclass) ``p =
+    (1 - alpha) * softmax(z / T) + alpha * onehot(y)``, ``p`` clipped to ``[1e-6, 1 - 1e-6]``;
+    for regression ``(1 - alpha) * z + alpha * y``; for ranking ``z`` centred within each query
+    (labels, if mixed in, centred too and put on the scores' scale). Labels are mixed into the
+    real rows only. The student's margin is ``T`` times what it learns, so with ``alpha=0`` it
+    matches the teacher's.
 
     Parameters
     ----------
@@ -202,32 +128,39 @@ def distill(
     X : array-like, DataFrame or dask.array of shape (n_samples, n_features)
         Real rows (e.g. the teacher's training data). A ``dask.array`` is labelled chunk by chunk
         as dask tasks and generated rows are made as dask tasks too (on the cluster of the active
-        ``dask.distributed`` client); its rows are gathered once to serve as the generator's pool
-        and the student's training data.
+        ``dask.distributed`` client); its rows are gathered once for the settings search, the
+        generator's pool and the student's training data.
     y : array-like of shape (n_samples,), optional
-        True labels (class indices, values, relevance), needed when ``alpha > 0``.
+        True labels (class indices, values, relevance): needed when ``alpha > 0``; without them
+        the search cannot compare with plain training and scores closeness to the teacher.
     student : estimator
         An unfitted XGBoost, LightGBM or scikit-learn regressor, classifier or ranker
         (trees, forests, gradient boosting) or ``MLPRegressor`` / ``MLPClassifier``; it is not
-        modified. A regressor of the same library with the same parameters is fitted (one per
-        class for libraries without multi-output trees; scikit-learn trees and forests fit all
-        classes at once). An MLP is fitted on standardized inputs (missing values at the
-        mean) and the scaler is folded into its first layer, so the returned network takes raw
-        rows (without missing values).
+        modified. Distilled with least squares, an estimator of the same library with the same
+        parameters is fitted as a regressor (one per class for libraries without multi-output
+        trees; scikit-learn trees and forests fit all classes at once); an MLP is fitted on
+        standardized inputs (missing values at the mean) with the scaler folded into its first
+        layer, so it takes raw rows (without missing values).
     n_synthetic : int or "auto", default="auto"
-        Generated rows on top of the real ones; "auto" is ``min(10 * n_samples, 200_000)``.
-    augment : {"munge", "leaf-box", "jitter", "swap", "none"}, default="munge"
+        Generated rows on top of the real ones.
+    augment : {"munge", "leaf-box", "jitter", "swap", "none", "auto"}, default="auto"
         How rows are generated (:func:`treeslim.passes.generate_rows`; "none" resamples real
         rows).
-    temperature : float > 0, default=1.0
-    alpha : float in [0, 1], default=0.0
+    temperature : float > 0 or "auto", default="auto"
+    alpha : float in [0, 1] or "auto", default="auto"
         Weight of the true labels in the real rows' targets.
+    loss : {"squared", "cross_entropy", "pairwise", "auto"}, default="auto"
+        ``"squared"``: least squares on the soft targets ``u`` (margins / T); ``"cross_entropy"``
+        (binary, multiclass one-vs-rest; LightGBM, XGBoost, scikit-learn trees and forests) on the
+        probabilities ``p``; ``"pairwise"`` (ranking; LightGBM LambdaRank, XGBoost pairwise)
+        within each query on grades cut from the teacher's centred scores
+        (:mod:`treeslim.distillation._losses`).
     qid : array-like of shape (n_samples,), optional
-        Query of each row (ranking teachers): scores are centred and generated rows stay within
-        their query.
+        Query of each row (ranking teachers): scores are centred, generated rows stay within
+        their query, ranking students and the held-out split use whole queries.
     random_state : int, numpy.random.Generator or None, default=None
-        Seeds the generated rows and, when the student has no ``random_state`` of its own, the
-        student: the same seed gives the same student.
+        Seeds the held-out split, the generated rows and, when the student has no
+        ``random_state`` of its own, the student: the same seed gives the same student.
 
     Returns
     -------
@@ -242,34 +175,63 @@ def distill(
     >>> import treeslim
     >>> X, y = make_classification(600, 6, random_state=0)
     >>> teacher = RandomForestClassifier(n_estimators=50, random_state=0).fit(X, y)
-    >>> small = treeslim.distill(teacher, X, student=DecisionTreeRegressor(max_depth=5),
-    ...                          n_synthetic=3000, random_state=0)
-    >>> small.task, small.n_trees, small.max_depth
-    ('binary', 1, 5)
-    >>> bool(((small.predict(X) > 0.5) == (teacher.predict(X) == 1)).mean() > 0.9)
-    True
+    >>> small = treeslim.distill(teacher, X, y, student=DecisionTreeRegressor(max_depth=5),
+    ...                          random_state=0)
+    >>> small.task, small.n_trees, small.max_depth <= 5
+    ('binary', 1, True)
+    >>> sorted(small.source["distill"])[:4]
+    ['alpha', 'augment', 'candidates', 'loss']
     """
 
     forest = from_model(teacher)
     student_kind(student)
-    if augment not in _AUGMENT:
+    fixed: dict[str, Any] = {
+        "augment": _choice(augment, "augment", _AUGMENT),
+        "temperature": _float(temperature, "temperature", 0.0, np.inf, closed_low=False),
+        "alpha": _float(alpha, "alpha", 0.0, 1.0, closed_low=True),
+        "loss": _choice(loss, "loss", LOSSES),
+        "n_synthetic": _n_synthetic(n_synthetic),
+    }
+    if fixed["loss"] is not None and fixed["loss"] not in losses_for(forest, student):
         raise ValueError(
-            f"The 'augment' parameter of distill must be one of {_AUGMENT}. Got {augment!r}"
+            f"The 'loss' parameter of distill must be one of {list(losses_for(forest, student))}"
+            f" for a {type(student).__name__} student of a {forest.task} teacher. Got {loss!r}"
             " instead."
         )
-    T = _float(temperature, "temperature", 0.0, np.inf, closed_low=False)
-    a = _float(alpha, "alpha", 0.0, 1.0, closed_low=True)
-    if a > 0 and y is None:
+    if (fixed["alpha"] or 0.0) > 0 and y is None:
         raise ValueError(
             "The 'alpha' parameter of distill is > 0, so y (the true labels) is needed."
         )
     seed = seed_of(random_state, "distill")
-    n_rows = X.shape[0] if is_dask(X) else len(X)
-    rows, U, _ = training_set(
-        forest, X, y, n_synthetic=_n_synthetic(n_synthetic, int(n_rows)), augment=augment,
-        temperature=T, alpha=a, qid=qid, random_state=seed,
-    )  # fmt: skip
-    return fit_student(forest, student, rows, U, temperature=T, seed=seed).model
+    Xn = KernelForest(forest).prepare(np.asarray(X.compute()) if is_dask(X) else X)
+    n = len(Xn)
+    if n == 0:
+        raise ValueError("X has no rows: distill needs at least one real row.")
+    yn = None if y is None else np.asarray(y.compute() if is_dask(y) else y)  # type: ignore[union-attr]
+    if yn is not None and yn.shape != (n,):
+        raise ValueError(f"y must have shape ({n},), one label per row of X; got {yn.shape}.")
+    qn = None if qid is None else check_qid(qid.compute() if is_dask(qid) else qid, n)  # type: ignore[union-attr]
+    if forest.task == "ranking" and qn is None:
+        raise ValueError("Distilling a ranking teacher needs qid (the query of each row).")
+    searched = n >= _MIN_SEARCH and any(v is None for v in fixed.values())
+    table: list[dict[str, Any]] = []
+    if searched:
+        chosen, table = choose_setting(forest, student, Xn, yn, qn, fixed=fixed, seed=seed)
+    else:
+        n_syn = fixed["n_synthetic"]
+        chosen = Setting(
+            fixed["loss"] or "squared", fixed["alpha"] or 0.0, fixed["temperature"] or 1.0,
+            fixed["augment"] or "munge",
+            (min(200_000, 10 * n) if n_syn is None else n_syn) / n,
+        )  # fmt: skip
+    model = fit_setting(forest, student, Xn if chosen.loss == "labels" else X, yn, qn, chosen,
+                        seed)  # fmt: skip
+    if model is None:  # plain training lost a class on all rows: cannot happen after a search
+        raise ValueError(f"The student cannot be trained on y: {forest.num_class} classes needed.")
+    report = {**chosen.describe(n), "searched": searched,
+              "metric": default_metric(forest.task) if yn is not None else "teacher margin MSE",
+              "candidates": table}  # fmt: skip
+    return model.replace(source={**model.source, "distill": report})
 
 
 def distill_candidate(
@@ -280,6 +242,7 @@ def distill_candidate(
     n_trees: int,
     depth: int,
     library: str | None = None,
+    loss: str = "squared",
     random_state: int | None = None,
 ) -> Forest:
     """A boosted student of ``n_trees`` trees of depth ``depth`` fitted to given teacher margins.
@@ -297,6 +260,11 @@ def distill_candidate(
     library : {"lightgbm", "xgboost", "sklearn"}, optional
         The student's library; default the teacher's when it is LightGBM or XGBoost, else
         scikit-learn's ``HistGradientBoostingRegressor``.
+    loss : {"squared", "cross_entropy", "auto"}, default="squared"
+        Least squares on the margins, or (binary / multiclass teachers) cross-entropy on the
+        teacher's probabilities (:mod:`treeslim.distillation._losses`); "auto" is cross-entropy
+        where the teacher and the student's library allow it, else least squares (what
+        :func:`treeslim.compress` uses).
     random_state : int, optional
 
     Returns
@@ -348,5 +316,13 @@ def distill_candidate(
     if soft.kind == "ranking":
         soft.kind = "linear"
     U = soft.targets(margin)
-    forest: Forest = fit_student(teacher, student, Xf, U, temperature=1.0, seed=seed).model
+    if loss == "auto":
+        loss = "cross_entropy" if "cross_entropy" in losses_for(teacher, student) else "squared"
+    if loss not in ("squared", "cross_entropy") or loss not in losses_for(teacher, student):
+        raise ValueError(
+            "The 'loss' parameter of distill_candidate must be 'squared', 'auto' or"
+            f" (classifiers) 'cross_entropy'. Got {loss!r} instead."
+        )
+    fit = fit_soft(teacher, student, Xf, U, loss=loss, temperature=1.0, seed=seed)
+    forest: Forest = fit.model
     return forest

@@ -55,15 +55,7 @@ class SoftTargets:
         self.teacher = teacher
         self.T = float(temperature)
         self.alpha = float(alpha)
-        post = teacher.postprocessor
-        if teacher.task == "ranking":
-            self.kind = "ranking"
-        elif post == "sigmoid" and teacher.task in ("binary", "multiclass"):
-            self.kind = "sigmoid"
-        elif post in ("softmax", "argmax"):
-            self.kind = "softmax"
-        else:
-            self.kind = "linear"
+        self.kind = self.kind_of(teacher)
         self.qmean: NDArray[np.float64] | None = None
         self.label_scale = 1.0
         if self.kind == "ranking":
@@ -78,6 +70,18 @@ class SoftTargets:
                 sy = np.std(y - ymean[code])
                 self.label_scale = float(sz / sy) if sy > 0 else 0.0
                 self.ymean = ymean
+
+    @staticmethod
+    def kind_of(teacher: Forest) -> str:
+        """sigmoid, softmax, ranking or linear: how ``teacher``'s margins become targets."""
+        post = teacher.postprocessor
+        if teacher.task == "ranking":
+            return "ranking"
+        if post == "sigmoid" and teacher.task in ("binary", "multiclass"):
+            return "sigmoid"
+        if post in ("softmax", "argmax"):
+            return "softmax"
+        return "linear"
 
     def onehot(self, y: Any) -> NDArray[np.float64]:
         k = self.teacher.n_outputs

@@ -26,7 +26,18 @@ from treeslim.frontends import from_model, sklearn_tree_arrays
 from treeslim.ir import Forest, TreeArrays
 from treeslim.nn import from_sklearn
 
-__all__ = ["StudentFit", "fit_student", "parse_student", "student_kind"]
+__all__ = [
+    "MULTI_OUTPUT",
+    "StudentFit",
+    "assemble",
+    "estimator_like",
+    "fit_student",
+    "fold_scaler",
+    "parse_student",
+    "sklearn_multi",
+    "standardized",
+    "student_kind",
+]
 
 _REGRESSOR = {  # (package, class) of a student -> the regressor fitted in its place
     ("lightgbm", "LGBMClassifier"): "LGBMRegressor",
@@ -51,7 +62,7 @@ _REGRESSOR = {  # (package, class) of a student -> the regressor fitted in its p
         for kind in ("Classifier", "Regressor")
     },
 }
-_MULTI_OUTPUT = {"DecisionTreeRegressor", "ExtraTreeRegressor", "RandomForestRegressor",
+MULTI_OUTPUT = {"DecisionTreeRegressor", "ExtraTreeRegressor", "RandomForestRegressor",
                  "ExtraTreesRegressor"}  # fmt: skip
 _SPEC_LIBS = {
     "lightgbm": ("lightgbm", "LGBMRegressor"),
@@ -90,20 +101,29 @@ def student_kind(student: Any) -> tuple[str, str]:
     return package, _REGRESSOR[(package, name)]
 
 
-def _regressor(student: Any, seed: int) -> tuple[Any, str]:
-    """An unfitted regressor with the student's parameters (and a seed when it had none)."""
+def estimator_like(student: Any, class_name: str, seed: int) -> Any:
+    """An unfitted ``class_name`` of the student's library (and module, for scikit-learn) with
+    the student's parameters, its loss dropped unless it is that class, a seed when it had none."""
     import importlib
 
-    package, reg_name = student_kind(student)
+    package, _ = student_kind(student)
     module = {"sklearn": type(student).__module__, "lightgbm": "lightgbm", "xgboost": "xgboost"}
-    cls = getattr(importlib.import_module(module[package]), reg_name)
+    cls = getattr(importlib.import_module(module[package]), class_name)
     allowed = set(cls().get_params(deep=False))
     params = {k: v for k, v in student.get_params(deep=False).items() if k in allowed}
-    if type(student).__name__ != reg_name:
-        params.pop("objective", None)  # a classifier's / ranker's loss is not ours
+    if type(student).__name__ != class_name:  # a classifier's / ranker's loss is not ours
+        for key in ("objective", "criterion", "loss"):
+            params.pop(key, None)
     if "random_state" in allowed and params.get("random_state") is None:
         params["random_state"] = seed % 2**31
-    return cls(**params), ("mlp" if reg_name == "MLPRegressor" else package)
+    return cls(**params)
+
+
+def _regressor(student: Any, seed: int) -> tuple[Any, str]:
+    """An unfitted regressor with the student's parameters (and a seed when it had none)."""
+    package, reg_name = student_kind(student)
+    est = estimator_like(student, reg_name, seed)
+    return est, ("mlp" if reg_name == "MLPRegressor" else package)
 
 
 def _scaled(part: Forest, t: int, factor: float, tree_class: int) -> TreeArrays:
@@ -113,7 +133,7 @@ def _scaled(part: Forest, t: int, factor: float, tree_class: int) -> TreeArrays:
     )
 
 
-def _sklearn_multi(est: Any, k: int) -> Forest:
+def sklearn_multi(est: Any, k: int) -> Forest:
     """A multi-output scikit-learn tree or forest as a Forest whose leaves hold every output."""
     members = list(getattr(est, "estimators_", [est]))
     return Forest.from_trees(
@@ -159,22 +179,34 @@ def assemble(
     )
 
 
-def _fit_mlp(
-    teacher: Forest, est: Any, X: NDArray[Any], U: NDArray[np.float64], temperature: float
-) -> tuple[Any, Any]:
-    """Fit an MLPRegressor on standardized inputs, then fold the scaler into the first layer
-    and ``temperature`` (and a sigmoid's slope) into the last, so the network takes raw rows and
-    outputs the teacher's logits; it gets the teacher's task when the MLP IR has its link."""
+def standardized(
+    X: NDArray[Any],
+) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
+    """Rows standardized per feature (missing values at the mean), the means and the scales."""
     Xf = np.asarray(X, dtype=np.float64)
     with np.errstate(invalid="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         mean = np.nan_to_num(np.nanmean(Xf, axis=0))
         std = np.nan_to_num(np.nanstd(Xf, axis=0))
     std = np.where(std > 0, std, 1.0)
-    Z = np.nan_to_num((Xf - mean) / std)  # missing values at the mean for training
-    est.fit(Z, U[:, 0] if U.shape[1] == 1 else U)
+    return np.nan_to_num((Xf - mean) / std), mean, std
+
+
+def fold_scaler(est: Any, mean: NDArray[np.float64], std: NDArray[np.float64]) -> None:
+    """Fold the standardization into a fitted MLP's first layer, so it takes raw rows."""
     est.coefs_[0] = est.coefs_[0] / std[:, None]
     est.intercepts_[0] = est.intercepts_[0] - (mean / std) @ (est.coefs_[0] * std[:, None])
+
+
+def _fit_mlp(
+    teacher: Forest, est: Any, X: NDArray[Any], U: NDArray[np.float64], temperature: float
+) -> tuple[Any, Any]:
+    """Fit an MLPRegressor on standardized inputs, then fold the scaler into the first layer
+    and ``temperature`` (and a sigmoid's slope) into the last, so the network takes raw rows and
+    outputs the teacher's logits; it gets the teacher's task when the MLP IR has its link."""
+    Z, mean, std = standardized(X)
+    est.fit(Z, U[:, 0] if U.shape[1] == 1 else U)
+    fold_scaler(est, mean, std)
     link = 1.0
     task = "regression"
     if teacher.postprocessor == "sigmoid" and teacher.task == "binary":
@@ -214,9 +246,9 @@ def fit_student(
         est, mlp = _fit_mlp(teacher, clone(template), X, U, temperature)
         return StudentFit(mlp, [est], library)
     name = type(template).__name__
-    if U.shape[1] > 1 and name in _MULTI_OUTPUT:
+    if U.shape[1] > 1 and name in MULTI_OUTPUT:
         est = clone(template).fit(X, U)
-        part = _sklearn_multi(est, U.shape[1])
+        part = sklearn_multi(est, U.shape[1])
         return StudentFit(assemble(teacher, [part], temperature, library), [est], library)
     estimators = [clone(template).fit(X, U[:, c]) for c in range(U.shape[1])]
     parts = [from_model(e) for e in estimators]

@@ -4,7 +4,10 @@
 A candidate is one pipeline on the teacher: keep ``n_trees`` trees per output (greedy selection
 toward the teacher's margins), prune nodes to ``node_fraction`` of them, refit the leaves toward
 the teacher, then the exact passes; or, with ``depth``, a boosted student of ``n_trees`` trees of
-that depth distilled from the teacher's margins on the same rows.
+that depth distilled from the teacher on the same rows, by cross-entropy on its probabilities for
+classifiers (what :func:`treeslim.distill` fits with; it beat least squares on the margins by
+0.003-0.008 AUC for 10 trees of depth 3 and by 0.02-0.04 accuracy on 26-class letter, and was
+within +-0.002 for larger binary students), by least squares on its margins otherwise.
 """
 
 from __future__ import annotations
@@ -112,7 +115,8 @@ def build_candidate(
     forest = teacher
     if plan.depth is not None:
         forest = distill_candidate(teacher, X_fit, target, n_trees=plan.n_trees,
-                                   depth=plan.depth, random_state=random_state)  # fmt: skip
+                                   depth=plan.depth, loss="auto",
+                                   random_state=random_state)  # fmt: skip
         steps.append(f"distill(n_trees={plan.n_trees}, depth={plan.depth})")
     elif plan.n_trees < teacher.trees_per_output:
         forest = select_trees(forest, X_fit, n_trees=plan.n_trees, target_margin=target,

@@ -294,8 +294,9 @@ def search(
     greedy selection order is computed once and shared). Node pruning (to 3/4, 1/2, 1/4 of the
     nodes) is tried on that count and on larger ones, only where the pruned size would beat the
     best so far. With ``distill``, boosted students (10, 30, 100 trees per output of depth 3, 4,
-    6, in the teacher's library) trained on the teacher's margins over the same rows
-    (:func:`treeslim.distillation.distill_candidate`) are tried where they could be smaller.
+    6, in the teacher's library) trained on the teacher's probabilities (classifiers, by
+    cross-entropy) or margins over the same rows (:func:`treeslim.distillation.distill_candidate`)
+    are tried where they could be smaller.
     With ``bits``, the best proposal's leaves (k-means codebook refit toward the teacher) and
     thresholds are quantized to ``bits`` bits. A candidate is proposed when its loss on the
     judge rows, plus the bootstrap standard error of the paired difference scaled to the
