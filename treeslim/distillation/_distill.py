@@ -23,7 +23,14 @@ from treeslim.distillation._losses import LOSSES, fit_soft, losses_for
 from treeslim.distillation._soft import SoftTargets
 from treeslim.distillation._students import student_kind
 from treeslim.frontends import from_model
-from treeslim.ir import Forest
+from treeslim.ir import (
+    Forest,
+    categorical_features,
+    check_X,
+    code_twin,
+    snap_codes,
+    with_categories_of,
+)
 from treeslim.measure import default_metric
 from treeslim.passes import check_count, check_target
 from treeslim.runtime import KernelForest
@@ -204,6 +211,14 @@ def distill(
         )
     seed = seed_of(random_state, "distill")
     Xn = KernelForest(forest).prepare(np.asarray(X.compute()) if is_dask(X) else X)
+    original, cats = forest, categorical_features(forest)
+    if cats or forest.feature_categories is not None:
+        # the student learns on category codes (snapped: valid training input for students that
+        # split by category) scored by the teacher's code twin; it gets the teacher's category
+        # lists back at the end, so it takes inputs as the teacher does
+        Xn = Xn.copy()
+        snap_codes(Xn, cats, forest.category_rule)
+        X, forest = Xn, code_twin(forest)
     n = len(Xn)
     if n == 0:
         raise ValueError("X has no rows: distill needs at least one real row.")
@@ -231,7 +246,8 @@ def distill(
     report = {**chosen.describe(n), "searched": searched,
               "metric": default_metric(forest.task) if yn is not None else "teacher margin MSE",
               "candidates": table}  # fmt: skip
-    return model.replace(source={**model.source, "distill": report})
+    model = model.replace(source={**model.source, "distill": report})
+    return with_categories_of(model, original) if isinstance(model, Forest) else model
 
 
 def distill_candidate(
@@ -284,7 +300,12 @@ def distill_candidate(
     (5, 2)
     """
 
-    Xf = np.asarray(X_fit, dtype=np.float64)
+    original = teacher
+    Xf = np.array(check_X(teacher, X_fit), dtype=np.float64)  # codes, a copy
+    cats = categorical_features(teacher)
+    if cats or teacher.feature_categories is not None:
+        snap_codes(Xf, cats, teacher.category_rule)
+        teacher = code_twin(teacher)
     n_trees = check_count(n_trees, "n_trees", "distill_candidate")
     depth = check_count(depth, "depth", "distill_candidate")
     margin = check_target(teacher, target_margin, Xf.shape[0])
@@ -325,4 +346,4 @@ def distill_candidate(
         )
     fit = fit_soft(teacher, student, Xf, U, loss=loss, temperature=1.0, seed=seed)
     forest: Forest = fit.model
-    return forest
+    return with_categories_of(forest, original)

@@ -30,6 +30,7 @@ from treeslim.distillation._students import (
     MULTI_OUTPUT,
     StudentFit,
     assemble,
+    categorical_student,
     estimator_like,
     fit_student,
     fold_scaler,
@@ -148,6 +149,7 @@ def fit_soft(
     qid: Any = None,
 ) -> StudentFit:
     """Fit ``student`` on rows ``X`` toward soft targets ``U`` with ``loss`` (see the module)."""
+    student = categorical_student(student, teacher)
     if loss == "squared":
         return fit_student(teacher, student, X, U, temperature=temperature, seed=seed)
     if loss not in losses_for(teacher, student):
@@ -177,6 +179,7 @@ def fit_labels(
     regressor with the student's parameters), imported; None when it cannot stand in for the
     teacher (a class missing from ``y``)."""
     task = teacher.task
+    student = categorical_student(student, teacher)
     yv = np.asarray(y)
     if task == "multiclass" and len(np.unique(yv)) != teacher.num_class:
         return None

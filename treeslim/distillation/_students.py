@@ -23,13 +23,14 @@ from numpy.typing import NDArray
 
 from treeslim.errors import UnsupportedModelError
 from treeslim.frontends import from_model, sklearn_tree_arrays
-from treeslim.ir import Forest, TreeArrays
+from treeslim.ir import Forest, TreeArrays, categorical_features
 from treeslim.nn import from_sklearn
 
 __all__ = [
     "MULTI_OUTPUT",
     "StudentFit",
     "assemble",
+    "categorical_student",
     "estimator_like",
     "fit_student",
     "fold_scaler",
@@ -110,7 +111,10 @@ def estimator_like(student: Any, class_name: str, seed: int) -> Any:
     module = {"sklearn": type(student).__module__, "lightgbm": "lightgbm", "xgboost": "xgboost"}
     cls = getattr(importlib.import_module(module[package]), class_name)
     allowed = set(cls().get_params(deep=False))
-    params = {k: v for k, v in student.get_params(deep=False).items() if k in allowed}
+    own = student.get_params(deep=False)
+    if package == "lightgbm":  # LightGBM takes any of its parameters as keywords (cat_feature)
+        allowed |= set(own)
+    params = {k: v for k, v in own.items() if k in allowed}
     if type(student).__name__ != class_name:  # a classifier's / ranker's loss is not ours
         for key in ("objective", "criterion", "loss"):
             params.pop(key, None)
@@ -126,11 +130,33 @@ def _regressor(student: Any, seed: int) -> tuple[Any, str]:
     return est, ("mlp" if reg_name == "MLPRegressor" else package)
 
 
-def _scaled(part: Forest, t: int, factor: float, tree_class: int) -> TreeArrays:
+def _scaled(
+    part: Forest, t: int, factor: float, tree_class: int, set_offset: int = 0
+) -> TreeArrays:
     tree = part.tree(t)
+    cats = tree.cat_index
+    if cats is not None:  # the part's category sets sit at set_offset in the merged table
+        cats = np.where(np.asarray(cats) >= 0, np.asarray(cats) + set_offset, -1)
     return dataclasses.replace(
-        tree, leaf_value=np.asarray(tree.leaf_value) * factor, tree_class=tree_class
-    )
+        tree, leaf_value=np.asarray(tree.leaf_value) * factor, tree_class=tree_class,
+        cat_index=cats,
+    )  # fmt: skip
+
+
+def _merged_sets(parts: list[Forest]) -> tuple[list[int], NDArray[np.uint32] | None]:
+    """Each part's offset into one table holding every part's category sets, and the table."""
+    tables = [p.cat_bitsets for p in parts if p.cat_index is not None]
+    if not tables:
+        return [0] * len(parts), None
+    words = max(t.shape[1] for t in tables if t is not None)
+    offsets, rows, at = [], [], 0
+    for p in parts:
+        offsets.append(at)
+        if p.cat_index is not None and p.cat_bitsets is not None:
+            t = p.cat_bitsets
+            rows.append(np.pad(t, ((0, 0), (0, words - t.shape[1]))))
+            at += len(t)
+    return offsets, np.vstack(rows).astype(np.uint32)
 
 
 def sklearn_multi(est: Any, k: int) -> Forest:
@@ -155,12 +181,13 @@ def assemble(
     task and link, margins ``temperature`` times the parts' summed outputs."""
     k = teacher.n_outputs
     first = parts[0]
+    offsets, table = _merged_sets(parts)
     if len(parts) == 1 and first.leaf_width == k:
         trees = [_scaled(first, t, temperature, int(first.tree_class[t]))
                  for t in range(first.n_trees)]  # fmt: skip
         base = np.broadcast_to(first.base_score * temperature, (k,)).copy()
     else:
-        trees = [_scaled(p, t, temperature, c) for c, p in enumerate(parts)
+        trees = [_scaled(p, t, temperature, c, offsets[c]) for c, p in enumerate(parts)
                  for t in range(p.n_trees)]  # fmt: skip
         base = np.array([float(p.base_score[0]) * temperature for p in parts])
     return Forest.from_trees(
@@ -175,6 +202,8 @@ def assemble(
         comparison=first.comparison,
         feature_dtype=first.feature_dtype,
         feature_names=teacher.feature_names,
+        cat_bitsets=table,
+        category_rule=first.category_rule,
         source={"library": library, "distilled_from": teacher.source.get("library")},
     )
 
@@ -293,3 +322,24 @@ def parse_student(spec: str) -> Any:
     if unknown and lib not in ("lightgbm", "xgboost"):  # those two take any booster parameter
         raise ValueError(f"The '--student' option: {name} has no parameter(s) {unknown}.")
     return cls(**params)
+
+
+def categorical_student(student: Any, teacher: Forest) -> Any:
+    """``student`` told to split the columns ``teacher`` splits by category by category too
+    (LightGBM ``cat_feature``, XGBoost ``enable_categorical`` with ``feature_types``), unless
+    the student sets its own; other students split those codes as numbers."""
+    features = categorical_features(teacher)
+    module = type(student).__module__.split(".")[0]
+    if not features or module not in ("lightgbm", "xgboost"):
+        return student
+    params = student.get_params()
+    if module == "lightgbm":
+        if any(params.get(k) is not None for k in ("cat_feature", "categorical_feature",
+                                                     "categorical_column")):  # fmt: skip
+            return student
+        return student.__class__(**{**params, "cat_feature": features})
+    if params.get("feature_types") is not None:
+        return student
+    types = ["c" if j in features else "q" for j in range(teacher.num_feature)]
+    return student.__class__(**{**params, "enable_categorical": True, "feature_types": types,
+                                "tree_method": params.get("tree_method") or "hist"})  # fmt: skip

@@ -18,7 +18,7 @@ from numpy.typing import ArrayLike, NDArray
 from treeslim._utils import check_qid, is_dask
 from treeslim.data import sampler, sampler_chunks, sampler_rows, seed_of
 from treeslim.distillation._soft import SoftTargets
-from treeslim.ir import Forest
+from treeslim.ir import Forest, categorical_features, snap_codes
 from treeslim.runtime import KernelForest
 
 __all__ = ["training_set"]
@@ -30,8 +30,12 @@ def _label_block(block: NDArray[Any], teacher: Forest) -> NDArray[np.float64]:
     return KernelForest(teacher).margin(block)
 
 
-def _generated_block(smp: Any, start: int, stop: int, n_rows: int, seed: int) -> Any:
-    return sampler_rows(smp, start, stop, n_rows, seed)
+def _generated_block(
+    smp: Any, start: int, stop: int, n_rows: int, seed: int, cats: tuple[list[int], str]
+) -> Any:
+    g, b = sampler_rows(smp, start, stop, n_rows, seed)
+    snap_codes(g, *cats)
+    return g, b
 
 
 def training_set(
@@ -57,6 +61,10 @@ def training_set(
     kernel = KernelForest(teacher)
     lazy = is_dask(X)
     Xr = kernel.prepare(np.asarray(X.compute()) if lazy else X)
+    cats = (categorical_features(teacher), teacher.category_rule)
+    if cats[0]:  # a copy: prepare may hand back the caller's own array
+        Xr = Xr.copy()
+        snap_codes(Xr, *cats)
     n, d = Xr.shape
     if n == 0:
         raise ValueError("X has no rows: distill needs at least one real row.")
@@ -101,7 +109,7 @@ def training_set(
         shared = dask.delayed(smp, pure=True)
         parts = [
             dask.delayed(_generated_block, nout=2, pure=True)(
-                shared, s, min(n_synthetic, s + step), n_synthetic, seed
+                shared, s, min(n_synthetic, s + step), n_synthetic, seed, cats
             )
             for s in range(0, n_synthetic, step)
         ]
@@ -123,6 +131,7 @@ def training_set(
     at = n
     for g, b in sampler_chunks(smp, n_synthetic, seed, step):
         gc = kernel.prepare(g)
+        snap_codes(gc, *cats)
         rows[at : at + len(g)] = gc
         m = kernel.margin_prepared(gc)
         U[at : at + len(g)] = soft.targets(m, qcode=None if qcode is None else qcode[b])

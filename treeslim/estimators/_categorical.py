@@ -3,10 +3,10 @@
 The compression search works on numbers, so a DataFrame whose ``category`` (or text) columns a
 model splits by category is encoded once, as the model's library encodes it at predict time
 (:func:`treeslim.ir.check_X`), into a numeric DataFrame of category codes with the same columns.
-The search then runs on those codes with the *code twin* of the teacher: the same forest taking
-codes as input (only scikit-learn's rule differs: its forests otherwise look numeric inputs up in
-their category lists). The compressed forest gets the teacher's category lists back, so it takes
-the user's DataFrames, and numpy rows, exactly as the original model does.
+The search then runs on those codes with the *code twin* of the teacher
+(:func:`treeslim.ir.code_twin`), and the compressed forest gets the teacher's category lists back
+(:func:`treeslim.ir.with_categories_of`), so it takes the user's DataFrames, and numpy rows,
+exactly as the original model does.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import numpy as np
 
 from treeslim.ir import Forest, check_X
 
-__all__ = ["code_twin", "encode_frame", "has_category_columns", "with_categories_of"]
+__all__ = ["encode_frame", "has_category_columns"]
 
 
 def has_category_columns(X: Any) -> bool:
@@ -35,20 +35,3 @@ def encode_frame(forest: Forest, X: Any) -> Any:
     """``X`` as a float64 DataFrame of the codes ``forest`` routes (same columns and index)."""
     codes = check_X(forest, X)
     return X.__class__(np.asarray(codes, dtype=np.float64), columns=X.columns, index=X.index)
-
-
-def code_twin(forest: Forest) -> Forest:
-    """``forest`` taking category codes as input (no category lists to look values up in)."""
-    if forest.feature_categories is None and forest.category_rule != "sklearn":
-        return forest
-    rule = "xgboost" if forest.category_rule == "sklearn" else forest.category_rule
-    return forest.replace(feature_categories=None, category_rule=rule)
-
-
-def with_categories_of(forest: Forest, teacher: Forest) -> Forest:
-    """``forest`` (a code twin's descendant) taking inputs the way ``teacher`` does."""
-    if teacher.feature_categories is None and teacher.category_rule == forest.category_rule:
-        return forest
-    return forest.replace(
-        category_rule=teacher.category_rule, feature_categories=teacher.feature_categories
-    )

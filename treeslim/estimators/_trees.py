@@ -23,14 +23,9 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from treeslim._utils import check_qid, class_codes, group_to_qid, is_fitted, unwrap
 from treeslim.backends import to_lightgbm, to_treelite, to_xgboost
 from treeslim.backends.tl2cgen import compile_forest
-from treeslim.estimators._categorical import (
-    code_twin,
-    encode_frame,
-    has_category_columns,
-    with_categories_of,
-)
+from treeslim.estimators._categorical import encode_frame, has_category_columns
 from treeslim.frontends import from_model
-from treeslim.ir import Forest
+from treeslim.ir import Forest, code_twin, with_categories_of
 from treeslim.measure import Report, certificate_fields, report
 from treeslim.search import search, time_per_row
 

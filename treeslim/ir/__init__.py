@@ -3,7 +3,15 @@
 
 from __future__ import annotations
 
-from treeslim.ir._categories import CATEGORY_RULES, bitset_table, codes_of
+from treeslim.ir._categories import (
+    CATEGORY_RULES,
+    bitset_table,
+    categorical_features,
+    code_twin,
+    codes_of,
+    snap_codes,
+    with_categories_of,
+)
 from treeslim.ir._forest import Forest, Task
 from treeslim.ir._predict import (
     apply_postprocessor,
@@ -24,10 +32,14 @@ __all__ = [
     "TreeArrays",
     "apply_postprocessor",
     "bitset_table",
+    "categorical_features",
+    "code_twin",
     "codes_of",
     "check_X",
     "leaf_nodes",
     "margin_from_leaves",
     "predict_margin",
+    "snap_codes",
     "validate",
+    "with_categories_of",
 ]

@@ -26,15 +26,22 @@ which refuses them too).
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
 
+if TYPE_CHECKING:
+    from treeslim.ir._forest import Forest
+
 __all__ = [
     "CATEGORY_RULES",
     "bitset_table",
+    "categorical_features",
+    "code_twin",
     "codes_of",
+    "snap_codes",
+    "with_categories_of",
     "encode_dataframe",
     "encode_values",
     "member",
@@ -153,3 +160,46 @@ def encode_dataframe(
     if not cols:
         return np.empty((len(X), 0))
     return np.column_stack(cols).astype(np.float64, copy=False)
+
+
+def categorical_features(forest: Forest) -> list[int]:
+    """The features ``forest`` splits by category, ascending."""
+    if forest.cat_index is None:
+        return []
+    return sorted(int(j) for j in np.unique(forest.split_index[forest.cat_index >= 0]))
+
+
+def code_twin(forest: Forest) -> Forest:
+    """``forest`` taking category codes as input (no category lists to look values up in): what
+    the code that encoded its rows once (:func:`treeslim.ir.check_X`) must score them with."""
+    if forest.feature_categories is None and forest.category_rule != "sklearn":
+        return forest
+    rule = "xgboost" if forest.category_rule == "sklearn" else forest.category_rule
+    return forest.replace(feature_categories=None, category_rule=rule)
+
+
+def with_categories_of(forest: Forest, teacher: Forest) -> Forest:
+    """``forest``, fitted on the codes of ``teacher``'s inputs, taking inputs as ``teacher`` does
+    (its category lists and rule); unchanged when ``teacher`` has neither category splits nor
+    lists."""
+    if teacher.cat_index is None and teacher.feature_categories is None:
+        return forest
+    if (forest.category_rule, forest.feature_categories) == (
+        teacher.category_rule,
+        teacher.feature_categories,
+    ):
+        return forest
+    return forest.replace(
+        category_rule=teacher.category_rule, feature_categories=teacher.feature_categories
+    )
+
+
+def snap_codes(block: NDArray[np.float64], features: Sequence[int], rule: str) -> None:
+    """In place: generated values of categorical ``features`` become the codes they route as
+    (``trunc``), or NaN where no code (negative, infinite): valid training input for students
+    that split by category, labelled by the teacher exactly as before for every valid code."""
+    for j in features:
+        x = block[:, j]
+        with np.errstate(invalid="ignore"):
+            valid = np.isfinite(x) & ((x > -1.0) if rule == "lightgbm" else (x >= 0.0))
+        block[:, j] = np.where(valid, np.trunc(np.where(valid, x, 0.0)), np.nan)
