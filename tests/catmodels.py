@@ -16,14 +16,14 @@ CAT_FEATURES = (0, 2)  # features 0 and 2 are categorical in every forest below
 MAX_CODE = 70  # sets reach into a third bitset word
 
 
-def _tree(rng, depth, n_features, sets, cls):
+def _tree(rng, depth, n_features, sets, cls, stop=0.2):
     split, thr, cl, cr, dl, leaf, cat = [], [], [], [], [], [], []
 
     def grow(level):
         node = len(split)
         for a in (split, thr, cl, cr, dl, leaf, cat):
             a.append(0)
-        if level == depth or (level > 1 and rng.random() < 0.2):
+        if level == depth or (level > 1 and rng.random() < stop):
             split[node], cl[node], cr[node] = -1, -1, -1
             leaf[node] = float(np.round(rng.normal(), 3))
             cat[node] = -1
@@ -51,12 +51,12 @@ def _tree(rng, depth, n_features, sets, cls):
 
 
 def categorical_forest(seed=0, rule="xgboost", task="binary", feature_dtype="float32",
-                       n_trees=12, depth=4, n_features=4, comparison="<"):  # fmt: skip
+                       n_trees=12, depth=4, n_features=4, comparison="<", stop=0.2):  # fmt: skip
     """A random forest whose features 0 and 2 are (mostly) split as categories."""
     rng = np.random.default_rng(seed)
     sets: list[list[int]] = []
     n_out = 3 if task == "multiclass" else 1
-    trees = [_tree(rng, depth, n_features, sets, t % n_out) for t in range(n_trees)]
+    trees = [_tree(rng, depth, n_features, sets, t % n_out, stop) for t in range(n_trees)]
     post = {"binary": "sigmoid", "multiclass": "softmax"}.get(task, "identity")
     return Forest.from_trees(
         trees, num_feature=n_features, task=task, num_class=n_out, base_score=np.zeros(n_out),

@@ -138,8 +138,10 @@ def test_numeric_dataframe_into_numeric_model_still_refuses_text() -> None:
 
 @pytest.mark.parametrize("rule", ["xgboost", "lightgbm"])
 @pytest.mark.parametrize(("task", "dtype"), [("binary", "float32"), ("multiclass", "float64")])
-def test_kernel_matches_the_reference_on_categorical_forests(rule, task, dtype) -> None:
-    f = categorical_forest(seed=3, rule=rule, task=task, feature_dtype=dtype)
+@pytest.mark.parametrize("depth", [4, 12])  # 12: unbalanced trees, the kernel's compacted walk
+def test_kernel_matches_the_reference_on_categorical_forests(rule, task, dtype, depth) -> None:
+    f = categorical_forest(seed=3, rule=rule, task=task, feature_dtype=dtype, depth=depth,
+                           stop=0.2 if depth == 4 else 0.4)  # fmt: skip
     assert f.n_categorical_splits > 5
     X = categorical_rows(f)
     kf = KernelForest(f)
