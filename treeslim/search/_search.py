@@ -176,31 +176,27 @@ class _Runner:
 
 
 def _bisect_trees(run: _Runner, grid: list[int]) -> None:
-    """Bisect the tree grid for every node budget at once, in rounds; in each, skip the tree
-    counts whose expected size cannot beat the smallest accepted candidate so far."""
+    """Bisect the tree grid without pruning, then for each node budget from the mildest to the
+    harshest, in rounds of :data:`_PROBES` tree counts. A budget is only tried on tree counts
+    the milder one passed at (pruning harder does not win back what fewer trees lost) and whose
+    expected size can beat the smallest accepted candidate so far."""
     teacher, order = run.teacher, run.order
     groups = output_groups(teacher)
-    budgets: tuple[float | None, ...] = (None, *_FRACTIONS)
-    lo = {f: (0 if f is None else -1) for f in budgets}  # largest grid index known to pass
-    hi = {f: len(grid) for f in budgets}  # smallest grid index known to fail
     sizes = [_expected_nodes(teacher, order, groups, k) for k in grid]
-    while True:
-        best_nodes = run.result.best_accepted_nodes()
-        probes: list[tuple[int, float | None]] = []
-        for f in budgets:
-            small = [i for i in range(hi[f]) if (f or 1.0) * sizes[i] < best_nodes]
-            lo[f] = max(lo[f], (small[0] if small else hi[f]) - 1)
-            if hi[f] - lo[f] > 1:
-                probes += [(i, f) for i in _bisection_probes(lo[f], hi[f])]
-        if not probes:
-            return
-        done = run([Plan(grid[i], f) for i, f in probes])
-        for (i, f), c in zip(probes, done, strict=True):
-            if c is not None and c.accepted:
-                lo[f] = max(lo[f], i)
-        for (i, f), c in zip(probes, done, strict=True):
-            if (c is None or not c.accepted) and i > lo[f]:
-                hi[f] = min(hi[f], i)
+    hi = len(grid)  # smallest grid index known to fail, for the previous budget
+    for f in (None, *_FRACTIONS):
+        lo = 0 if f is None else -1  # largest grid index known to pass
+        while True:
+            best_nodes = run.result.best_accepted_nodes()
+            small = [i for i in range(hi) if (f or 1.0) * sizes[i] < best_nodes]
+            lo = max(lo, (small[0] if small else hi) - 1)
+            if hi - lo <= 1:
+                break
+            probes = _bisection_probes(lo, hi)
+            done = run([Plan(grid[i], f) for i in probes])
+            passed = [i for i, c in zip(probes, done, strict=True) if c is not None and c.accepted]
+            lo = max([lo, *passed])
+            hi = min([hi, *(i for i in probes if i > lo and i not in passed)])
 
 
 def _student_plans(teacher: Forest, best_nodes: int) -> list[Plan]:
@@ -292,8 +288,8 @@ def search(
     Proposing: tree counts on a grid (all, then / 1.6 down to 1 per output) are bisected, two
     per round, for the fewest trees that stay within budget after selection and leaf refit (the
     greedy selection order is computed once and shared). Node pruning (to 3/4, 1/2, 1/4 of the
-    nodes) is tried on that count and on larger ones, only where the pruned size would beat the
-    best so far. With ``distill``, boosted students (10, 30, 100 trees per output of depth 3, 4,
+    nodes) is bisected the same way afterwards, one budget after the other, only on tree counts
+    the milder budget passed at and only where the pruned size would beat the best so far. With ``distill``, boosted students (10, 30, 100 trees per output of depth 3, 4,
     6, in the teacher's library) trained on the teacher's margins over the same rows
     (:func:`treeslim.distillation.distill_candidate`) are tried where they could be smaller.
     With ``bits``, the best proposal's leaves (k-means codebook refit toward the teacher) and
