@@ -33,6 +33,7 @@ from treeslim.measure import (
     cannot_certify_message,
     certify_in_sequence,
     default_metric,
+    evaluate,
     exact_certificate,
     paired_se,
     proposal_margin,
@@ -343,7 +344,9 @@ def search(
     # candidates are fitted on one part and judged on another, so the budget is not judged on
     # the rows the leaves were refitted on; the third part is seen by none of them
     judge, cert = part(val_idx), part(cert_idx)
-    base = score(teacher, *judge, metric) if len(val_idx) else float("nan")
+    teacher_pred = teacher.predict(judge[0])
+    base = (float(evaluate(teacher.task, judge[1], teacher_pred, qid=judge[2])[metric])
+            if len(val_idx) else float("nan"))  # fmt: skip
     exact = exact_passes(teacher)
     result = SearchResult(forest=exact, teacher_metric=base, metric=metric)
     result.candidates.append(Candidate(["exact_passes"], exact, base, accepted=True))
@@ -375,8 +378,7 @@ def search(
     n_judge, n_cert = (len(val_idx), len(cert_idx)) if qall is None else (
         len(np.unique(judge[2])), len(np.unique(cert[2])))  # fmt: skip
     factor = proposal_margin(confidence, n_judge, n_cert)
-    budget = _Budget(judge, metric, base, teacher.predict(judge[0]), max_loss, random_state,
-                     factor)  # fmt: skip
+    budget = _Budget(judge, metric, base, teacher_pred, max_loss, random_state, factor)
     run = _Runner(teacher, X_fit, target, order, budget, result, bar, n_jobs)
     _bisect_trees(run, grid)
     if distill:  # students distilled from the teacher's margins, where they could beat the best
