@@ -281,8 +281,8 @@ def test_search_is_independent_of_n_jobs_and_finds_the_smallest():
 
 
 def _assert_budgets_follow_the_milder_one(result, n_trees):
-    """Node budgets are bisected one after the other (none, 3/4, 1/2, 1/4), each only on tree
-    counts where the milder one did not fail (a failure with a pass at fewer trees is noise)."""
+    """Node budgets (none, 3/4, 1/2, 1/4) are only tried on tree counts where the milder one did
+    not fail (a failure with a pass at fewer trees is noise)."""
     import re
 
     tried = []  # (budget rank, trees, accepted) in the order they were run
@@ -294,7 +294,6 @@ def _assert_budgets_follow_the_milder_one(result, n_trees):
         f = re.search(r"prune_nodes\(fraction=([\d.]+)\)", steps)
         rank = (None, 0.75, 0.5, 0.25).index(float(f.group(1)) if f else None)
         tried.append((rank, int(k.group(1)) if k else n_trees, c["accepted"]))
-    assert [t[0] for t in tried] == sorted(t[0] for t in tried)
     assert any(rank > 0 for rank, _, _ in tried)
     for rank, k, _ in tried:
         if rank == 0:

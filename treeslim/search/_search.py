@@ -57,6 +57,7 @@ _FRACTIONS = (0.75, 0.5, 0.25)  # node budgets tried inside the kept trees
 _STUDENT_TREES = (10, 30, 100)  # distilled students: trees per output ...
 _STUDENT_DEPTHS = (3, 4, 6)  # ... and their depth
 _PROBES = 2  # tree counts tried per bisection round: fixed, so the search never depends on n_jobs
+_LADDER = 2  # larger tree counts added above each budget's smallest passing one
 OBJECTIVES = ("nodes", "bytes", "latency")
 
 
@@ -180,13 +181,18 @@ def _bisect_trees(run: _Runner, grid: list[int]) -> None:
     """Bisect the tree grid without pruning, then for each node budget from the mildest to the
     harshest, in rounds of :data:`_PROBES` tree counts. A budget is only tried on tree counts
     the milder one passed at (pruning harder does not win back what fewer trees lost) and whose
-    expected size can beat the smallest accepted candidate so far."""
+    expected size can beat the smallest accepted candidate so far. Last, one round adds the
+    :data:`_LADDER` counts above each budget's smallest passing one: larger candidates with
+    room to spare, which certification can still pass when the smallest one fails there."""
     teacher, order = run.teacher, run.order
     groups = output_groups(teacher)
     sizes = [_expected_nodes(teacher, order, groups, k) for k in grid]
     hi = len(grid)  # smallest grid index known to fail, for the previous budget
+    tried: set[tuple[int, float | None]] = set()
+    ladder: list[tuple[int, float | None]] = []
     for f in (None, *_FRACTIONS):
         lo = 0 if f is None else -1  # largest grid index known to pass
+        passed_at = -1
         while True:
             best_nodes = run.result.best_accepted_nodes()
             small = [i for i in range(hi) if (f or 1.0) * sizes[i] < best_nodes]
@@ -194,10 +200,17 @@ def _bisect_trees(run: _Runner, grid: list[int]) -> None:
             if hi - lo <= 1:
                 break
             probes = _bisection_probes(lo, hi)
+            tried.update((i, f) for i in probes)
             done = run([Plan(grid[i], f) for i in probes])
             passed = [i for i, c in zip(probes, done, strict=True) if c is not None and c.accepted]
+            passed_at = max([passed_at, *passed])
             lo = max([lo, *passed])
             hi = min([hi, *(i for i in probes if i > lo and i not in passed)])
+        first = 1 if f is None else 0  # all trees unpruned: the exact passes
+        ladder += [(i, f) for i in range(max(first, passed_at - _LADDER), passed_at)]
+    plans = [(i, f) for i, f in ladder if (i, f) not in tried]
+    if plans:
+        run([Plan(grid[i], f) for i, f in plans])
 
 
 def _student_plans(teacher: Forest, best_nodes: int) -> list[Plan]:
