@@ -303,9 +303,12 @@ def search(
     per round, for the fewest trees that stay within budget after selection and leaf refit (the
     greedy selection order is computed once and shared). Node pruning (to 3/4, 1/2, 1/4 of the
     nodes) is bisected the same way afterwards, one budget after the other, only on tree counts
-    the milder budget passed at and only where the pruned size would beat the best so far. With ``distill``, boosted students (10, 30, 100 trees per output of depth 3, 4,
-    6, in the teacher's library) trained on the teacher's margins over the same rows
-    (:func:`treeslim.distillation.distill_candidate`) are tried where they could be smaller.
+    the milder budget passed at and only where the pruned size would beat the best so far; then
+    the two counts above each budget's smallest pass are added, safer proposals for when the
+    smallest fails certification. With ``distill``, boosted students (10, 30, 100 trees per
+    output of depth 3, 4, 6, in the teacher's library) trained on the teacher's margins over the
+    same rows (:func:`treeslim.distillation.distill_candidate`) are tried where they could be
+    smaller.
     With ``bits``, the best proposal's leaves (k-means codebook refit toward the teacher) and
     thresholds are quantized to ``bits`` bits. A candidate is proposed when its loss on the
     judge rows, plus the bootstrap standard error of the paired difference scaled to the
@@ -357,7 +360,7 @@ def search(
     # candidates are fitted on one part and judged on another, so the budget is not judged on
     # the rows the leaves were refitted on; the third part is seen by none of them
     judge, cert = part(val_idx), part(cert_idx)
-    teacher_pred = teacher.predict(judge[0])
+    teacher_pred = teacher.predict(judge[0]) if len(val_idx) else np.zeros(0)
     base = (float(evaluate(teacher.task, judge[1], teacher_pred, qid=judge[2])[metric])
             if len(val_idx) else float("nan"))  # fmt: skip
     exact = exact_passes(teacher)
