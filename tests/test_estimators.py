@@ -277,6 +277,30 @@ def test_search_is_independent_of_n_jobs_and_finds_the_smallest():
     for c in a.candidates[1:]:
         if c["accepted"]:
             assert a.teacher_metric - c["score"] + c["loss_se"] <= 0.01 + 1e-12
+    _assert_budgets_follow_the_milder_one(a, teacher.n_trees)
+
+
+def _assert_budgets_follow_the_milder_one(result, n_trees):
+    """Node budgets (none, 3/4, 1/2, 1/4) are only tried on tree counts where the milder one did
+    not fail (a failure with a pass at fewer trees is noise)."""
+    import re
+
+    tried = []  # (budget rank, trees, accepted) in the order they were run
+    for c in result.candidates[1:]:
+        steps = " ".join(c["steps"])
+        if "distill" in steps:
+            continue
+        k = re.search(r"select_trees\(n_trees=(\d+)\)", steps)
+        f = re.search(r"prune_nodes\(fraction=([\d.]+)\)", steps)
+        rank = (None, 0.75, 0.5, 0.25).index(float(f.group(1)) if f else None)
+        tried.append((rank, int(k.group(1)) if k else n_trees, c["accepted"]))
+    assert any(rank > 0 for rank, _, _ in tried)
+    for rank, k, _ in tried:
+        if rank == 0:
+            continue
+        milder = [(kk, ok) for r, kk, ok in tried if r == rank - 1]
+        for k_fail in (kk for kk, ok in milder if not ok and kk >= k):
+            assert any(ok and kk < k_fail for kk, ok in milder), (rank, k, milder)
 
 
 def test_bisection_probes():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import functools
 import importlib.util
@@ -262,6 +263,41 @@ def test_selection_order_is_nested(lib, task, method):
     )
     with pytest.raises(ValueError, match="one sequence per output group"):
         select_trees(f, G, n_trees=2, order=[[0]] * (len(order) + 1))
+
+
+def test_an_order_that_stopped_early_serves_every_size_it_was_made_for():
+    """selection_order remembers the size it was made for: a group that stopped before it (the
+    other trees spanned) is kept as it is, not recomputed; a plain list that short is not
+    trusted for more trees than it holds."""
+    f, X = forest_of("xgboost", "multiclass")
+    G = generate_rows(X, 500, random_state=0)
+    order = selection_order(f, G, n_trees=4)
+    assert order.n_trees == 4 and all(len(o) == 4 for o in order)
+    stopped = copy.copy(order)  # as if every group had stopped after its first tree
+    stopped[:] = [o[:1] for o in order]
+    kept = select_trees(f, G, n_trees=3, order=stopped)
+    assert kept.n_trees == len(order)  # one tree per class, as the order says
+    plain = select_trees(f, G, n_trees=3, order=[o[:1] for o in order])
+    assert plain.n_trees == 3 * len(order)  # recomputed
+    np.testing.assert_array_equal(plain.leaf_value, select_trees(f, G, n_trees=3).leaf_value)
+
+
+def test_selection_weights_are_the_least_squares_fit():
+    """The kept trees' weights and intercept minimise the squared error to the target margins:
+    the residual is orthogonal to every kept tree's output and sums to zero."""
+    f, X = forest_of("xgboost", "regression")
+    G = np.nan_to_num(generate_rows(X, 800, random_state=0))
+    target = f.predict_margin(G) + 0.3 * np.sin(G[:, 0])
+    g = select_trees(f, G, n_trees=5, target_margin=target)
+    residual = target - g.predict_margin(G)
+    zero = {**g.header(), "base_score": [0.0]}
+    outputs = np.stack(
+        [Forest.from_trees([g.tree(t)], **zero).predict_margin(G) for t in range(g.n_trees)],
+        axis=1,
+    )
+    scale = np.linalg.norm(residual) * np.linalg.norm(outputs, axis=0)
+    np.testing.assert_array_less(np.abs(residual @ outputs), 1e-8 * scale)
+    assert abs(residual.sum()) < 1e-8 * np.linalg.norm(residual) * np.sqrt(len(G))
 
 
 def test_select_errors():
@@ -545,6 +581,39 @@ def test_prune_nodes_meets_the_budget(lib, task):
     one_row = prune_nodes(f, X[:1], fraction=0.5)  # most nodes see no row: cover decides
     assert one_row.n_nodes <= np.ceil(f.n_nodes / 2)
     assert_close(one_row.predict_margin(X[:1]), f.predict_margin(X[:1]), what="the one row")
+
+
+@pytest.mark.parametrize(
+    ("lib", "task"), [("xgboost", "multiclass"), ("sklearn-forest", "multiclass")]
+)
+def test_prune_statistics_per_leaf_row_by_row(lib, task):
+    """The per-leaf sums collapsing costs are made of (rows, sum of o, of z = o + r, of |z|^2 and
+    |r|^2; o: the leaf's output, r: the row's residual at the tree's output) match a row-by-row
+    sum, for one output per tree and for leaves holding class vectors."""
+    from treeslim.passes._exact import tree_scale
+    from treeslim.passes._nodes import _node_sums
+
+    f, X = forest_of(lib, task)
+    X = X[:150]
+    target = (
+        f.predict_margin(X) + np.linspace(-1, 1, len(X))[:, None] * np.arange(1, 4)[: f.n_outputs]
+    )
+    cnt, so, sz, szz, srr = _node_sums(f, np.asarray(X, dtype=np.float64), target)
+    leaves = f.apply(X) + f.tree_offsets[:-1]
+    r_all = target - f.predict_margin(X)
+    scale = tree_scale(f)
+    for t in range(0, f.n_trees, max(1, f.n_trees // 7)):
+        cols = slice(None) if f.leaf_width > 1 else [int(f.tree_class[t])]
+        for leaf in np.unique(leaves[:, t]):
+            rows = leaves[:, t] == leaf
+            o = f.leaf_value[leaf] * scale[t]
+            r = r_all[rows][:, cols]
+            z = o + r
+            assert cnt[leaf] == rows.sum()
+            np.testing.assert_allclose(so[leaf], (o + 0 * r).sum(axis=0), atol=1e-9)
+            np.testing.assert_allclose(sz[leaf], z.sum(axis=0), atol=1e-9)
+            np.testing.assert_allclose(szz[leaf], (z * z).sum(), rtol=1e-9, atol=1e-9)
+            np.testing.assert_allclose(srr[leaf], (r * r).sum(), rtol=1e-9, atol=1e-9)
 
 
 def test_prune_nodes_error_grows_as_the_budget_shrinks():

@@ -230,6 +230,9 @@ def _draws(
         with np.errstate(invalid="ignore", divide="ignore"):
             draws = (W @ ep - W @ er) / sst
         return float((ep.sum() - er.sum()) / ((yf - yf.mean()) ** 2).sum()), draws
+    if metric == "accuracy":  # a resample's accuracy is the weighted share of correct rows
+        d = _correct(task, y, ref).astype(np.float64) - _correct(task, y, pred)
+        return float(d.mean()), W @ d / n
     loss = sign * (_metric(task, metric, y, ref) - _metric(task, metric, y, pred))
     out = []
     for w in W:  # any other metric: recomputed on each resample

@@ -311,18 +311,14 @@ def report(
         entry["rows_per_s"] = measure_batch(batch, Xf, min_time=batch_seconds)
         entry["nthread"] = nthread
         entry["latency_backend"] = backend
-    pred = forest.predict(Xa)
+    margin = forest.predict_margin(Xa)  # once: predictions are the link of the margins
+    pred = apply_postprocessor(forest, margin)
     if y is not None:
         entry.update(evaluate(forest.task, y, pred, qid=qid))
     if reference is not None:
         ref = from_model(reference)
+        ref_margin = ref.predict_margin(Xa)
         entry.update(
-            fidelity(
-                forest.task,
-                pred,
-                forest.predict_margin(Xa),
-                ref.predict(Xa),
-                ref.predict_margin(Xa),
-            )
+            fidelity(forest.task, pred, margin, apply_postprocessor(ref, ref_margin), ref_margin)
         )
     return Report([entry])

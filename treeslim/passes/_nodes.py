@@ -31,32 +31,36 @@ _CHUNK_ELEMS = 1 << 20
 def _node_sums(
     f: Forest, Xc: NDArray[Any], target: NDArray[np.float64]
 ) -> tuple[NDArray[np.float64], ...]:
-    """Per node, over the rows reaching it: count, sums of o and z (n, width), of |z|^2, |r|^2."""
+    """Per node, over the rows reaching it: count, sums of o and z (n, width), of |z|^2, |r|^2.
+
+    Only leaves are reached here (:func:`_up` fills the rest). A leaf's output ``o`` is the same
+    for every row reaching it, so the sums over its rows need only the count and the sums of
+    ``r`` and ``|r|^2``: ``sum z = cnt o + sum r``, ``sum |z|^2 = cnt |o|^2 + 2 o . sum r +
+    sum |r|^2`` (three weighted counts per leaf instead of five).
+    """
     kernel = KernelForest(f)
     n_nodes, width = f.n_nodes, f.leaf_width
     scale = tree_scale(f)
-    # Margin column each (tree, leaf column) adds to.
-    out_col = (np.broadcast_to(np.arange(width), (f.n_trees, width)) if width > 1
-               else f.tree_class[:, None])  # fmt: skip
     cnt = np.zeros(n_nodes)
-    so = np.zeros((n_nodes, width))
-    sz = np.zeros((n_nodes, width))
-    szz = np.zeros(n_nodes)
+    sr = np.zeros((n_nodes, width))
     srr = np.zeros(n_nodes)
-    step = max(1, _CHUNK_ELEMS // (f.n_trees * width))
+    step = max(1, _CHUNK_ELEMS // f.n_trees)
     for start in range(0, Xc.shape[0], step):
         rows = Xc[start : start + step]
-        leaves = kernel.leaves(rows)  # (b, T)
-        r = (target[start : start + step] - kernel.margin(rows))[:, out_col]  # (b, T, width)
-        o = f.leaf_value[leaves] * scale[None, :, None]
-        z = o + r
-        flat = leaves.ravel()
+        flat = kernel.leaves(rows).ravel()  # (b * T,), row-major
+        r = target[start : start + step] - kernel.margin(rows)  # (b, n_outputs)
         cnt += np.bincount(flat, minlength=n_nodes)
-        for c in range(width):
-            so[:, c] += np.bincount(flat, o[..., c].ravel(), n_nodes)
-            sz[:, c] += np.bincount(flat, z[..., c].ravel(), n_nodes)
-        szz += np.bincount(flat, (z * z).sum(axis=2).ravel(), n_nodes)
-        srr += np.bincount(flat, (r * r).sum(axis=2).ravel(), n_nodes)
+        if width > 1:  # every tree adds to every output: the same r for all trees of a row
+            for c in range(width):
+                sr[:, c] += np.bincount(flat, np.repeat(r[:, c], f.n_trees), n_nodes)
+            srr += np.bincount(flat, np.repeat((r * r).sum(axis=1), f.n_trees), n_nodes)
+        else:  # tree t adds to output tree_class[t]
+            sr[:, 0] += np.bincount(flat, r[:, f.tree_class].ravel(), n_nodes)
+            srr += np.bincount(flat, (r * r)[:, f.tree_class].ravel(), n_nodes)
+    o = f.leaf_value * np.repeat(scale, np.diff(f.tree_offsets))[:, None]  # (n_nodes, width)
+    so = cnt[:, None] * o
+    sz = so + sr
+    szz = (cnt * (o * o).sum(axis=1)) + 2.0 * (o * sr).sum(axis=1) + srr
     return cnt, so, sz, szz, srr
 
 

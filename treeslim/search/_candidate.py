@@ -27,6 +27,12 @@ from treeslim.passes import exact_passes, prune_nodes, refit_leaves, select_tree
 
 __all__ = ["Candidate", "Plan", "build_candidate", "score"]
 
+# Conjugate gradient iterations of the leaf refit. Measured on the letter, california and bike
+# boosters: 25 instead of refit_leaves' 100 leave the judged metric unchanged to +-0.001 (the
+# margins fit the teacher a little less tightly on the fitting rows, which overfits less) at a
+# quarter of the cost, which was the largest part of a candidate on multiclass forests.
+_REFIT_CG = 25
+
 
 @dataclasses.dataclass(frozen=True)
 class Plan:
@@ -128,7 +134,7 @@ def build_candidate(
         forest = prune_nodes(forest, X_fit, target_margin=target, fraction=plan.node_fraction)
         steps.append(f"prune_nodes(fraction={plan.node_fraction})")
     if steps and plan.depth is None:
-        forest = refit_leaves(forest, X_fit, target_margin=target)
+        forest = refit_leaves(forest, X_fit, target_margin=target, max_cg=_REFIT_CG)
         steps.append("refit_leaves(target=teacher)")
     forest = exact_passes(forest)
     steps.append("exact_passes")

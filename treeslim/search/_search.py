@@ -33,6 +33,7 @@ from treeslim.measure import (
     cannot_certify_message,
     certify_in_sequence,
     default_metric,
+    evaluate,
     exact_certificate,
     paired_se,
     proposal_margin,
@@ -56,6 +57,7 @@ _FRACTIONS = (0.75, 0.5, 0.25)  # node budgets tried inside the kept trees
 _STUDENT_TREES = (10, 30, 100)  # distilled students: trees per output ...
 _STUDENT_DEPTHS = (3, 4, 6)  # ... and their depth
 _PROBES = 2  # tree counts tried per bisection round: fixed, so the search never depends on n_jobs
+_LADDER = 2  # larger tree counts added above each budget's smallest passing one
 OBJECTIVES = ("nodes", "bytes", "latency")
 
 
@@ -176,31 +178,39 @@ class _Runner:
 
 
 def _bisect_trees(run: _Runner, grid: list[int]) -> None:
-    """Bisect the tree grid for every node budget at once, in rounds; in each, skip the tree
-    counts whose expected size cannot beat the smallest accepted candidate so far."""
+    """Bisect the tree grid without pruning, then for each node budget from the mildest to the
+    harshest, in rounds of :data:`_PROBES` tree counts. A budget is only tried on tree counts
+    the milder one passed at (pruning harder does not win back what fewer trees lost) and whose
+    expected size can beat the smallest accepted candidate so far. Last, one round adds the
+    :data:`_LADDER` counts above each budget's smallest passing one: larger candidates with
+    room to spare, which certification can still pass when the smallest one fails there."""
     teacher, order = run.teacher, run.order
     groups = output_groups(teacher)
-    budgets: tuple[float | None, ...] = (None, *_FRACTIONS)
-    lo = {f: (0 if f is None else -1) for f in budgets}  # largest grid index known to pass
-    hi = {f: len(grid) for f in budgets}  # smallest grid index known to fail
     sizes = [_expected_nodes(teacher, order, groups, k) for k in grid]
-    while True:
-        best_nodes = run.result.best_accepted_nodes()
-        probes: list[tuple[int, float | None]] = []
-        for f in budgets:
-            small = [i for i in range(hi[f]) if (f or 1.0) * sizes[i] < best_nodes]
-            lo[f] = max(lo[f], (small[0] if small else hi[f]) - 1)
-            if hi[f] - lo[f] > 1:
-                probes += [(i, f) for i in _bisection_probes(lo[f], hi[f])]
-        if not probes:
-            return
-        done = run([Plan(grid[i], f) for i, f in probes])
-        for (i, f), c in zip(probes, done, strict=True):
-            if c is not None and c.accepted:
-                lo[f] = max(lo[f], i)
-        for (i, f), c in zip(probes, done, strict=True):
-            if (c is None or not c.accepted) and i > lo[f]:
-                hi[f] = min(hi[f], i)
+    hi = len(grid)  # smallest grid index known to fail, for the previous budget
+    tried: set[tuple[int, float | None]] = set()
+    ladder: list[tuple[int, float | None]] = []
+    for f in (None, *_FRACTIONS):
+        lo = 0 if f is None else -1  # largest grid index known to pass
+        passed_at = -1
+        while True:
+            best_nodes = run.result.best_accepted_nodes()
+            small = [i for i in range(hi) if (f or 1.0) * sizes[i] < best_nodes]
+            lo = max(lo, (small[0] if small else hi) - 1)
+            if hi - lo <= 1:
+                break
+            probes = _bisection_probes(lo, hi)
+            tried.update((i, f) for i in probes)
+            done = run([Plan(grid[i], f) for i in probes])
+            passed = [i for i, c in zip(probes, done, strict=True) if c is not None and c.accepted]
+            passed_at = max([passed_at, *passed])
+            lo = max([lo, *passed])
+            hi = min([hi, *(i for i in probes if i > lo and i not in passed)])
+        first = 1 if f is None else 0  # all trees unpruned: the exact passes
+        ladder += [(i, f) for i in range(max(first, passed_at - _LADDER), passed_at)]
+    plans = [(i, f) for i, f in ladder if (i, f) not in tried]
+    if plans:
+        run([Plan(grid[i], f) for i, f in plans])
 
 
 def _student_plans(teacher: Forest, best_nodes: int) -> list[Plan]:
@@ -292,11 +302,13 @@ def search(
     Proposing: tree counts on a grid (all, then / 1.6 down to 1 per output) are bisected, two
     per round, for the fewest trees that stay within budget after selection and leaf refit (the
     greedy selection order is computed once and shared). Node pruning (to 3/4, 1/2, 1/4 of the
-    nodes) is tried on that count and on larger ones, only where the pruned size would beat the
-    best so far. With ``distill``, boosted students (10, 30, 100 trees per output of depth 3, 4,
-    6, in the teacher's library) trained on the teacher's probabilities (classifiers, by
-    cross-entropy) or margins over the same rows (:func:`treeslim.distillation.distill_candidate`)
-    are tried where they could be smaller.
+    nodes) is bisected the same way afterwards, one budget after the other, only on tree counts
+    the milder budget passed at and only where the pruned size would beat the best so far; then
+    the two counts above each budget's smallest pass are added, safer proposals for when the
+    smallest fails certification. With ``distill``, boosted students (10, 30, 100 trees per
+    output of depth 3, 4, 6, in the teacher's library) trained on the teacher's probabilities
+    (classifiers, by cross-entropy) or margins over the same rows
+    (:func:`treeslim.distillation.distill_candidate`) are tried where they could be smaller.
     With ``bits``, the best proposal's leaves (k-means codebook refit toward the teacher) and
     thresholds are quantized to ``bits`` bits. A candidate is proposed when its loss on the
     judge rows, plus the bootstrap standard error of the paired difference scaled to the
@@ -348,7 +360,9 @@ def search(
     # candidates are fitted on one part and judged on another, so the budget is not judged on
     # the rows the leaves were refitted on; the third part is seen by none of them
     judge, cert = part(val_idx), part(cert_idx)
-    base = score(teacher, *judge, metric) if len(val_idx) else float("nan")
+    teacher_pred = teacher.predict(judge[0]) if len(val_idx) else np.zeros(0)
+    base = (float(evaluate(teacher.task, judge[1], teacher_pred, qid=judge[2])[metric])
+            if len(val_idx) else float("nan"))  # fmt: skip
     exact = exact_passes(teacher)
     result = SearchResult(forest=exact, teacher_metric=base, metric=metric)
     result.candidates.append(Candidate(["exact_passes"], exact, base, accepted=True))
@@ -380,8 +394,7 @@ def search(
     n_judge, n_cert = (len(val_idx), len(cert_idx)) if qall is None else (
         len(np.unique(judge[2])), len(np.unique(cert[2])))  # fmt: skip
     factor = proposal_margin(confidence, n_judge, n_cert)
-    budget = _Budget(judge, metric, base, teacher.predict(judge[0]), max_loss, random_state,
-                     factor)  # fmt: skip
+    budget = _Budget(judge, metric, base, teacher_pred, max_loss, random_state, factor)
     run = _Runner(teacher, X_fit, target, order, budget, result, bar, n_jobs)
     _bisect_trees(run, grid)
     if distill:  # students distilled from the teacher's margins, where they could beat the best
