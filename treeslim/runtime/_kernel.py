@@ -225,6 +225,10 @@ class KernelForest:
         self.f32sum = int(forest.margin_dtype == "float32")
         base32 = forest.base_score.astype(np.float32).astype(np.float64)
         self._init = base32 if self.f32sum else np.zeros(forest.n_outputs)
+        # row_margin = raw sum / div + base, as margin_prepared computes it (the float32 sum
+        # has its base in it already)
+        self._row_div = float(forest.trees_per_output) if forest.average else 1.0
+        self._row_base = 0.0 if self.f32sum else float(forest.base_score[0])
         self._cats_ptr: int | None = None
         if forest.cat_index is not None and forest.cat_bitsets is not None:
             # leaves are never categorical, so the loop onto themselves stays as it is
@@ -299,11 +303,7 @@ class KernelForest:
 
     def row_margin(self, row: bytes) -> float:
         """The margin of one row of a single-output forest (bytes as for :meth:`row_raw_sum`)."""
-        f = self.forest
-        if self.f32sum:
-            return self.row_raw_sum(row)
-        s = self.row_raw_sum(row)
-        return (s / f.trees_per_output if f.average else s) + float(f.base_score[0])
+        return self.row_raw_sum(row) / self._row_div + self._row_base
 
     def row_raw_sum(self, row: bytes) -> float:
         """Summed leaf values of one row of a single-output forest, given as the bytes of a
