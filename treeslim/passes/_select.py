@@ -247,9 +247,14 @@ class SelectionOrder(list[list[int]]):
     there, its other trees being spanned by the chosen ones on these rows; the order still
     serves every ``n_trees`` up to this one."""
 
-    def __init__(self, groups: list[list[int]], n_trees: int) -> None:
+    def __init__(self, groups: Any = (), n_trees: int | None = None) -> None:
+        # n_trees is optional: dask (before 2024.12) rebuilds list arguments as type(x)(items),
+        # and an order without it is trusted only as far as a plain list is
         super().__init__(groups)
         self.n_trees = n_trees
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (SelectionOrder, ([list(g) for g in self], self.n_trees))
 
 
 def selection_order(
@@ -346,7 +351,7 @@ def select_trees(
         )
     prefix = None
     if order is not None and (
-        getattr(order, "n_trees", 0) >= n_keep
+        (getattr(order, "n_trees", None) or 0) >= n_keep
         or all(len(o) >= min(n_keep, m) for o, m in zip(order, sizes, strict=True))
     ):
         # the order covers n_keep: only the trees it keeps need evaluating

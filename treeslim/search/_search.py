@@ -113,8 +113,20 @@ def _expected_nodes(teacher: Forest, order: list[list[int]], groups: list[Any], 
     )
 
 
-def _indexed(i: int, plan: Plan, *args: Any) -> tuple[int, Candidate | None]:
-    return i, build_candidate(plan, *args)
+@dataclasses.dataclass(frozen=True)
+class _Boxed:
+    """A task argument dask must not look inside: dask before 2024.12 rebuilds list arguments
+    as ``type(x)(items)``, which drops a :class:`SelectionOrder`'s ``n_trees``."""
+
+    value: Any
+
+
+def _indexed(
+    i: int, plan: Plan, teacher: Forest, X_fit: Any, target: Any, judge: Any, metric: str,
+    random_state: int | None, order: _Boxed,
+) -> tuple[int, Candidate | None]:  # fmt: skip
+    return i, build_candidate(plan, teacher, X_fit, target, judge, metric, random_state,
+                              order.value)  # fmt: skip
 
 
 @dataclasses.dataclass
@@ -166,7 +178,7 @@ class _Runner:
         b = self.budget
         out: list[Candidate | None] = [None] * len(plans)
         jobs = (delayed(_indexed)(i, plan, self.teacher, self.X_fit, self.target, b.judge,
-                                  b.metric, b.random_state, self.order)
+                                  b.metric, b.random_state, _Boxed(self.order))
                 for i, plan in enumerate(plans))  # fmt: skip
         for i, c in Parallel(n_jobs=self.n_jobs, return_as="generator_unordered")(jobs):
             out[i] = c
