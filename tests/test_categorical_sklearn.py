@@ -144,24 +144,24 @@ def test_hgb_planted_column_order_bug_is_caught(monkeypatch) -> None:
 
 
 # ------------------------------------------------------------------ Treelite
+def _one_tree_regressor(num_feature, threshold_type, base_score):
+    """A Treelite builder for one regression tree (the categorical tests add its nodes)."""
+    return ModelBuilder(
+        threshold_type=threshold_type,
+        leaf_output_type=threshold_type,
+        metadata=Metadata(num_feature=num_feature, task_type="kRegressor",
+                          average_tree_output=False, num_target=1, num_class=[1],
+                          leaf_vector_shape=(1, 1)),
+        tree_annotation=TreeAnnotation(num_tree=1, target_id=[0], class_id=[0]),
+        postprocessor=PostProcessorFunc(name="identity"),
+        base_scores=[base_score],
+    )  # fmt: skip
+
+
 def _stump_model(threshold_type: str, right_child: bool) -> treelite.Model:
     """Category lists on features 0 and 2 (codes beyond 64, both child conventions), a threshold
     on feature 1."""
-    b = ModelBuilder(
-        threshold_type=threshold_type,
-        leaf_output_type=threshold_type,
-        metadata=Metadata(
-            num_feature=3,
-            task_type="kRegressor",
-            average_tree_output=False,
-            num_target=1,
-            num_class=[1],
-            leaf_vector_shape=(1, 1),
-        ),
-        tree_annotation=TreeAnnotation(num_tree=1, target_id=[0], class_id=[0]),
-        postprocessor=PostProcessorFunc(name="identity"),
-        base_scores=[0.5],
-    )
+    b = _one_tree_regressor(3, threshold_type, 0.5)
     b.start_tree()
     b.start_node(0)
     b.categorical_test(0, default_left=False, category_list=[1, 100, 200],
@@ -226,21 +226,7 @@ def test_treelite_from_xgboost_categorical() -> None:
 
 
 def test_treelite_refuses_huge_codes() -> None:
-    b = ModelBuilder(
-        threshold_type="float64",
-        leaf_output_type="float64",
-        metadata=Metadata(
-            num_feature=1,
-            task_type="kRegressor",
-            average_tree_output=False,
-            num_target=1,
-            num_class=[1],
-            leaf_vector_shape=(1, 1),
-        ),
-        tree_annotation=TreeAnnotation(num_tree=1, target_id=[0], class_id=[0]),
-        postprocessor=PostProcessorFunc(name="identity"),
-        base_scores=[0.0],
-    )
+    b = _one_tree_regressor(1, "float64", 0.0)
     b.start_tree()
     b.start_node(0)
     b.categorical_test(0, default_left=True, category_list=[3, 2**25],
