@@ -198,17 +198,25 @@ def margin_from_leaves(forest: Forest, leaves: NDArray[np.intp]) -> NDArray[np.f
 
 
 def _float32_margin(forest: Forest, leaves: NDArray[np.intp]) -> NDArray[np.float64]:
-    """XGBoost's sum: float32, base score first, then every tree in order."""
+    """XGBoost's sum: float32, base score first, then every tree in order.
+
+    ``np.add.accumulate`` adds along a row strictly left to right in float32 (no pairwise
+    summation), so each output's running sum is rounded after every tree, as in C.
+    """
     n = leaves.shape[0]
-    acc = np.tile(forest.base_score.astype(np.float32), (n, 1))
+    base = forest.base_score.astype(np.float32)
     vals = forest.leaf_value.astype(np.float32)
-    for t in range(forest.n_trees):
-        if forest.leaf_width == 1:
-            o = int(forest.tree_class[t])
-            acc[:, o] += vals[leaves[:, t], 0]  # float32 + float32: rounded once, as in C
-        else:
-            acc += vals[leaves[:, t]]
-    return acc.astype(np.float64)
+    if forest.leaf_width != 1:
+        seq = np.concatenate([np.broadcast_to(base, (n, 1, len(base))), vals[leaves]], axis=1)
+        return np.add.accumulate(seq, axis=1)[:, -1].astype(np.float64)
+    out = np.empty((n, forest.n_outputs))
+    for o in range(forest.n_outputs):
+        cols = np.flatnonzero(forest.tree_class == o)
+        seq = np.empty((n, len(cols) + 1), dtype=np.float32)
+        seq[:, 0] = base[o]
+        seq[:, 1:] = vals[leaves[:, cols], 0]
+        out[:, o] = np.add.accumulate(seq, axis=1)[:, -1]
+    return out
 
 
 def predict_margin(forest: Forest, X: Any) -> NDArray[np.float64]:
