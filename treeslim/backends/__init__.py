@@ -11,9 +11,10 @@ from __future__ import annotations
 from treeslim.backends._lightgbm import forest_to_lightgbm_text, to_lightgbm
 from treeslim.backends._onnx import to_onnx
 from treeslim.backends._treelite import to_treelite
-from treeslim.backends._xgboost import forest_to_xgboost_json, to_xgboost
+from treeslim.backends._xgboost import booster_from_json, forest_to_xgboost_json, to_xgboost
 
 __all__ = [
+    "booster_from_json",
     "forest_to_lightgbm_text",
     "forest_to_xgboost_json",
     "to_lightgbm",

@@ -32,7 +32,7 @@ from treeslim.formats import (
 )
 from treeslim.ir import Forest
 
-__all__ = ["forest_to_xgboost_json", "to_xgboost"]
+__all__ = ["booster_from_json", "forest_to_xgboost_json", "to_xgboost"]
 
 _REG = {"reg_loss_param": {"scale_pos_weight": "1"}}
 _RANK = {
@@ -322,6 +322,15 @@ def _iteration_indptr(pairs: list[tuple[int, int]], k: int) -> list[int]:
     return list(range(len(outs) + 1))
 
 
+def booster_from_json(text: bytes) -> Any:
+    """An ``xgboost.Booster`` loaded from XGBoost JSON bytes (:func:`forest_to_xgboost_json`)."""
+    xgb: Any = require("xgboost", "xgboost")
+    try:
+        return xgb.Booster(model_file=bytearray(text))
+    except xgb.core.XGBoostError as exc:  # pragma: no cover - would be a bug in this module
+        raise UnsupportedModelError(f"XGBoost refused the exported model: {exc}") from exc
+
+
 def to_xgboost(forest: Forest, path: str | os.PathLike[str] | None = None) -> Any:
     """Export ``forest`` as an ``xgboost.Booster`` that predicts what the forest predicts.
 
@@ -338,13 +347,8 @@ def to_xgboost(forest: Forest, path: str | os.PathLike[str] | None = None) -> An
     -------
     xgboost.Booster
     """
-    xgb: Any = require("xgboost", "xgboost")
-    doc = forest_to_xgboost_json(forest)
-    text = json.dumps(doc, allow_nan=False).encode()
-    try:
-        booster = xgb.Booster(model_file=bytearray(text))
-    except xgb.core.XGBoostError as exc:  # pragma: no cover - would be a bug in this module
-        raise UnsupportedModelError(f"XGBoost refused the exported model: {exc}") from exc
+    text = json.dumps(forest_to_xgboost_json(forest), allow_nan=False).encode()
+    booster = booster_from_json(text)
     if path is not None:
         path = os.fspath(path)
         if path.endswith(".ubj"):

@@ -12,10 +12,10 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from treeslim.backends import (
+    booster_from_json,
     forest_to_lightgbm_text,
     forest_to_xgboost_json,
     to_treelite,
-    to_xgboost,
 )
 from treeslim.errors import TreeSlimError
 from treeslim.formats import dump_tslim_bytes
@@ -26,27 +26,30 @@ if TYPE_CHECKING:
 __all__ = ["format_sizes", "serialize"]
 
 
-def _xgboost_json(forest: Forest) -> bytes:
-    return json.dumps(forest_to_xgboost_json(forest), separators=(",", ":")).encode()
+def _xgboost_json(forest: Forest, memo: dict[str, bytes]) -> bytes:
+    if "xgboost_json" not in memo:  # the UBJSON size loads the same document into XGBoost
+        doc = forest_to_xgboost_json(forest)
+        memo["xgboost_json"] = json.dumps(doc, separators=(",", ":")).encode()
+    return memo["xgboost_json"]
 
 
-def _xgboost_ubj(forest: Forest) -> bytes:
-    return bytes(to_xgboost(forest).save_raw(raw_format="ubj"))
+def _xgboost_ubj(forest: Forest, memo: dict[str, bytes]) -> bytes:
+    return bytes(booster_from_json(_xgboost_json(forest, memo)).save_raw(raw_format="ubj"))
 
 
-def _lightgbm_text(forest: Forest) -> bytes:
+def _lightgbm_text(forest: Forest, memo: dict[str, bytes]) -> bytes:
     return forest_to_lightgbm_text(forest).encode()
 
 
-def _treelite(forest: Forest) -> bytes:
+def _treelite(forest: Forest, memo: dict[str, bytes]) -> bytes:
     return bytes(to_treelite(forest).serialize_bytes())
 
 
-def _tslim(forest: Forest) -> bytes:
+def _tslim(forest: Forest, memo: dict[str, bytes]) -> bytes:
     return dump_tslim_bytes(forest)
 
 
-_FORMATS: dict[str, Callable[[Forest], bytes]] = {
+_FORMATS: dict[str, Callable[[Forest, dict[str, bytes]], bytes]] = {
     "xgboost_json": _xgboost_json,
     "xgboost_ubj": _xgboost_ubj,
     "lightgbm_text": _lightgbm_text,
@@ -59,7 +62,7 @@ def serialize(forest: Forest, fmt: str) -> bytes:
     """The bytes of ``forest`` in format ``fmt`` (one of :func:`format_sizes`' keys)."""
     if fmt not in _FORMATS:
         raise ValueError(f"Unknown format {fmt!r}; expected one of {sorted(_FORMATS)}.")
-    return _FORMATS[fmt](forest)
+    return _FORMATS[fmt](forest, {})
 
 
 def format_sizes(forest: Forest, *, compressed: bool = False) -> dict[str, int]:
@@ -67,9 +70,10 @@ def format_sizes(forest: Forest, *, compressed: bool = False) -> dict[str, int]:
     missing are left out. With ``compressed=True`` each is gzip'ed (level 9) first."""
 
     out: dict[str, int] = {}
+    memo: dict[str, bytes] = {}
     for name, fn in _FORMATS.items():
         try:
-            data = fn(forest)
+            data = fn(forest, memo)
         except (ImportError, TreeSlimError, ValueError):
             continue
         out[name] = len(gzip.compress(data, 9, mtime=0) if compressed else data)
