@@ -175,6 +175,32 @@ def train_categorical(kind: str, task: str, X, y, cat_idx, n_trees: int, depth: 
     raise ValueError(f"no categorical teacher of kind {kind!r}")
 
 
+def cpu_seconds() -> dict[int, float]:
+    """CPU seconds (user + system) so far of this process and each of its live child processes
+    (joblib's workers), by pid: the difference of two snapshots (:func:`cpu_between`) is the CPU
+    time a step took, which other load on the machine does not inflate as it does wall time.
+    Without psutil, this process and its reaped children only."""
+    try:
+        import psutil
+    except ImportError:
+        t = os.times()
+        return {os.getpid(): t.user + t.system + t.children_user + t.children_system}
+    me = psutil.Process()
+    out = {}
+    for p in [me, *me.children(recursive=True)]:
+        try:
+            c = p.cpu_times()
+        except psutil.Error:
+            continue
+        out[p.pid] = c.user + c.system
+    return out
+
+
+def cpu_between(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU seconds spent between two :func:`cpu_seconds` snapshots."""
+    return sum(v - before.get(pid, 0.0) for pid, v in after.items())
+
+
 def machine() -> str:
     """CPU, core count and the versions of everything that is measured."""
     cpu = platform.processor() or platform.machine()

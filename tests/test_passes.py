@@ -7,6 +7,7 @@ import dataclasses
 import functools
 import importlib.util
 import itertools
+import pickle
 
 import models
 import numpy as np
@@ -263,6 +264,35 @@ def test_selection_order_is_nested(lib, task, method):
     )
     with pytest.raises(ValueError, match="one sequence per output group"):
         select_trees(f, G, n_trees=2, order=[[0]] * (len(order) + 1))
+
+
+@pytest.mark.parametrize(("lib", "task"), [("xgboost", "multiclass"), ("lightgbm", "binary")])
+def test_an_order_weights_trees_without_scoring_them_only_on_its_own_rows(lib, task):
+    """A greedy order carries its least-squares fit: on the rows it was made on, select_trees
+    weights the kept trees from it (bit-identical to selecting afresh, which test above checks);
+    on other rows, other targets or another row sample it refits on those rows, as a plain list
+    of the same order does."""
+    f, X = forest_of(lib, task)
+    G = generate_rows(X, 1500, random_state=0)
+    order = selection_order(f, G, n_trees=5, random_state=0)
+    assert order.fits is not None and order.key is not None
+    plain = [list(o) for o in order]
+    G2 = generate_rows(X, 1500, random_state=1)
+    target = f.predict_margin(G) * 0.5
+    for kw in ({"X": G2}, {"X": G, "target_margin": target}, {"X": G, "max_rows": 700}):
+        a = select_trees(f, n_trees=3, order=order, random_state=0, **kw)
+        b = select_trees(f, n_trees=3, order=plain, random_state=0, **kw)
+        np.testing.assert_array_equal(a.leaf_value, b.leaf_value)
+        np.testing.assert_array_equal(a.base_score, b.base_score)
+    # the carried fit is a least-squares fit of the kept trees on these rows
+    a = select_trees(f, G, n_trees=3, order=order, random_state=0)
+    b = select_trees(f, G, n_trees=3, order=plain, random_state=0)
+    assert_close(a.predict_margin(G), b.predict_margin(G), what=f"{lib} {task}")
+    # and it survives pickling (joblib and dask workers get it that way)
+    again = pickle.loads(pickle.dumps(order))
+    assert again.key == order.key and len(again.fits) == len(order.fits)
+    c = select_trees(f, G, n_trees=3, order=again, random_state=0)
+    np.testing.assert_array_equal(c.leaf_value, a.leaf_value)
 
 
 def test_an_order_that_stopped_early_serves_every_size_it_was_made_for():

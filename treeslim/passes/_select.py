@@ -10,6 +10,8 @@ passes share.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -77,7 +79,17 @@ def check_count(value: Any, name: str, fn: str, low: int = 1) -> int:
 
 # ------------------------------------------------------------------------------ selection
 def _greedy(A: NDArray[np.float64], b: NDArray[np.float64], k: int) -> list[int]:
-    """Orthogonal least squares: the ``k`` columns of centred ``A`` that best fit centred ``b``.
+    """Orthogonal least squares: the ``k`` columns of centred ``A`` that best fit centred ``b``."""
+    return _greedy_path(A, b, k)[0]
+
+
+def _greedy_path(
+    A: NDArray[np.float64], b: NDArray[np.float64], k: int
+) -> tuple[list[int], NDArray[np.float64], NDArray[np.float64]]:
+    """:func:`_greedy`'s columns ``chosen`` and the least-squares fit of every prefix of them:
+    ``(chosen, U, beta)`` with ``U`` (m x m, upper triangular) the orthonormal directions in the
+    chosen columns' coordinates and ``beta = A.T b`` along them, so the weights of the first
+    ``j`` columns are ``beta[:j] @ U[:j, :j]`` (:func:`_prefix_weights`).
 
     Each step adds the column whose residual (after projecting out the chosen ones) explains the
     most of the current residual. The work happens in column space, on the Gram matrix
@@ -117,7 +129,19 @@ def _greedy(A: NDArray[np.float64], b: NDArray[np.float64], k: int) -> list[int]
         corr -= float(corr0 @ u) * c
         U[m], C[m] = u, c
         chosen.append(j)
-    return chosen
+    m = len(chosen)
+    Uc = U[:m][:, chosen]
+    c0 = corr0[chosen]
+    # each coefficient from its own prefix only, so a shorter path gives bit-identical ones
+    beta = np.array([Uc[i, : i + 1] @ c0[: i + 1] for i in range(m)])
+    return chosen, Uc, beta
+
+
+def _prefix_weights(
+    U: NDArray[np.float64], beta: NDArray[np.float64], j: int
+) -> NDArray[np.float64]:
+    """Least-squares weights of the first ``j`` columns :func:`_greedy_path` chose."""
+    return np.asarray(beta[:j] @ U[:j, :j], dtype=np.float64)
 
 
 def _lasso_order(A: NDArray[np.float64], b: NDArray[np.float64], k: int) -> list[int]:
@@ -245,16 +269,63 @@ class SelectionOrder(list[list[int]]):
     """What :func:`selection_order` returns: per output group, the trees in the order they are
     picked, and the ``n_trees`` it was made for. A group may hold fewer: the selection stopped
     there, its other trees being spanned by the chosen ones on these rows; the order still
-    serves every ``n_trees`` up to this one."""
+    serves every ``n_trees`` up to this one.
 
-    def __init__(self, groups: Any = (), n_trees: int | None = None) -> None:
+    A greedy order also carries the least-squares fit of every prefix (``fits``, one
+    :class:`_PrefixFit` per group) and a fingerprint of the forest, rows, target and row sample
+    it was computed on (``key``): :func:`select_trees` given the same arguments then weights the
+    kept trees without evaluating them on the rows again.
+    """
+
+    def __init__(
+        self,
+        groups: Any = (),
+        n_trees: int | None = None,
+        fits: list[_PrefixFit] | None = None,
+        key: str | None = None,
+    ) -> None:
         # n_trees is optional: dask (before 2024.12) rebuilds list arguments as type(x)(items),
         # and an order without it is trusted only as far as a plain list is
         super().__init__(groups)
         self.n_trees = n_trees
+        self.fits = fits
+        self.key = key
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (SelectionOrder, ([list(g) for g in self], self.n_trees))
+        return (SelectionOrder, ([list(g) for g in self], self.n_trees, self.fits, self.key))
+
+
+@dataclasses.dataclass(frozen=True)
+class _PrefixFit:
+    """One group's greedy fit (:func:`_greedy_path`): directions ``U``, coefficients ``beta``,
+    the chosen columns' means per output ``A_mean``, the target's ``b_mean``, and the rows fitted."""
+
+    U: NDArray[np.float64]
+    beta: NDArray[np.float64]
+    A_mean: NDArray[np.float64]
+    b_mean: NDArray[np.float64]
+    rows: int
+
+
+def _fingerprint(
+    forest: Forest, X: ArrayLike, target: ArrayLike | None, max_rows: int | None, random_state: Any
+) -> str | None:
+    """A hash of what a selection's least-squares systems are built from; None when they cannot
+    be rebuilt identically (a random Generator draws another row sample every time)."""
+    if random_state is not None and not isinstance(random_state, (int, np.integer)):
+        return None
+    try:
+        Xa = np.ascontiguousarray(X, dtype=np.float64)
+        ta = None if target is None else np.ascontiguousarray(target, dtype=np.float64)
+    except (TypeError, ValueError):
+        return None
+    h = hashlib.blake2b(digest_size=16)
+    for a in (Xa, ta, forest.leaf_value, forest.threshold, forest.split_index, forest.cleft,
+              forest.tree_offsets, forest.tree_class, forest.base_score):  # fmt: skip
+        h.update(b"-" if a is None else repr(a.shape).encode() + np.ascontiguousarray(a).tobytes())
+    h.update(repr((max_rows, None if random_state is None else int(random_state),
+                   forest.average)).encode())  # fmt: skip
+    return h.hexdigest()
 
 
 def selection_order(
@@ -274,13 +345,27 @@ def selection_order(
     """
     n_keep = check_count(n_trees, "n_trees", "selection_order")
     _, groups, systems = _systems(forest, X, target_margin, method, max_rows, random_state)
-    return SelectionOrder(
-        [
-            _order(A, b, n_keep, method) if len(members) else []
-            for members, (_, A, b, _, _) in zip(groups, systems, strict=True)
-        ],
-        n_keep,
-    )
+    if method != "greedy":
+        return SelectionOrder(
+            [
+                _order(A, b, n_keep, method) if len(members) else []
+                for members, (_, A, b, _, _) in zip(groups, systems, strict=True)
+            ],
+            n_keep,
+        )
+    order: list[list[int]] = []
+    fits: list[_PrefixFit] = []
+    for members, (outs, A, b, A_mean, b_mean) in zip(groups, systems, strict=True):
+        if not len(members):
+            order.append([])
+            continue
+        chosen, U, beta = _greedy_path(A, b, n_keep)
+        order.append(chosen)
+        fits.append(_PrefixFit(U, beta, A_mean[:, chosen], b_mean, A.shape[0] // len(outs)))
+    key = _fingerprint(forest, X, target_margin, max_rows, random_state)
+    if key is None or len(fits) < len(order) or not all(order):
+        return SelectionOrder(order, n_keep)
+    return SelectionOrder(order, n_keep, fits, key)
 
 
 def select_trees(
@@ -358,6 +443,11 @@ def select_trees(
         prefix = [
             [int(i) for i in o[:n_keep]] or [0][:m] for o, m in zip(order, sizes, strict=True)
         ]
+    fits = getattr(order, "fits", None)
+    if (prefix is not None and fits is not None and method == "greedy"
+            and getattr(order, "key", None) == _fingerprint(forest, X, target_margin, max_rows,
+                                                          random_state)):  # fmt: skip
+        return _select_from_fits(forest, prefix, fits, method)
     f, groups, systems = _systems(forest, X, target_margin, method, max_rows, random_state, prefix)
     k = f.n_outputs
     weights = np.zeros(f.n_trees)
@@ -367,18 +457,59 @@ def select_trees(
         if not len(members):
             base[c] = b_mean[0]
             continue
+        path = None
         if prefix is not None:  # members are already the kept trees, in selection order
             cols = list(range(len(members)))
-        else:  # no order, or one made for fewer trees
+        elif method == "greedy":  # no order, or one made for fewer trees
+            cols, U, beta = path = _greedy_path(A, b, n_keep)
+        else:
             cols = _order(A, b, n_keep, method)
-        if not cols:  # no tree varies on these rows: keep the first as a constant
-            cols = [0]
-        w = _weights(A, b, cols, positive=method == "nnls")
+        if path is not None and cols:  # the greedy fit, as selection_order's orders carry it
+            w = _prefix_weights(U, beta, len(cols))
+        else:  # no tree varies on these rows: keep the first as a constant
+            cols = cols or [0]
+            w = _weights(A, b, cols, positive=method == "nnls")
         nonzero = [i for i, wi in zip(cols, w, strict=True) if wi != 0.0] or cols[:1]
         chosen = members[nonzero]
         weights[chosen] = w[[cols.index(i) for i in nonzero]]
         keep[chosen] = True
         base[outs] = b_mean - A_mean[:, nonzero] @ weights[chosen]
+    rows = systems[0][1].shape[0] // len(systems[0][0])
+    return _weighted_forest(forest, f, weights, keep, base, method, rows)
+
+
+def _select_from_fits(
+    forest: Forest, prefix: list[list[int]], fits: list[_PrefixFit], method: str
+) -> Forest:
+    """:func:`select_trees` on the rows :func:`selection_order` saw: each group's weights are
+    its greedy fit of the kept prefix, with no tree evaluated on the rows again."""
+    f = summed_form(forest)
+    weights = np.zeros(f.n_trees)
+    keep = np.zeros(f.n_trees, dtype=bool)
+    base = np.zeros(f.n_outputs)
+    vector = f.leaf_width > 1
+    for c, (members, kept, fit) in enumerate(zip(output_groups(f), prefix, fits, strict=True)):
+        outs = list(range(f.n_outputs)) if vector else [c]
+        j = len(kept)
+        w = _prefix_weights(fit.U, fit.beta, j)
+        nonzero = [i for i in range(j) if w[i] != 0.0] or [0]
+        chosen = members[np.asarray(kept, dtype=np.intp)[nonzero]]
+        weights[chosen] = w[nonzero]
+        keep[chosen] = True
+        base[outs] = fit.b_mean - fit.A_mean[:, nonzero] @ w[nonzero]
+    return _weighted_forest(forest, f, weights, keep, base, method, fits[0].rows)
+
+
+def _weighted_forest(
+    forest: Forest,
+    f: Forest,
+    weights: NDArray[np.float64],
+    keep: NDArray[np.bool_],
+    base: NDArray[np.float64],
+    method: str,
+    rows: int,
+) -> Forest:
+    """The kept trees of ``f`` (``forest`` in summed form), weights folded into their leaves."""
     node_w = np.repeat(weights, np.diff(f.tree_offsets))
     scaled = f.replace(leaf_value=f.leaf_value * node_w[:, None])
     trees = [scaled.tree(int(t)) for t in np.flatnonzero(keep)]
@@ -387,6 +518,6 @@ def select_trees(
     header["source"] = record(
         forest,
         {"name": "select_trees", "lossy": True, "method": method, "trees_before": forest.n_trees,
-         "trees_after": len(trees), "rows": int(systems[0][1].shape[0] // len(systems[0][0]))},
+         "trees_after": len(trees), "rows": rows},
     )  # fmt: skip
     return Forest.from_trees(trees, **header)
