@@ -148,3 +148,53 @@ def test_cli_bench_on_a_csv_without_rows(tmp_path, capsys):
     from treeslim.cli import read_data
 
     assert read_data(str(one_column))[0].shape == (3, 1)
+
+
+@pytest.mark.parametrize(
+    ("lib", "task"),
+    [("xgboost", "multiclass"), ("xgboost", "binary"), ("lightgbm", "binary"),
+     ("sklearn-forest", "regression")],
+)  # fmt: skip
+def test_search_and_report_scoring_is_the_reference_predictor(lib, task):
+    """The search and the report score with the batch kernel (fast_predict): the same numbers
+    as Forest.predict, on rows with NaN, infinities and exact thresholds (bit for bit for
+    XGBoost's float32 sums; float64 sums in tree order, as LightGBM adds, against numpy's
+    pairwise sum)."""
+    from oracle import assert_close, oracle_rows
+
+    from treeslim.runtime import fast_margin, fast_predict
+
+    f = treeslim.from_model(model(lib, task)[0])
+    X = oracle_rows(f, 300, seed=3)
+    same = np.testing.assert_array_equal if f.margin_dtype == "float32" else assert_close
+    same(fast_margin(f, X), f.predict_margin(X))
+    same(fast_predict(f, X), f.predict(X))
+    same(fast_predict(f, X[:1]), f.predict(X[:1]))
+
+
+def test_search_scoring_without_a_compiler_is_the_reference_predictor(tmp_path):
+    """Where the kernel cannot be built, fast_predict is Forest.predict itself."""
+    import os
+    import pickle
+    import subprocess
+    import sys
+    import textwrap
+
+    f, X = model("lightgbm", "binary")
+    forest = treeslim.from_model(f)
+    (tmp_path / "f.pkl").write_bytes(pickle.dumps((forest, X[:50])))
+    script = textwrap.dedent(
+        f"""
+        import pickle, numpy as np
+        from treeslim.runtime import fast_predict
+        from treeslim.runtime._scoring import _kernel_of
+        forest, X = pickle.loads(open({str(tmp_path / "f.pkl")!r}, "rb").read())
+        assert _kernel_of(forest) is None
+        assert np.array_equal(fast_predict(forest, X), forest.predict(X))
+        """
+    )
+    bare = tmp_path / "bin"
+    bare.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "CC"}
+    env.update(PATH=str(bare), TREESLIM_CACHE_DIR=str(tmp_path / "empty-cache"))
+    subprocess.run([sys.executable, "-c", script], check=True, env=env, timeout=120)

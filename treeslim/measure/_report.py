@@ -26,7 +26,7 @@ from treeslim.frontends import from_model
 from treeslim.ir import apply_postprocessor
 from treeslim.measure._metrics import default_metric, evaluate, fidelity
 from treeslim.measure._sizes import format_sizes
-from treeslim.runtime import KernelForest
+from treeslim.runtime import KernelForest, fast_margin
 
 if TYPE_CHECKING:
     from treeslim.backends.tl2cgen import CompiledForest
@@ -311,13 +311,13 @@ def report(
         entry["rows_per_s"] = measure_batch(batch, Xf, min_time=batch_seconds)
         entry["nthread"] = nthread
         entry["latency_backend"] = backend
-    margin = forest.predict_margin(Xa)  # once: predictions are the link of the margins
+    margin = fast_margin(forest, Xa)  # once: predictions are the link of the margins
     pred = apply_postprocessor(forest, margin)
     if y is not None:
         entry.update(evaluate(forest.task, y, pred, qid=qid))
     if reference is not None:
         ref = from_model(reference)
-        ref_margin = ref.predict_margin(Xa)
+        ref_margin = fast_margin(ref, Xa)
         entry.update(
             fidelity(forest.task, pred, margin, apply_postprocessor(ref, ref_margin), ref_margin)
         )

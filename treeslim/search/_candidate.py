@@ -24,6 +24,7 @@ from treeslim.distillation import distill_candidate
 from treeslim.ir import Forest
 from treeslim.measure import Certificate, evaluate
 from treeslim.passes import exact_passes, prune_nodes, refit_leaves, select_trees
+from treeslim.runtime import fast_predict
 
 __all__ = ["Candidate", "Plan", "build_candidate", "score"]
 
@@ -101,7 +102,7 @@ _KEYS = frozenset({f.name for f in dataclasses.fields(Candidate)} | {"trees", "n
 
 def score(forest: Forest, X: Any, y: Any, qid: Any, metric: str) -> float:
     """``metric`` of ``forest`` on ``(X, y)`` (queries ``qid`` for ranking)."""
-    return float(evaluate(forest.task, y, forest.predict(X), qid=qid)[metric])
+    return float(evaluate(forest.task, y, fast_predict(forest, X), qid=qid)[metric])
 
 
 def build_candidate(

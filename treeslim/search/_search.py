@@ -47,7 +47,7 @@ from treeslim.passes import (
     quantize_thresholds,
     selection_order,
 )
-from treeslim.runtime import KernelForest
+from treeslim.runtime import KernelForest, fast_predict
 from treeslim.search._candidate import Candidate, Plan, build_candidate, score
 from treeslim.search._pareto import annotate_front
 
@@ -156,7 +156,7 @@ class _Budget:
             return False
         X, y, qid = self.judge
         c.loss_se = paired_se(task, y, qid, self.metric, self.teacher_pred,
-                              c.forest.predict(X), self.random_state)  # fmt: skip
+                              fast_predict(c.forest, X), self.random_state)  # fmt: skip
         return self.loss(c) + self.se_factor * c.loss_se <= self.max_loss
 
 
@@ -272,8 +272,8 @@ def _certify(result: SearchResult, budget: _Budget, cert: tuple[Any, Any, Any],
                             for c in proposed])  # fmt: skip
     chain = [proposed[i] for i in order]
     X, y, qid = cert
-    certs = certify_in_sequence((c.forest.predict(X) for c in chain), task=teacher.task,
-                                metric=budget.metric, y=y, qid=qid, ref=teacher.predict(X),
+    certs = certify_in_sequence((fast_predict(c.forest, X) for c in chain), task=teacher.task,
+                                metric=budget.metric, y=y, qid=qid, ref=fast_predict(teacher, X),
                                 max_loss=budget.max_loss, confidence=confidence,
                                 random_state=budget.random_state)  # fmt: skip
     for c, cert_ in zip(chain, certs, strict=False):
@@ -372,7 +372,7 @@ def search(
     # candidates are fitted on one part and judged on another, so the budget is not judged on
     # the rows the leaves were refitted on; the third part is seen by none of them
     judge, cert = part(val_idx), part(cert_idx)
-    teacher_pred = teacher.predict(judge[0]) if len(val_idx) else np.zeros(0)
+    teacher_pred = fast_predict(teacher, judge[0]) if len(val_idx) else np.zeros(0)
     base = (float(evaluate(teacher.task, judge[1], teacher_pred, qid=judge[2])[metric])
             if len(val_idx) else float("nan"))  # fmt: skip
     exact = exact_passes(teacher)
