@@ -152,13 +152,13 @@ def _tree_doc(
     lo, hi = int(forest.tree_offsets[t]), int(forest.tree_offsets[t + 1])
     n = hi - lo
     at = lo + _sibling_order(forest, lo, hi)  # node ids in XGBoost's layout
-    inv = np.empty(forest.n_nodes, dtype=np.int64)
-    inv[at] = np.arange(n)
+    inv = np.empty(n, dtype=np.int64)  # this tree's node ids: global id - lo
+    inv[at - lo] = np.arange(n)
     leaf = forest.split_index[at] < 0
     value32 = value[at].astype(np.float32)
     cat = forest.is_categorical[at]
-    left = np.where(leaf, -1, inv[np.maximum(forest.cleft[at], 0)])
-    right = np.where(leaf, -1, inv[np.maximum(forest.cright[at], 0)])
+    left = np.where(leaf, -1, inv[np.maximum(forest.cleft[at], lo) - lo])
+    right = np.where(leaf, -1, inv[np.maximum(forest.cright[at], lo) - lo])
     left, right = np.where(cat, right, left), np.where(cat, left, right)
     parents = np.full(n, 2147483647, dtype=np.int64)
     inner = np.flatnonzero(~leaf)
