@@ -145,10 +145,13 @@ def _decided_removed(f: Forest, t: int) -> TreeArrays:
     left: dict[int, int] = {}
     right: dict[int, int] = {}
 
-    cats = np.full(len(si), -1) if f.cat_index is None else f.cat_index
+    cats = f.cat_index  # None: no categorical splits anywhere
+
+    def categorical(node: int) -> bool:
+        return cats is not None and bool(cats[node] >= 0)
 
     def walk(node: int) -> int:
-        while si[node] >= 0 and cats[node] < 0:
+        while si[node] >= 0 and not categorical(node):
             j, cut = int(si[node]), float(thr[node])
             lo, hi, nan_ok = bounds.get(j, start)
             all_left = hi is not None and hi <= cut
@@ -161,7 +164,7 @@ def _decided_removed(f: Forest, t: int) -> TreeArrays:
             node = int(cl[node] if go_left else cr[node])
         if si[node] < 0:
             return node
-        if cats[node] >= 0:  # a category set says nothing about the numeric bounds: keep them
+        if categorical(node):  # a category set says nothing about the numeric bounds: keep them
             left[node] = walk(int(cl[node]))
             right[node] = walk(int(cr[node]))
             return node
@@ -197,7 +200,7 @@ def _decided_removed(f: Forest, t: int) -> TreeArrays:
         default_left=dl[idx] & inner,
         leaf_value=f.leaf_value[idx],
         tree_class=int(f.tree_class[t]),
-        cat_index=None if f.cat_index is None else np.where(inner, cats[idx], -1),
+        cat_index=None if cats is None else np.where(inner, cats[idx], -1),
     )
 
 
