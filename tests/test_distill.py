@@ -20,7 +20,7 @@ from treeslim.distillation import (
     parse_student,
     training_set,
 )
-from treeslim.distillation._choose import Setting, _folds, _tunable, fit_setting
+from treeslim.distillation._choose import Setting, _tunable, fit_setting, held_out_folds
 from treeslim.distillation._losses import fit_soft, grades
 
 TASKS = ["binary", "multiclass", "regression", "ranking"]
@@ -406,13 +406,13 @@ def test_student_left_at_defaults_gets_learning_rate_and_rounds_tried():
 
 def test_held_out_rows_are_whole_queries():
     qid = np.repeat(np.arange(40), 7)
-    folds = _folds(len(qid), qid, seed=0)
+    folds = held_out_folds(len(qid), qid, seed=0)
     assert len(folds) == 5
     for fit, held in folds:
         assert not set(qid[fit]) & set(qid[held]) and len(fit) + len(held) == len(qid)
     assert sorted(np.concatenate([h for _, h in folds]).tolist()) == list(range(len(qid)))
-    assert len(_folds(6000, None, seed=0)) == 3
-    assert len(_folds(30000, None, seed=0)) == 1  # one 20% holdout on large data
+    assert len(held_out_folds(6000, None, seed=0)) == 3
+    assert len(held_out_folds(30000, None, seed=0)) == 1  # one 20% holdout on large data
 
 
 def test_fixed_settings_are_not_searched():

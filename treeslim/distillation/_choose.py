@@ -40,7 +40,7 @@ from treeslim.distillation._training import training_set
 from treeslim.ir import Forest
 from treeslim.measure import HIGHER_IS_BETTER, default_metric, evaluate
 
-__all__ = ["TOL", "Setting", "capacity", "choose_setting", "fit_setting"]
+__all__ = ["TOL", "Setting", "capacity", "choose_setting", "fit_setting", "held_out_folds"]
 
 TOL = 1e-3  # a step must raise the held-out metric by more than this to be taken
 _AUGMENTS = ("munge", "leaf-box", "jitter")
@@ -130,7 +130,11 @@ def fit_setting(
                     seed=seed, qid=q_all).model  # fmt: skip
 
 
-def _folds(n: int, qid: Any, seed: int) -> list[tuple[NDArray[np.intp], NDArray[np.intp]]]:
+def held_out_folds(
+    n: int, qid: Any, seed: int
+) -> list[tuple[NDArray[np.intp], NDArray[np.intp]]]:
+    """(fitting rows, held-out rows) of each fold: five folds up to 2,000 rows, three up to
+    20,000, else one 20% holdout; whole queries with ``qid``."""
     rng = np.random.default_rng([seed, 18])
     units = np.unique(qid) if qid is not None else np.arange(n)
     perm = rng.permutation(len(units))
@@ -174,15 +178,23 @@ def choose_setting(
     *,
     fixed: dict[str, Any],
     seed: int,
+    folds: list[tuple[NDArray[np.intp], NDArray[np.intp]]] | None = None,
+    fold_teachers: list[Forest] | None = None,
 ) -> tuple[Setting, list[dict[str, Any]]]:
     """The best setting on held-out rows and every candidate measured (dicts with ``score``).
 
     ``fixed`` holds the settings the caller gave (``loss``, ``alpha``, ``temperature``,
     ``augment``, ``n_synthetic``); the others are searched (see the module docstring).
+    ``folds`` are the (fitting, held-out) rows (default :func:`held_out_folds`);
+    ``fold_teachers``, one per fold, label the fitting rows of their fold instead of ``teacher``
+    (cross-fitting, see :mod:`treeslim.distillation._crossfit`).
     """
     n = len(X)
     metric = default_metric(teacher.task)
-    folds = _folds(n, qid, seed)
+    folds = folds if folds is not None else held_out_folds(n, qid, seed)
+    guides = fold_teachers if fold_teachers is not None else [teacher] * len(folds)
+    if len(guides) != len(folds):
+        raise ValueError(f"{len(guides)} fold teachers for {len(folds)} folds")
     tried: dict[Setting, NDArray[np.float64]] = {}
 
     def part(a: Any, idx: NDArray[np.intp]) -> Any:
@@ -191,9 +203,9 @@ def choose_setting(
     def scores(s: Setting) -> NDArray[np.float64]:
         if s not in tried:
             tried[s] = np.array([
-                _score(fit_setting(teacher, student, X[f], part(y, f), part(qid, f), s, seed),
+                _score(fit_setting(guide, student, X[f], part(y, f), part(qid, f), s, seed),
                        teacher, X[v], part(y, v), part(qid, v), metric)
-                for f, v in folds
+                for (f, v), guide in zip(folds, guides, strict=True)
             ])  # fmt: skip
         return tried[s]
 
