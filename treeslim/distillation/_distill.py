@@ -12,7 +12,9 @@ block :func:`treeslim.compress` uses.
 
 from __future__ import annotations
 
+import functools
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -20,7 +22,7 @@ from numpy.typing import ArrayLike
 
 from treeslim._utils import check_qid, is_dask
 from treeslim.data import seed_of
-from treeslim.distillation._choose import Setting, choose_setting, fit_setting, held_out_folds
+from treeslim.distillation._choose import Fold, Setting, choose_setting, fit_setting
 from treeslim.distillation._crossfit import MORE_ROWS, fold_teachers, refit_template, teacher_rows
 from treeslim.distillation._losses import LOSSES, fit_soft, losses_for
 from treeslim.distillation._soft import SoftTargets
@@ -286,27 +288,20 @@ def distill(
         raise ValueError("Distilling a ranking teacher needs qid (the query of each row).")
     searched = n >= _MIN_SEARCH and any(v is None for v in fixed.values())
     table: list[dict[str, Any]] = []
-    selection, refits = "none", 0
     rows_seen = teacher_rows(forest)
+    info: dict[str, Any] = {"selection": "none", "teacher_refits": 0, "confirmation": None}
     if searched:
-        folds = held_out_folds(n, qn, seed)
-        guides, selection = None, "holdout"
+        refit: Callable[[list[Fold]], list[Forest] | None] | None = None
         if yn is not None and saw is not False:
             template = refit_template(teacher)
             many = rows_seen is not None and rows_seen > MORE_ROWS * n
             if template is not None and (saw or not many):
-                guides = fold_teachers(template, forest, given, yn, qn, folds)
-            elif saw is None:
+                refit = functools.partial(fold_teachers, template, forest, given, yn, qn)
+            elif template is None:
                 warnings.warn(_SEEN_WARNING.format(name=type(teacher).__name__), UserWarning,
                               stacklevel=2)  # fmt: skip
-            else:
-                warnings.warn(_SEEN_WARNING.format(name=type(teacher).__name__).replace(
-                    "If the teacher was trained", "As the teacher was trained"), UserWarning,
-                    stacklevel=2)  # fmt: skip
-        if guides is not None:
-            selection, refits = "crossfit", len(guides)
-        chosen, table = choose_setting(forest, student, Xn, yn, qn, fixed=fixed, seed=seed,
-                                       folds=folds, fold_teachers=guides)  # fmt: skip
+        chosen, table, info = choose_setting(forest, student, Xn, yn, qn, fixed=fixed, seed=seed,
+                                             refit=refit)  # fmt: skip
     else:
         n_syn = fixed["n_synthetic"]
         chosen = Setting(
@@ -318,8 +313,7 @@ def distill(
                         seed)  # fmt: skip
     if model is None:  # plain training lost a class on all rows: cannot happen after a search
         raise ValueError(f"The student cannot be trained on y: {forest.num_class} classes needed.")
-    report = {**chosen.describe(n), "searched": searched, "selection": selection,
-              "teacher_refits": refits,
+    report = {**chosen.describe(n), "searched": searched, **info,
               "teacher_rows": None if rows_seen is None else round(rows_seen),
               "metric": default_metric(forest.task) if yn is not None else "teacher margin MSE",
               "candidates": table}  # fmt: skip
