@@ -284,8 +284,11 @@ def main() -> None:
     ap.add_argument("--small", default=None, help="small-data sizes, e.g. 1000,5000")
     ap.add_argument("--equal-rows", type=int, default=4000, help="equal-data rows with --quick")
     ap.add_argument("--no-rss", action="store_true")
-    ap.add_argument("--forest-teacher", action="store_true",
-                    help="give distill the teacher as a Forest (no cross-fitting), as before")
+    ap.add_argument(
+        "--forest-teacher",
+        action="store_true",
+        help="give distill the teacher as a Forest (no cross-fitting), as before",
+    )
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     args.datasets = args.datasets or (QUICK_DATASETS if args.quick else ",".join(DATASETS))
