@@ -5,6 +5,8 @@ determinism), errors, the dask path and the CLI. Generated-row samplers are test
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 from models import data, model
@@ -537,3 +539,12 @@ def test_cli_distill_writes_student_library_format(tmp_path, capsys):
     argv[5] = "sklearn-tree:depth=3"
     assert main(argv) == 2
     assert "has no parameter" in capsys.readouterr().err
+    # searched: a model file cannot be refitted, so the held-out rows judge, with a warning
+    # unless the rows are new to the teacher
+    searched = argv[:5] + ["sklearn-tree:max_depth=3", "-o", str(tree_out)]
+    with pytest.warns(UserWarning, match="cannot be\\s+refitted"):
+        assert main(searched) == 0
+    assert "selection=holdout" in capsys.readouterr().out
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        assert main([*searched, "--teacher-saw-rows", "no"]) == 0

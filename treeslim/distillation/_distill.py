@@ -240,10 +240,9 @@ def distill(
     ...                          random_state=0)
     >>> small.task, small.n_trees, small.max_depth <= 5
     ('binary', 1, True)
-    >>> sorted(small.source["distill"])[:4]
-    ['alpha', 'augment', 'candidates', 'loss']
-    >>> small.source["distill"]["selection"], small.source["distill"]["teacher_refits"]
-    ('crossfit', 5)
+    >>> report = small.source["distill"]
+    >>> report["loss"] in ("labels", "squared", "cross_entropy"), report["selection"]
+    (True, 'crossfit')
     """
 
     forest = from_model(teacher)
