@@ -541,7 +541,7 @@ def test_cli_distill_writes_student_library_format(tmp_path, capsys):
     assert "has no parameter" in capsys.readouterr().err
     # searched: a model file cannot be refitted, so the held-out rows judge, with a warning
     # unless the rows are new to the teacher
-    searched = argv[:5] + ["sklearn-tree:max_depth=3", "-o", str(tree_out)]
+    searched = [*argv[:5], "sklearn-tree:max_depth=3", "-o", str(tree_out)]
     with pytest.warns(UserWarning, match="cannot be\\s+refitted"):
         assert main(searched) == 0
     assert "selection=holdout" in capsys.readouterr().out
