@@ -186,7 +186,7 @@ def fold_teachers(
                 f" {exc}), so settings are chosen on held-out rows the teacher was trained on,"
                 " which can favour distillation.",
                 UserWarning,
-                stacklevel=3,
+                stacklevel=4,  # fold_teachers < choose_setting < distill < the caller
             )
             return None
         same = (forest.task, forest.n_outputs, forest.num_feature) == (
@@ -198,7 +198,7 @@ def fold_teachers(
                 " are chosen on held-out rows the teacher was trained on, which can favour"
                 " distillation.",
                 UserWarning,
-                stacklevel=3,
+                stacklevel=4,  # fold_teachers < choose_setting < distill < the caller
             )
             return None
         out.append(forest)
