@@ -44,8 +44,9 @@ def test_crossfit_sees_held_out_rows_as_new_where_holdout_is_fooled():
     distillation well above plain training (the leak); cross-fitted, the teacher that labels a
     fold never saw its held-out rows, distillation rates like plain training (AUC about 0.5),
     plain training is kept, and on fresh rows the student is exactly the one from scratch.
-    (Planted bug: fold teachers fitted on all rows instead of the fitting rows: the cross-fitted
-    search rated distillation 0.108 above plain training and chose jitter.)"""
+    (Planted bugs: fold teachers fitted on all rows instead of the fitting rows: the cross-fitted
+    search rated distillation 0.108 above plain training and chose jitter; no second look: a
+    distilled student was chosen.)"""
     from sklearn.ensemble import RandomForestClassifier
     from sklearn.metrics import roc_auc_score
     from sklearn.tree import DecisionTreeClassifier
@@ -63,6 +64,10 @@ def test_crossfit_sees_held_out_rows_as_new_where_holdout_is_fooled():
     labels, top = _scores(rh)
     assert top < labels + 0.05 and abs(labels - 0.5) < 0.05
     assert rh["loss"] == "labels"
+    # the search's five folds still let the best of a dozen candidates past plain
+    # training by a standard error; the second look, on ten fresh folds, does not
+    assert rh["confirmation"] is not None and not rh["confirmation"]["kept"]
+    assert rh["teacher_refits"] == 15
     scratch = DecisionTreeClassifier(max_depth=5, random_state=0).fit(X, y)
     np.testing.assert_array_equal(honest.predict(Xt), scratch.predict_proba(Xt)[:, 1])
     assert not hasattr(student, "tree_")  # the user's student is not fitted
@@ -132,6 +137,7 @@ def test_a_teacher_trained_on_many_more_rows_is_not_refitted_unless_told():
     assert teacher_rows(treeslim.from_model(m)) == pytest.approx(500, rel=1e-6)  # hessians
     rep = distill(m, X[:200], y[:200], student=_lgb(), random_state=0).source["distill"]
     assert (rep["selection"], rep["teacher_rows"]) == ("holdout", 500)
+    assert rep["loss"] != "labels" and rep["confirmation"] is None  # no second look here
     rep = distill(m, X[:200], y[:200], student=_lgb(), teacher_saw_rows=True,
                   random_state=0).source["distill"]  # fmt: skip
     assert rep["selection"] == "crossfit"
