@@ -4,7 +4,10 @@ For every dataset of ``common.DATASETS`` (60/20/20 split, the test split judges)
 teacher of 500 trees is trained on the whole training split. Then, in two settings, students of
 several sizes (LightGBM boosters 10x7, 30x15, 50x31, one tree of 255 leaves, an MLP of 64) are
 fitted twice on the same rows: by :func:`treeslim.distill` (settings chosen on held-out rows of
-those rows, see ``treeslim.distillation._choose``) and from scratch on the labels only:
+those rows, see ``treeslim.distillation._choose``; the teacher is passed as its LightGBM
+estimator, so the search is cross-fitted where the teacher was trained on about the student's
+rows, see ``treeslim.distillation._crossfit``; ``--forest-teacher`` passes the Forest instead)
+and from scratch on the labels only:
 
 - **equal**: the student gets the teacher's training split;
 - **small**: the student gets 1,000 (and 5,000) random rows of it (whole queries for ranking),
@@ -17,6 +20,7 @@ a training split of at most 4,000 rows for teacher and equal-data students, 1,00
 data, at most 5,000 test rows).
 
     python benchmarks/distillation.py [--quick] [--data DIR] [--datasets a,b] [--students ...]
+        [--small 1000,5000] [--forest-teacher] [--out FILE]
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 
 import numpy as np
 from common import DATASETS, default_data_dir, load, machine, split, train
@@ -132,10 +137,12 @@ def run_dataset(path: str, args) -> list[dict]:
     if args.quick and len(te) > 5000:
         te = subsample(te, qid, 5000, seed=1)
     t0 = time.perf_counter()
-    teacher = treeslim.from_model(
-        train("lightgbm", task, X[tr], y[tr], None if qid is None else qid[tr], 500, depth=5,
-              lr_scale=0.5, n_jobs=1)
-    )  # fmt: skip
+    estimator = train("lightgbm", task, X[tr], y[tr], None if qid is None else qid[tr], 500,
+                      depth=5, lr_scale=0.5, n_jobs=1)  # fmt: skip
+    teacher = treeslim.from_model(estimator)
+    # distill gets the estimator, so it can cross-fit the settings search (refit the teacher
+    # without each held-out fold); --forest-teacher gives it the Forest (held-out selection)
+    given = teacher if args.forest_teacher else estimator
     t_teacher = time.perf_counter() - t0
     metric = default_metric(task)
     q_te = None if qid is None else qid[te]
@@ -151,17 +158,20 @@ def run_dataset(path: str, args) -> list[dict]:
         for label, kind, params in chosen:
             Xs = np.nan_to_num(X) if kind == "mlp" else X
             t0 = time.perf_counter()
-            student = treeslim.distill(
-                teacher, Xs[idx], y[idx], student=make(kind, params, task, distilled=False),
-                qid=q, random_state=0,
-            )  # fmt: skip
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)  # --forest-teacher: held-out rows
+                student = treeslim.distill(
+                    given, Xs[idx], y[idx], student=make(kind, params, task, distilled=False),
+                    qid=q, random_state=0,
+                )  # fmt: skip
             t_distill = time.perf_counter() - t0
             d_metric = evaluate(task, y[te], student.predict(Xs[te]), qid=q_te)[metric]
             sc_metric = evaluate(task, y[te], scratch(kind, params, task, X[idx], y[idx], q, X[te]),
                                  qid=q_te)[metric]  # fmt: skip
             rep = student.source["distill"]
             pick = (f"{rep['loss']} a={rep['alpha']:g} T={rep['temperature']:g}"
-                    f" {rep['augment']} {rep['n_synthetic']}")  # fmt: skip
+                    f" {rep['augment']} {rep['n_synthetic']}"
+                    f" [{rep.get('selection', 'holdout')}]")  # fmt: skip
             rows.append({
                 "dataset": name, "task": task, "metric": metric, "setting": setting,
                 "teacher_metric": t_metric, "teacher_seconds": t_teacher, "student": label,
@@ -251,7 +261,7 @@ def fmt(rows: list[dict], rss: str, command: str) -> str:
         *summary(rows),
         "",
         "| setting | dataset | metric | teacher | student | size | rows | distilled | scratch |"
-        " gain | chosen (loss alpha T augment n_synthetic) | time s |",
+        " gain | chosen (loss alpha T augment n_synthetic [selection]) | time s |",
         "|---|---|---|---:|---|---:|---:|---:|---:|---:|---|---:|",
     ]
     for r in rows:
@@ -274,6 +284,11 @@ def main() -> None:
     ap.add_argument("--small", default=None, help="small-data sizes, e.g. 1000,5000")
     ap.add_argument("--equal-rows", type=int, default=4000, help="equal-data rows with --quick")
     ap.add_argument("--no-rss", action="store_true")
+    ap.add_argument(
+        "--forest-teacher",
+        action="store_true",
+        help="give distill the teacher as a Forest (no cross-fitting), as before",
+    )
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     args.datasets = args.datasets or (QUICK_DATASETS if args.quick else ",".join(DATASETS))

@@ -147,3 +147,44 @@ def test_generation_errors_name_the_parameter():
             generate_rows(X, 10, **kw)
     with pytest.raises(ValueError, match="X has 3 features but the forest expects 6"):
         generate_rows(X[:, :3], 10, method="leaf-box", forest=f)
+
+
+@pytest.mark.parametrize("method", ["munge", "jitter", "leaf-box"])
+def test_generated_rows_stay_on_the_data_support(method):
+    """Values stay within each feature's observed [min, max], integer-valued features (with
+    more values than MUNGE / jitter treat as discrete) stay integers, and leaf-box rows stay in
+    their leaf. (Planted bugs: no clipping: at noise 3 MUNGE put 7% and jitter 59% of the
+    bounded feature outside [0, 1]; no rounding: integer features took fractions; leaf-box
+    drawing integer features as reals: fractions there too; leaf-box keeping integer features
+    unchanged: no new integer values.)"""
+    from sklearn.tree import DecisionTreeRegressor
+
+    rng = np.random.default_rng(0)
+    n = 400
+    X = np.column_stack([
+        rng.uniform(0.0, 1.0, n),                 # bounded continuous
+        rng.integers(0, 500, n).astype(float),    # integers, too many values to be discrete
+        rng.integers(0, 3, n).astype(float),      # discrete
+        np.exp(rng.normal(size=n)),               # skewed, positive
+    ])  # fmt: skip
+    X[::13, 1] = np.nan
+    y = X[:, 0] + np.nan_to_num(X[:, 1]) / 100 + X[:, 2] + np.log(X[:, 3])
+    f = treeslim.from_model(DecisionTreeRegressor(max_depth=8, random_state=0).fit(
+        np.nan_to_num(X, nan=-1.0), y))  # fmt: skip
+    noise = None if method == "leaf-box" else 3.0
+    rows, base = sampler(X, method=method, forest=f, noise=noise).block(0, 4096, 1)
+    lo, hi = np.nanmin(X, axis=0), np.nanmax(X, axis=0)
+    inside = np.isnan(rows) | ((rows >= lo) & (rows <= hi))
+    assert inside.all(), inside.mean(axis=0)
+    for j in (1, 2):
+        v = rows[:, j][np.isfinite(rows[:, j])]
+        assert np.array_equal(v, np.round(v)), j
+    new = ~np.isin(rows[:, 1], X[:, 1]) & np.isfinite(rows[:, 1])
+    assert new.mean() > 0.05  # integer values are generated, not only copied
+    assert np.mean(rows[:, 0] != X[base, 0]) > 0.3  # and continuous ones move
+    if method == "leaf-box":
+        assert np.array_equal(f.apply(rows), f.apply(X[base]))
+    full = generate_rows(X, 9000, method=method, forest=f, noise=noise, random_state=2)
+    parts = list(iter_generated_rows(X, 9000, method=method, forest=f, noise=noise,
+                                     random_state=2, chunk_size=1000))  # fmt: skip
+    assert np.array_equal(np.concatenate(parts), full, equal_nan=True)

@@ -5,6 +5,8 @@ determinism), errors, the dask path and the CLI. Generated-row samplers are test
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 from models import data, model
@@ -20,7 +22,7 @@ from treeslim.distillation import (
     parse_student,
     training_set,
 )
-from treeslim.distillation._choose import Setting, _folds, _tunable, fit_setting
+from treeslim.distillation._choose import Setting, _tunable, fit_setting, held_out_folds
 from treeslim.distillation._losses import fit_soft, grades
 
 TASKS = ["binary", "multiclass", "regression", "ranking"]
@@ -406,13 +408,13 @@ def test_student_left_at_defaults_gets_learning_rate_and_rounds_tried():
 
 def test_held_out_rows_are_whole_queries():
     qid = np.repeat(np.arange(40), 7)
-    folds = _folds(len(qid), qid, seed=0)
+    folds = held_out_folds(len(qid), qid, seed=0)
     assert len(folds) == 5
     for fit, held in folds:
         assert not set(qid[fit]) & set(qid[held]) and len(fit) + len(held) == len(qid)
     assert sorted(np.concatenate([h for _, h in folds]).tolist()) == list(range(len(qid)))
-    assert len(_folds(6000, None, seed=0)) == 3
-    assert len(_folds(30000, None, seed=0)) == 1  # one 20% holdout on large data
+    assert len(held_out_folds(6000, None, seed=0)) == 3
+    assert len(held_out_folds(30000, None, seed=0)) == 1  # one 20% holdout on large data
 
 
 def test_fixed_settings_are_not_searched():
@@ -537,3 +539,12 @@ def test_cli_distill_writes_student_library_format(tmp_path, capsys):
     argv[5] = "sklearn-tree:depth=3"
     assert main(argv) == 2
     assert "has no parameter" in capsys.readouterr().err
+    # searched: a model file cannot be refitted, so the held-out rows judge, with a warning
+    # unless the rows are new to the teacher
+    searched = [*argv[:5], "sklearn-tree:max_depth=3", "-o", str(tree_out)]
+    with pytest.warns(UserWarning, match="cannot be\\s+refitted"):
+        assert main(searched) == 0
+    assert "selection=holdout" in capsys.readouterr().out
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        assert main([*searched, "--teacher-saw-rows", "no"]) == 0

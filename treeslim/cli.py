@@ -218,6 +218,7 @@ def _distill(args: argparse.Namespace) -> int:
         alpha=args.alpha,
         loss=args.loss,
         qid=qid,
+        teacher_saw_rows={"yes": True, "no": False}.get(args.teacher_saw_rows, "auto"),
         random_state=args.seed,
     )
 
@@ -360,6 +361,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--alpha", type=_auto_float, default="auto", help="weight of the true labels")
     p.add_argument(
         "--loss", default="auto", choices=["auto", "squared", "cross_entropy", "pairwise"]
+    )
+    p.add_argument(
+        "--teacher-saw-rows",
+        default="auto",
+        choices=["auto", "yes", "no"],
+        help="whether the teacher was trained on these rows; a model file cannot be refitted to"
+        " choose settings on rows it never saw, so 'no' (the rows are new to it) is the honest"
+        " case, and otherwise a warning says the choice can favour distillation",
     )
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument(

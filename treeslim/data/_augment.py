@@ -205,7 +205,9 @@ def generate_rows(
       real values), strictly on the side of each split the path takes, at the forest's input
       precision, so the row stays in that leaf.
 
-    Missing values (NaN) of the base row stay missing unless a feature is redrawn. With ``qid``
+    MUNGE, jitter and leaf-box values stay within each feature's observed [min, max] and are
+    integers for features whose observed values all are (counts, codes). Missing values (NaN) of
+    the base row stay missing unless a feature is redrawn. With ``qid``
     (ranking), swaps and neighbours come from the base row's own query, so a generated row
     belongs to its base row's query.
 

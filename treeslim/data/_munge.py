@@ -68,6 +68,22 @@ class _Boxes:
     hi: NDArray[np.float64]
     data_lo: NDArray[np.float64]
     data_hi: NDArray[np.float64]
+    integer: NDArray[np.bool_]
+
+
+@dataclasses.dataclass(frozen=True)
+class _Support:
+    """Each feature's observed range (infinite values count, NaN does not) and whether all its
+    observed values are integers: where generated values must stay."""
+
+    low: NDArray[np.float64]
+    high: NDArray[np.float64]
+    integer: NDArray[np.bool_]
+
+    def __call__(self, rows: NDArray[np.float64]) -> NDArray[np.float64]:
+        """``rows`` clipped to the range, integer features rounded (NaN kept)."""
+        out = np.clip(rows, self.low, self.high)
+        return np.where(self.integer, np.round(out), out)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,6 +99,7 @@ class Sampler:
     discrete: NDArray[np.bool_] | None = None
     scale: NDArray[np.float64] | None = None
     boxes: _Boxes | None = None
+    support: _Support | None = None
 
     def block(self, b: int, n: int, seed: int) -> tuple[NDArray[np.float64], NDArray[np.intp]]:
         """Rows of block ``b`` (``n`` of them) and the real row each started from."""
@@ -103,11 +120,12 @@ class Sampler:
                 donor = np.where(rng.random((n, d)) < self.swap_prob, donor, base[:, None])
             return X[donor, np.arange(d)], base
         if self.method == "munge":
-            return self._munge(rng, base), base
+            assert self.support is not None
+            return self.support(self._munge(rng, base)), base
         if self.method == "jitter":
-            assert self.scale is not None and self.discrete is not None
+            assert self.scale is not None and self.discrete is not None and self.support is not None
             out = X[base] + self.noise * self.scale * rng.standard_normal((n, d))
-            return np.where(self.discrete, X[base], out), base
+            return self.support(np.where(self.discrete, X[base], out)), base
         return self._leaf_box(rng, base), base
 
     def _munge(self, rng: np.random.Generator, base: NDArray[np.intp]) -> NDArray[np.float64]:
@@ -136,7 +154,8 @@ class Sampler:
         np.maximum.at(lo, (rows, box.feat[node]), box.lo[node])
         np.minimum.at(hi, (rows, box.feat[node]), box.hi[node])
         bounded = np.isfinite(lo) | np.isfinite(hi)
-        ok = bounded & (lo <= hi)  # an empty box is reached only through NaN: keep the row
+        # a box empty or outside the observed range is reached only through NaN: keep the row
+        ok = bounded & (np.maximum(lo, box.data_lo) <= np.minimum(hi, box.data_hi))
         a = np.clip(box.data_lo, lo, hi)
         c = np.clip(box.data_hi, lo, hi)
         with np.errstate(invalid="ignore", over="ignore"):
@@ -144,6 +163,13 @@ class Sampler:
             if box.forest.feature_dtype == "float32":
                 x = x.astype(np.float32).astype(np.float64)
             x = np.clip(x, lo, hi)
+            # integer features: an integer drawn uniformly from those in the box, from the same
+            # uniform draw; a box holding none keeps the base row's value (an integer in it)
+            first, last = np.ceil(a), np.floor(c)
+            k = np.minimum(first + np.floor(u * (last - first + 1.0)), last)
+        whole = box.integer & (first <= last)
+        x = np.where(whole, k, x)
+        ok = ok & (~box.integer | whole)
         return np.where(ok, x, out)
 
 
@@ -164,6 +190,19 @@ def _discrete(X: NDArray[np.float64]) -> NDArray[np.bool_]:
         values = np.unique(col)
         out[j] = len(values) <= _MAX_DISCRETE and bool(np.all(values == np.round(values)))
     return out
+
+
+def _support(X: NDArray[np.float64]) -> _Support:
+    """Observed range and integer-valuedness of every feature of the real rows."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN column: no bounds
+        low = np.nan_to_num(np.nanmin(X, axis=0), nan=-np.inf, posinf=np.inf, neginf=-np.inf)
+        high = np.nan_to_num(np.nanmax(X, axis=0), nan=np.inf, posinf=np.inf, neginf=-np.inf)
+    finite = np.isfinite(X)
+    with np.errstate(invalid="ignore"):
+        whole = (X == np.round(X)) | ~finite
+    integer = whole.all(axis=0) & finite.any(axis=0)
+    return _Support(low=low, high=high, integer=integer)
 
 
 def _neighbours(X: NDArray[np.float64], groups: _Groups | None) -> NDArray[np.intp]:
@@ -239,7 +278,8 @@ def _boxes(forest: Forest, X: NDArray[np.float64]) -> _Boxes:
         warnings.simplefilter("ignore", RuntimeWarning)
         data_lo = np.nan_to_num(np.nanmin(finite, axis=0))
         data_hi = np.nan_to_num(np.nanmax(finite, axis=0))
-    return _Boxes(forest, leaf_row, edge, feat, lo, hi, data_lo, data_hi)
+    integer = _support(X).integer
+    return _Boxes(forest, leaf_row, edge, feat, lo, hi, data_lo, data_hi, integer)
 
 
 def make_sampler(
@@ -256,6 +296,7 @@ def make_sampler(
     kw: dict[str, Any] = {}
     if method in ("munge", "jitter"):
         kw["discrete"] = _discrete(X)
+        kw["support"] = _support(X)
     if method == "munge":
         kw["neighbour"] = _neighbours(X, groups)
     if method == "jitter":

@@ -5,12 +5,16 @@ real rows plus generated rows (:mod:`treeslim.distillation._training`) and a stu
 fewer nodes is fitted to those soft targets (Hinton et al., 2015) with the loss of its task
 (:mod:`treeslim.distillation._losses`). Whether that beats training the student on the labels
 depends on the data, so :func:`distill` chooses its settings on held-out rows
-(:mod:`treeslim.distillation._choose`). :func:`distill_candidate` is the fixed-setting building
+(:mod:`treeslim.distillation._choose`), labelled by teachers refitted without them when the
+teacher can be refitted (:mod:`treeslim.distillation._crossfit`). :func:`distill_candidate` is the fixed-setting building
 block :func:`treeslim.compress` uses.
 """
 
 from __future__ import annotations
 
+import functools
+import warnings
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -18,7 +22,8 @@ from numpy.typing import ArrayLike
 
 from treeslim._utils import check_qid, is_dask
 from treeslim.data import seed_of
-from treeslim.distillation._choose import Setting, choose_setting, fit_setting
+from treeslim.distillation._choose import Fold, Setting, choose_setting, fit_setting
+from treeslim.distillation._crossfit import MORE_ROWS, fold_teachers, refit_template, teacher_rows
 from treeslim.distillation._losses import LOSSES, fit_soft, losses_for
 from treeslim.distillation._soft import SoftTargets
 from treeslim.distillation._students import student_kind
@@ -74,6 +79,27 @@ def _n_synthetic(value: Any) -> int | None:
     return int(value)
 
 
+def _saw(value: Any) -> bool | None:
+    if _auto(value):
+        return None
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(
+            "The 'teacher_saw_rows' parameter of distill must be True, False or 'auto'. Got"
+            f" {value!r} instead."
+        )
+    return bool(value)
+
+
+_SEEN_WARNING = (
+    "distill chooses its settings on held-out rows of X, and the teacher ({name}) cannot be"
+    " refitted on part of them. If the teacher was trained on these rows, its targets on the"
+    " held-out rows carry their labels and the choice can favour distillation over plain"
+    " training. Pass the teacher as its fitted estimator (XGBoost, LightGBM or scikit-learn) to"
+    " choose with teachers refitted without the held-out rows, or teacher_saw_rows=False if the"
+    " rows are new to the teacher."
+)
+
+
 def _choice(value: Any, name: str, options: tuple[str, ...]) -> str | None:
     if _auto(value):
         return None
@@ -97,6 +123,7 @@ def distill(
     alpha: float | str = "auto",
     loss: str = "auto",
     qid: ArrayLike | None = None,
+    teacher_saw_rows: bool | str = "auto",
     random_state: int | np.random.Generator | None = None,
 ) -> Any:
     """Train a small ``student`` to mimic ``teacher``, never worse than training it on ``y``.
@@ -115,11 +142,32 @@ def distill(
     ``alpha`` in {0, 0.5} on the real rows, then temperatures 2 and 0.5 (classifiers), then
     generated rows (MUNGE, leaf-box, jitter; sized by the student's capacity), then, for a
     boosting estimator left at its library's defaults, another learning rate and half the
-    rounds; a step is taken only when it raises the held-out metric by more than 0.001. The
-    winner is refitted on all rows. The chosen settings are reported in
+    rounds; a step is taken only when it raises the held-out metric by more than 0.001. Unless
+    the teacher was trained on many more rows than ``X`` holds, a distilled winner must then beat
+    plain training again on a second partition of ten folds (``confirmation`` in the report:
+    mean ``gain``, its standard error ``se``, ``kept``): the pick flatters the winner, and three
+    folds leave plain training a third of the rows short. The winner is refitted on all rows. The chosen settings are reported in
     ``model.source["distill"]``: ``loss``, ``alpha``, ``temperature``, ``augment``,
-    ``n_synthetic``, ``student_params`` (parameters changed), ``searched``, ``metric`` and
+    ``n_synthetic``, ``student_params`` (parameters changed), ``searched``, ``selection``
+    ("crossfit", "holdout" or "none"), ``teacher_refits``, ``teacher_rows`` (about how many rows
+    the teacher was trained on, from its root statistics; None if unknown), ``metric`` and
     ``candidates`` (every setting measured, with its held-out ``score``).
+
+    **Held-out rows the teacher was trained on flatter distillation**: the teacher's targets on
+    them carry their labels, so a student that copies it scores better there than on new rows.
+    So when the teacher is given as its estimator (XGBoost, LightGBM, scikit-learn: anything
+    :func:`sklearn.base.clone` can refit) and there are labels, the search is **cross-fitted**
+    (``selection="crossfit"``): in each fold a clone of the teacher fitted on the fitting rows
+    only labels them, so the held-out rows are new to the teacher that guided the student, as
+    test rows are (:mod:`treeslim.distillation._crossfit`; ``teacher_refits`` clones, one per
+    fold, with early stopping off at the rounds the teacher kept). The chosen setting is then
+    fitted with the real teacher. A clone fitted on part of ``X`` stands in for the teacher only
+    when the teacher was trained on about as many rows: one whose root statistics show more than
+    1.5 times the rows of ``X`` (``X`` a sample of its training data) would be replaced by much
+    weaker clones, so it is not refitted unless ``teacher_saw_rows=True``. Otherwise
+    (``selection="holdout"``) the real teacher labels every fold; a teacher that cannot be
+    refitted (a Forest, a Booster, a model file) draws a ``UserWarning`` unless
+    ``teacher_saw_rows=False`` says the rows are new to it.
 
     Soft targets (details in :mod:`treeslim.distillation._soft`): for a sigmoid (binary)
     teacher ``p = (1 - alpha) * sigmoid(z / T) + alpha * y``; for softmax (multiclass) ``p =
@@ -132,6 +180,8 @@ def distill(
     Parameters
     ----------
     teacher : Forest or any model :func:`treeslim.from_model` accepts
+        Given as the fitted estimator, it is cloned and refitted on parts of ``X`` to choose the
+        settings honestly (see above); it is not modified.
     X : array-like, DataFrame or dask.array of shape (n_samples, n_features)
         Real rows (e.g. the teacher's training data). A ``dask.array`` is labelled chunk by chunk
         as dask tasks and generated rows are made as dask tasks too (on the cluster of the active
@@ -165,6 +215,13 @@ def distill(
     qid : array-like of shape (n_samples,), optional
         Query of each row (ranking teachers): scores are centred, generated rows stay within
         their query, ranking students and the held-out split use whole queries.
+    teacher_saw_rows : bool or "auto", default="auto"
+        Whether the teacher was trained on the rows of ``X``. ``True``: cross-fit the search
+        when the teacher can be refitted, else choose on held-out rows with a ``UserWarning``
+        that the choice can favour distillation. ``"auto"``: the same, except that a teacher
+        trained on more than 1.5 times as many rows is not refitted (held-out rows judge).
+        ``False``: the rows are new to the teacher, so held-out rows judge honestly; no refits.
+        Only matters with ``y`` (without labels the search scores closeness to the teacher).
     random_state : int, numpy.random.Generator or None, default=None
         Seeds the held-out split, the generated rows and, when the student has no
         ``random_state`` of its own, the student: the same seed gives the same student.
@@ -186,8 +243,9 @@ def distill(
     ...                          random_state=0)
     >>> small.task, small.n_trees, small.max_depth <= 5
     ('binary', 1, True)
-    >>> sorted(small.source["distill"])[:4]
-    ['alpha', 'augment', 'candidates', 'loss']
+    >>> report = small.source["distill"]
+    >>> report["loss"] in ("labels", "squared", "cross_entropy"), report["selection"]
+    (True, 'crossfit')
     """
 
     forest = from_model(teacher)
@@ -209,8 +267,10 @@ def distill(
         raise ValueError(
             "The 'alpha' parameter of distill is > 0, so y (the true labels) is needed."
         )
+    saw = _saw(teacher_saw_rows)
     seed = seed_of(random_state, "distill")
-    Xn = KernelForest(forest).prepare(np.asarray(X.compute()) if is_dask(X) else X)
+    given = np.asarray(X.compute()) if is_dask(X) else X  # as the user gave them: for refits
+    Xn = KernelForest(forest).prepare(given)
     original, cats = forest, categorical_features(forest)
     if cats or forest.feature_categories is not None:
         # the student learns on category codes (snapped: valid training input for students that
@@ -230,8 +290,20 @@ def distill(
         raise ValueError("Distilling a ranking teacher needs qid (the query of each row).")
     searched = n >= _MIN_SEARCH and any(v is None for v in fixed.values())
     table: list[dict[str, Any]] = []
+    rows_seen = teacher_rows(forest)
+    info: dict[str, Any] = {"selection": "none", "teacher_refits": 0, "confirmation": None}
     if searched:
-        chosen, table = choose_setting(forest, student, Xn, yn, qn, fixed=fixed, seed=seed)
+        refit: Callable[[list[Fold]], list[Forest] | None] | None = None
+        many = rows_seen is not None and rows_seen > MORE_ROWS * n
+        if yn is not None and saw is not False:
+            template = refit_template(teacher)
+            if template is not None and (saw or not many):
+                refit = functools.partial(fold_teachers, template, forest, given, yn, qn)
+            elif template is None:
+                warnings.warn(_SEEN_WARNING.format(name=type(teacher).__name__), UserWarning,
+                              stacklevel=2)  # fmt: skip
+        chosen, table, info = choose_setting(forest, student, Xn, yn, qn, fixed=fixed, seed=seed,
+                                             refit=refit, confirm=not many)  # fmt: skip
     else:
         n_syn = fixed["n_synthetic"]
         chosen = Setting(
@@ -243,7 +315,8 @@ def distill(
                         seed)  # fmt: skip
     if model is None:  # plain training lost a class on all rows: cannot happen after a search
         raise ValueError(f"The student cannot be trained on y: {forest.num_class} classes needed.")
-    report = {**chosen.describe(n), "searched": searched,
+    report = {**chosen.describe(n), "searched": searched, **info,
+              "teacher_rows": None if rows_seen is None else round(rows_seen),
               "metric": default_metric(forest.task) if yn is not None else "teacher margin MSE",
               "candidates": table}  # fmt: skip
     model = model.replace(source={**model.source, "distill": report})
