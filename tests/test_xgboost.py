@@ -354,3 +354,23 @@ def test_a_missing_value_other_than_nan_is_read_exactly():
     plain = treeslim.from_model(model.get_booster())
     assert np.abs(plain.predict(X) - forest.predict(X)).max() > 0.01
     assert_close(plain.predict(np.where(X == -999.0, np.nan, X)), forest.predict(X), prob=True)
+
+
+def test_a_saved_model_is_loaded_with_its_missing_value(tmp_path):
+    """A saved XGBoost file does not hold ``missing``: ``treeslim.load(path, missing=...)`` gives
+    what XGBoost predicts when scoring with that value; other formats refuse the argument."""
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(400, 4)).astype(np.float32)
+    X[rng.random(X.shape) < 0.2] = -999.0
+    y = (np.where(X[:, 0] == -999.0, 1.0, X[:, 0]) + X[:, 1] > 0).astype(int)
+    model = xgb.XGBClassifier(n_estimators=10, max_depth=3, missing=-999.0).fit(X, y)
+    for suffix in ("json", "ubj"):
+        path = tmp_path / f"m.{suffix}"
+        model.get_booster().save_model(path)
+        forest = treeslim.load(path, missing=-999.0)
+        want = model.get_booster().inplace_predict(X, missing=-999.0)
+        assert_close(forest.predict(X), want, prob=True)
+        assert np.abs(treeslim.load(path).predict(X) - want).max() > 0.01
+    treeslim.save(forest, tmp_path / "m.tslim")
+    with pytest.raises(treeslim.UnsupportedModelError, match="XGBoost JSON / UBJSON models only"):
+        treeslim.load(tmp_path / "m.tslim", missing=-999.0)

@@ -25,20 +25,22 @@ from treeslim.nn import MLP, load_mlp_bytes, save_mlp
 __all__ = ["compile", "compress", "load", "save"]
 
 
-def load(path: str | os.PathLike[str]) -> Any:
+def load(path: str | os.PathLike[str], *, missing: float | None = None) -> Any:
     """Read a model file: XGBoost JSON / UBJSON, LightGBM model text, Treelite checkpoint, ``.tslim``.
 
     The format is recognised from the file's content. Files are only read, never unpickled.
     Returns a :class:`~treeslim.Forest`, or a :class:`treeslim.nn.MLP` for an MLP ``.tslim`` file.
+    ``missing``: for an XGBoost file, the value the model is scored with as ``missing`` besides
+    NaN (XGBoost does not save it; see :func:`treeslim.from_model`); other formats refuse it.
     """
     path = os.fspath(path)
     with open(path, "rb") as fh:
         data = fh.read()
     if not data:
         raise ModelFormatError(f"{path}: the file is empty.")
-    if data[:256].lstrip().startswith(b"TSLNN"):
+    if data[:256].lstrip().startswith(b"TSLNN") and missing is None:
         return load_mlp_bytes(data, name=path)
-    return from_bytes(data, name=path)
+    return from_bytes(data, name=path, missing=missing)
 
 
 def save(model: Forest | MLP, path: str | os.PathLike[str], *, stats: bool = False) -> None:

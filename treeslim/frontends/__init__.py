@@ -134,16 +134,23 @@ def from_model(obj: Any, *, missing: float | None = None) -> Forest:
     )
 
 
-def from_bytes(data: bytes, name: str = "<bytes>") -> Forest:
+def from_bytes(data: bytes, name: str = "<bytes>", *, missing: float | None = None) -> Forest:
     """Read the bytes of a tree model file: XGBoost JSON / UBJSON (or a legacy binary model,
     through Treelite), LightGBM model text, Treelite checkpoint or forest ``.tslim``; the format
-    is recognised from the content."""
+    is recognised from the content. ``missing`` is :func:`from_model`'s, for XGBoost JSON /
+    UBJSON files (a saved model does not store it)."""
     head = data[:256].lstrip()
+    is_json = head.startswith(b"{")
+    if missing is not None and not is_json:
+        raise UnsupportedModelError(
+            f"{name}: missing={missing!r} applies to XGBoost JSON / UBJSON models only; this file"
+            " is another format, whose missing-value settings are read from the file."
+        )
     if head.startswith(b"TSLIM"):
         return load_tslim_bytes(data, name=name)
     try:
-        if head.startswith(b"{"):
-            return forest_from_xgboost_bytes(data)
+        if is_json:
+            return forest_from_xgboost_bytes(data, missing=missing)
         if head.startswith((b"tree\n", b"tree\r\n", b"version=")):
             return forest_from_lightgbm_text(data.decode("utf-8", errors="strict"))
     except ModelFormatError as exc:

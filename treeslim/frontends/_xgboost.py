@@ -336,8 +336,9 @@ def _forest_from_dict(
     )
 
 
-def forest_from_xgboost_bytes(data: bytes) -> Forest:
-    """Parse an XGBoost JSON or UBJSON model document."""
+def forest_from_xgboost_bytes(data: bytes, *, missing: float | None = None) -> Forest:
+    """Parse an XGBoost JSON or UBJSON model document (``missing`` as for
+    :func:`forest_from_xgboost_dict`)."""
     stripped = bytes(data[:64]).lstrip()
     if stripped.startswith(b'{"'):
         try:
@@ -350,7 +351,7 @@ def forest_from_xgboost_bytes(data: bytes) -> Forest:
         raise ModelFormatError("Not an XGBoost JSON / UBJSON model (no leading '{').")
     if not isinstance(doc, dict):
         raise ModelFormatError("Not an XGBoost model: the document is not an object.")
-    return forest_from_xgboost_dict(doc)
+    return forest_from_xgboost_dict(doc, missing=missing)
 
 
 def _wrapper_missing(model: Any, missing: float | None) -> float | None:
