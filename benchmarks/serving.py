@@ -2,7 +2,8 @@
 
 Paths: treeslim's Python ``CompiledForest`` (the per-query call of a Python service), the compiled
 library's C ABI called from a C program (``benchmarks/c/abi_bench.c``: a service not written in
-Python), ONNX Runtime on ``treeslim.to_onnx`` (when onnx and onnxruntime are installed), and the
+Python; the library of ``treeslim.compile``'s default engine, ``benchmarks/engines.py`` compares
+the engines), ONNX Runtime on ``treeslim.to_onnx`` (when onnx and onnxruntime are installed), and the
 native library loading the exported model (XGBoost ``inplace_predict``, LightGBM
 ``Booster.predict``). Every path is checked against ``Forest.predict`` on 2,000 rows with NaN
 before it is timed, and marked if it disagrees. One thread everywhere. Measures: one row (p50 /
@@ -131,7 +132,8 @@ def bench(lib: str, n_trees: int, X, y, X_big, check, query: int, calls: int) ->
             got = compiled.predict_rowwise(check)
             ok = np.allclose(got, want, rtol=0, atol=1e-6)
             lines.append(
-                f"| {name} | C ABI from C (treeslim_predict) | {c['row_p50_us']:.1f} "
+                f"| {name} | C ABI from C (treeslim_predict, {compiled.engine} engine)"
+                f" | {c['row_p50_us']:.1f} "
                 f"| {c['row_p99_us']:.1f} | {c['query_p50_us']:,.0f} "
                 f"| {c['query_p50_us'] / query:.2f} | {c['batch_rows_per_s'] / 1e3:,.0f}k "
                 f"| {'yes' if ok else 'NO'} |"

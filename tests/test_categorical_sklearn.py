@@ -275,17 +275,18 @@ def _lightgbm_rule_forest() -> Forest:
     )  # fmt: skip
 
 
-def _compiled(cache: dict, key: str, forest: Forest):
-    if key not in cache:
-        cache[key] = treeslim.compile(forest, verbose=0)
-    return cache[key]
+def _compiled(cache: dict, key: str, forest: Forest, engine: str = "kernel"):
+    if (key, engine) not in cache:
+        cache[key, engine] = treeslim.compile(forest, verbose=0, engine=engine)
+    return cache[key, engine]
 
 
+@pytest.mark.parametrize("engine", ["kernel", "tl2cgen"])
 @pytest.mark.parametrize("kind", ["binary", "multiclass"])
-def test_compiled_hgb_predicts_like_the_library(compiled_cache, kind: str) -> None:
+def test_compiled_hgb_predicts_like_the_library(compiled_cache, kind: str, engine: str) -> None:
     model = _fit(kind, categorical_features=[1, 3], max_iter=3, max_depth=3)
     forest = forest_from_sklearn(model)
-    compiled = _compiled(compiled_cache, f"hgb-{kind}", forest)
+    compiled = _compiled(compiled_cache, f"hgb-{kind}", forest, engine)
     X, _ = numeric_data()
     rows = adversarial(X, [1, 3])
     assert np.array_equal(compiled.predict_margin(rows), forest.predict_margin(rows))
@@ -297,8 +298,9 @@ def test_compiled_hgb_predicts_like_the_library(compiled_cache, kind: str) -> No
     assert info["1"] == {"index": 1, "rule": "sklearn", "categories": LEVELS[1]}
 
 
+@pytest.mark.parametrize("engine", ["kernel", "tl2cgen"])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_compiled_category_rules_on_odd_values(compiled_cache, dtype) -> None:
+def test_compiled_category_rules_on_odd_values(compiled_cache, dtype, engine) -> None:
     """Codes, negatives, (-1, 0) (code 0 under LightGBM's rule), fractions, huge, inf, NaN: the
     compiled library, one row at a time and in batches, routes them as the Forest does."""
     rows = GRID_ROWS.astype(dtype)
@@ -308,7 +310,7 @@ def test_compiled_category_rules_on_odd_values(compiled_cache, dtype) -> None:
         ("lightgbm-rule", _lightgbm_rule_forest()),
     ):
         rows = rows if forest.num_feature == 3 else two
-        compiled = _compiled(compiled_cache, key, forest)
+        compiled = _compiled(compiled_cache, key, forest, engine)
         expected = forest.predict(rows)
         assert np.array_equal(compiled.predict(rows), expected), key
         assert np.array_equal(compiled.predict_rowwise(rows), expected), key
@@ -317,7 +319,7 @@ def test_compiled_category_rules_on_odd_values(compiled_cache, dtype) -> None:
     assert _lightgbm_rule_forest().predict(np.array([[-0.5, 0.0]]))[0] == 2.0  # code 0: member
 
 
-def test_compile_refuses_a_feature_split_both_ways() -> None:
+def test_tl2cgen_refuses_a_feature_split_both_ways_the_kernel_compiles_it() -> None:
     tree = TreeArrays(
         split_index=np.array([0, 0, -1, -1, -1]),
         threshold=np.array([0.0, 0.5, 0, 0, 0]),
@@ -332,4 +334,8 @@ def test_compile_refuses_a_feature_split_both_ways() -> None:
         feature_names=("f",),
     )  # fmt: skip
     with pytest.raises(UnsupportedModelError, match=r"Tree 0, node 1 .*feature 0 \('f'\)"):
-        treeslim.compile(forest, cache=False, verbose=0)
+        treeslim.compile(forest, cache=False, verbose=0, engine="tl2cgen")
+    compiled = treeslim.compile(forest, cache=False, verbose=0)  # the kernel reads it both ways
+    rows = np.array([[v] for v in (np.nan, -1.0, 0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, np.inf)])
+    assert np.array_equal(compiled.predict_rowwise(rows), forest.predict(rows))
+    assert np.array_equal([compiled.predict(r)[0] for r in rows], forest.predict(rows))

@@ -26,12 +26,16 @@ from treeslim.backends.tl2cgen import CompiledForest
 from treeslim.ir import leaf_nodes
 from treeslim.runtime import CompilerError, KernelForest
 
+ENGINES = ["kernel", "tl2cgen"]
 
-def _compiled(cache, lib, task):
-    if (lib, task) not in cache:
+
+def _compiled(cache, lib, task, engine="kernel"):
+    if (lib, task, engine) not in cache:
         forest = treeslim.from_model(model(lib, task)[0])
-        cache[(lib, task)] = (forest, treeslim.compile(forest, nthread=2))
-    return cache[(lib, task)]
+        compiled = treeslim.compile(forest, nthread=2, engine=engine, verbose=0)
+        assert compiled.engine == engine
+        cache[(lib, task, engine)] = (forest, compiled)
+    return cache[(lib, task, engine)]
 
 
 @pytest.mark.parametrize(("lib", "task"), ALL)
@@ -54,9 +58,10 @@ def test_kernel_equals_reference(lib, task):
         np.testing.assert_array_equal(kf.margin(X[:n]), kf.margin(X)[:n])
 
 
+@pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize(("lib", "task"), ALL)
-def test_compiled_equals_reference(compiled_cache, lib, task):
-    forest, compiled = _compiled(compiled_cache, lib, task)
+def test_compiled_equals_reference(compiled_cache, lib, task, engine):
+    forest, compiled = _compiled(compiled_cache, lib, task, engine)
     X = oracle_rows(forest, 400, seed=8)
     prob = forest.postprocessor in ("sigmoid", "softmax")
     assert_close(compiled.predict(X), forest.predict(X), prob=prob, what="batch")
@@ -74,7 +79,7 @@ def test_compiled_equals_reference(compiled_cache, lib, task):
 
 @pytest.mark.parametrize(("lib", "task"), [("xgboost", "binary"), ("lightgbm", "regression")])
 def test_without_the_kernel_tl2cgen_scores_the_same(compiled_cache, lib, task):
-    forest, compiled = _compiled(compiled_cache, lib, task)
+    forest, compiled = _compiled(compiled_cache, lib, task, "tl2cgen")
     plain = CompiledForest(forest, compiled.libpath)
     plain._no_kernel = True  # a serving host without a C compiler
     X = oracle_rows(forest, 200, seed=12)
@@ -85,24 +90,27 @@ def test_without_the_kernel_tl2cgen_scores_the_same(compiled_cache, lib, task):
     assert plain._kernel is None
 
 
-def test_single_row_link_overflow(compiled_cache):
+@pytest.mark.parametrize("engine", ENGINES)
+def test_single_row_link_overflow(compiled_cache, engine):
     forest, _ = _compiled(compiled_cache, "xgboost", "regression")
     for post in ("sigmoid", "exponential"):
         big = forest.replace(postprocessor=post, base_score=forest.base_score + 800.0)
-        compiled = treeslim.compile(big, verbose=0)
+        compiled = treeslim.compile(big, verbose=0, engine=engine)
         X = oracle_rows(big, 20, seed=3)
         for i in range(len(X)):
             assert_close(compiled.predict(X[i]), big.predict(X[i : i + 1]), prob=post == "sigmoid")
+        assert_close(compiled.predict_rowwise(X), big.predict(X), prob=post == "sigmoid")
 
 
 # sklearn's finiteness check sums rows of +-3e38 entries and warns about the inf - inf it meets
 @pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
+@pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize(("lib", "task"), ALL)
-def test_compiled_equals_native_library(compiled_cache, lib, task):
-    """Both paths of a compiled model (batch kernel and the single-row C function) against the
+def test_compiled_equals_native_library(compiled_cache, lib, task, engine):
+    """Both paths of a compiled model (batch and the single-row C function) against the
     library that trained the model, on rows at thresholds, their neighbours, NaN and +-inf."""
     native = model(lib, task)[0]
-    forest, compiled = _compiled(compiled_cache, lib, task)
+    forest, compiled = _compiled(compiled_cache, lib, task, engine)
     X = native_rows(native, oracle_rows(forest, 300, seed=11))
     prob = forest.postprocessor in ("sigmoid", "softmax")
     expect = native_predict(native, X)
@@ -183,11 +191,14 @@ def test_single_row_is_thread_safe(compiled_cache):
 
 
 def test_cache_path_and_tl2cgen_compatibility(compiled_cache, tmp_path):
-    forest, compiled = _compiled(compiled_cache, "lightgbm", "binary")
-    again = treeslim.compile(forest)
+    forest, kernel_lib = _compiled(compiled_cache, "lightgbm", "binary")
+    assert treeslim.compile(forest, verbose=0).libpath == kernel_lib.libpath
+    forest, compiled = _compiled(compiled_cache, "lightgbm", "binary", "tl2cgen")
+    assert compiled.libpath != kernel_lib.libpath  # the engine is part of the cache key
+    again = treeslim.compile(forest, engine="tl2cgen")
     assert again.libpath == compiled.libpath
     out = tmp_path / "model.so"
-    treeslim.compile(forest, out)
+    treeslim.compile(forest, out, engine="tl2cgen")
     assert out.read_bytes() == compiled.libpath.read_bytes()
     tl2cgen = pytest.importorskip("tl2cgen")
     X = np.nan_to_num(oracle_rows(forest, 100, seed=1, specials=False))
@@ -199,26 +210,41 @@ def test_cache_path_and_tl2cgen_compatibility(compiled_cache, tmp_path):
     assert_close(clone.predict(X), forest.predict(X), prob=True)
 
 
-def test_build_progress_bar(compiled_cache, capsys):
+@pytest.mark.parametrize("engine", ENGINES)
+def test_build_progress_bar(compiled_cache, capsys, engine):
     forest = treeslim.from_model(model("lightgbm", "regression")[0])
-    treeslim.compile(forest, cache=False, verbose=0)
+    treeslim.compile(forest, cache=False, verbose=0, engine=engine)
     assert capsys.readouterr().err == ""  # silent (and not a terminal under pytest anyway)
-    treeslim.compile(forest, cache=False, verbose=2, parallel_comp=3)
+    treeslim.compile(forest, cache=False, verbose=2, engine=engine,
+                     parallel_comp=3 if engine == "tl2cgen" else None)  # fmt: skip
     err = capsys.readouterr().err
     assert "treeslim compile [" in err and "linked" in err and err.endswith("\n")
     assert re.search(r" (\d+)/\1 ", err)  # every step done
 
 
-def test_missing_compiler_and_failed_build(compiled_cache, monkeypatch, tmp_path):
+@pytest.mark.parametrize("engine", ENGINES)
+def test_missing_compiler_and_failed_build(compiled_cache, monkeypatch, tmp_path, engine):
     forest = treeslim.from_model(model("xgboost", "regression")[0])
     forest = forest.replace(base_score=forest.base_score + 1.0)  # a model not in the cache
     monkeypatch.setenv("CC", "")
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(CompilerError, match="No C compiler found"):
-        treeslim.compile(forest)
+        treeslim.compile(forest, engine=engine)
     monkeypatch.setenv("CC", "/bin/false")
     with pytest.raises(CompilerError, match="failed"):
-        treeslim.compile(forest, cache=False)
+        treeslim.compile(forest, cache=False, engine=engine)
+    with pytest.raises(CompilerError, match="refused"):  # asks the compiler about the target
+        treeslim.compile(forest, cache=False, march="native")
+
+
+def test_engine_and_march_are_checked():
+    forest = treeslim.from_model(model("xgboost", "regression")[0])
+    with pytest.raises(ValueError, match="engine must be one of"):
+        treeslim.compile(forest, engine="treelite")
+    with pytest.raises(ValueError, match="march applies to the kernel engine"):
+        treeslim.compile(forest, engine="tl2cgen", march="native")
+    with pytest.raises(ValueError, match="march must be"):
+        treeslim.compile(forest, march="native -fplugin=x.so")
 
 
 def test_wrong_input_is_refused(compiled_cache):

@@ -27,12 +27,13 @@ from treeslim.runtime import CompilerError
 EXAMPLE = os.path.join(os.path.dirname(__file__), "..", "examples", "serve_c", "serve.c")
 
 
-def _compiled(cache, lib, task):
-    if (lib, task) not in cache:
+def _compiled(cache, lib, task, engine="kernel"):
+    if (lib, task, engine) not in cache:
         native = model(lib, task)[0]
         forest = treeslim.from_model(native)
-        cache[(lib, task)] = (native, forest, treeslim.compile(forest, nthread=2, verbose=0))
-    return cache[(lib, task)]
+        compiled = treeslim.compile(forest, nthread=2, verbose=0, engine=engine)
+        cache[(lib, task, engine)] = (native, forest, compiled)
+    return cache[(lib, task, engine)]
 
 
 class _ABI:
@@ -65,9 +66,10 @@ def native_predict(native, task, X):
     return native.predict(X)
 
 
+@pytest.mark.parametrize("engine", ["kernel", "tl2cgen"])
 @pytest.mark.parametrize(("lib", "task"), ALL)
-def test_c_abi_equals_forest_and_native_library(compiled_cache, tmp_path, lib, task):
-    native, forest, compiled = _compiled(compiled_cache, lib, task)
+def test_c_abi_equals_forest_and_native_library(compiled_cache, tmp_path, lib, task, engine):
+    native, forest, compiled = _compiled(compiled_cache, lib, task, engine)
     so, header = compiled.save(tmp_path, name="m")
     abi = _ABI(so)
     assert (abi.d, abi.k) == (forest.num_feature, forest.n_outputs)
@@ -89,7 +91,8 @@ def test_c_abi_equals_forest_and_native_library(compiled_cache, tmp_path, lib, t
     info = json.loads(abi.lib.treeslim_model_info())
     assert info["task"] == forest.task and info["num_features"] == forest.num_feature
     assert info["num_outputs"] == forest.n_outputs and info["versions"]["treeslim"]
-    assert info == compiled.info
+    assert info == compiled.info and info["engine"] == engine and info["target"] == "default"
+    assert abi.lib.treeslim_cpu_supported() == 1
     text = header.read_text()
     assert f"#define TREESLIM_NUM_FEATURES {forest.num_feature}" in text
     assert "void treeslim_predict(const double* X, int64_t n_rows, int32_t margin" in text
@@ -124,9 +127,13 @@ def _cc():
     return cc
 
 
-@pytest.mark.parametrize(("lib", "task"), [("xgboost", "ranking"), ("lightgbm", "binary")])
-def test_c_service_example_ranks_like_forest_predict(compiled_cache, tmp_path, lib, task):
-    _, forest, compiled = _compiled(compiled_cache, lib, task)
+@pytest.mark.parametrize(
+    ("lib", "task", "engine"),
+    [("xgboost", "ranking", "kernel"), ("lightgbm", "binary", "kernel"),
+     ("xgboost", "ranking", "tl2cgen")],
+)  # fmt: skip
+def test_c_service_example_ranks_like_forest_predict(compiled_cache, tmp_path, lib, task, engine):
+    _, forest, compiled = _compiled(compiled_cache, lib, task, engine)
     so, _ = compiled.save(tmp_path / "model")  # model/model.so and model/model.h
     exe = tmp_path / "serve"
     subprocess.run([_cc(), "-O2", "-I", str(tmp_path / "model"), "-o", str(exe), EXAMPLE, "-ldl"],

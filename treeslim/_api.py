@@ -1,11 +1,11 @@
 """The facade: ``load``, ``save``, ``compile`` and ``compress`` take "any model or path" and hand
-it to the one stage that does the work (a frontend, a format, the TL2cgen backend, the search
-through the estimators)."""
+it to the one stage that does the work (a frontend, a format, the compiled-model backend, the
+search through the estimators)."""
 
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -60,6 +60,8 @@ def compile(
     model: Any,
     path: str | os.PathLike[str] | None = None,
     *,
+    engine: Literal["kernel", "tl2cgen"] = "kernel",
+    march: str | None = None,
     nthread: int | None = None,
     parallel_comp: int | None = None,
     cache: bool = True,
@@ -67,21 +69,57 @@ def compile(
 ) -> CompiledForest:
     """Compile ``model`` into a shared library and load it.
 
+    The library exports a C ABI (``treeslim_predict``, ``treeslim_predict_f32``, ...; see
+    :meth:`CompiledForest.save`, which writes it with its C header) for services in any language,
+    and :class:`CompiledForest` scores through it from Python.
+
     Parameters
     ----------
     model : Forest or fitted model
         Anything :func:`treeslim.from_model` accepts.
     path : path-like, optional
         Also copy the library there (atomically), e.g. for deployment.
+    engine : {"kernel", "tl2cgen"}, default="kernel"
+        The code the library runs.
+
+        - ``"kernel"``: treeslim's own tree-at-a-time kernel over the model's arrays, embedded as
+          static data. The C ABI then scores as fast as treeslim's Python batch path (a block
+          walk for batches, eight trees side by side for one row), one row or a batch per call
+          on the calling thread. A 500-tree model compiles in 0.5-1 s: only the model's data is
+          compiled, the kernel itself once per compiler and target (2-4 s, then cached); and
+          :class:`CompiledForest` needs nothing else, so a pickled model scores at full speed on
+          a host without a compiler.
+        - ``"tl2cgen"``: the model built with Treelite and compiled from TL2cgen's generated C,
+          patched to be exact; slower to compile (seconds to tens of seconds for 500 trees) and,
+          through the C ABI, to score. :class:`CompiledForest` scores its batches with treeslim's
+          per-machine kernel (built on first use where a compiler is found).
+
+        Both give :meth:`Forest.predict`'s predictions (the kernel engine XGBoost's and
+        LightGBM's margins bit for bit, tested).
+    march : str, optional
+        The CPU the kernel engine's code is compiled for (the compiler's ``-march``). By default
+        the compiler's default target (``x86-64`` on x86-64), which runs on any machine of the
+        architecture: the library is an artifact to ship. Measured on 500-tree XGBoost and
+        LightGBM models, ``"native"`` (AVX-512 there) and ``"x86-64-v3"`` scored within a few
+        percent of the default, inside the noise of a shared machine (the walk waits on memory
+        more than on arithmetic), so the default costs little today. ``"native"`` or a level
+        like ``"x86-64-v3"`` opts in; the library then records the x86 extensions it needs and
+        checks them before scoring: on a CPU without them, ``treeslim_cpu_supported()`` returns
+        0, loading it in Python (or unpickling it) raises :class:`CompilerError` and the C
+        scoring functions print why and abort, rather than dying of an illegal instruction
+        (other architectures are not checked). Kernel engine only.
     nthread : int, optional
         Threads for building (parallel compiler processes) and the default for batch scoring;
-        all cores by default.
+        all cores by default. Big batches are split into row ranges scored on that many threads
+        (:class:`CompiledForest`); the C ABI itself is single-threaded: a C caller owns its
+        threads.
     parallel_comp : int, optional
-        Translation units TL2cgen splits the trees into (default: one per ~100 trees, at least
-        2, at most 32). Thresholds are always quantized (TL2cgen's ``quantize``: integer
-        comparisons against per-feature threshold tables, which treeslim makes exact).
+        TL2cgen engine: translation units TL2cgen splits the trees into (default: one per ~100
+        trees, at least 2, at most 32). Thresholds are always quantized (TL2cgen's ``quantize``:
+        integer comparisons against per-feature threshold tables, which treeslim makes exact).
     cache : bool, default=True
-        Reuse a library built before for the same model and options.
+        Reuse a library built before for the same model, engine and options (``False`` rebuilds
+        the model's library; the kernel engine's compiled kernel object stays cached).
     verbose : int, default=1
         0: silent; 1: a progress bar of the build on a terminal; 2: always, with TL2cgen's own
         messages.
@@ -95,8 +133,8 @@ def compile(
     CompilerError
         No C compiler, or the build failed; the message says what to install.
     """
-    return compile_forest(from_model(model), path, nthread=nthread, parallel_comp=parallel_comp,
-                          cache=cache, verbose=verbose)  # fmt: skip
+    return compile_forest(from_model(model), path, engine=engine, march=march, nthread=nthread,
+                          parallel_comp=parallel_comp, cache=cache, verbose=verbose)  # fmt: skip
 
 
 def compress(

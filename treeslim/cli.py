@@ -121,7 +121,8 @@ def _is_number(text: str) -> bool:
 
 def _compile(args: argparse.Namespace) -> int:
     forest = _load_forest(args.model, "compile")
-    compiled = compile_forest(forest, nthread=args.nthread, cache=not args.no_cache)
+    compiled = compile_forest(forest, engine=args.engine, march=args.march, nthread=args.nthread,
+                              cache=not args.no_cache)  # fmt: skip
     out = args.output
     if os.path.isdir(out) or out.endswith(("/", os.sep)):  # a folder: MODEL.so and MODEL.h in it
         lib, header = compiled.save(out, name=_stem(args.model))
@@ -281,13 +282,27 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=_inspect)
 
-    p = sub.add_parser("compile", help="compile a model file into a shared library (TL2cgen)")
+    p = sub.add_parser("compile", help="compile a model file into a shared library (C ABI)")
     p.add_argument("model", help="model file")
     p.add_argument(
         "-o",
         "--output",
         required=True,
         help="a folder (DIR/ gets MODEL.so and MODEL.h, the C header) or the .so to write",
+    )
+    p.add_argument(
+        "--engine",
+        choices=["kernel", "tl2cgen"],
+        default="kernel",
+        help="the code the library runs: treeslim's kernel over the model's data (default;"
+        " compiles in about a second) or TL2cgen's generated C",
+    )
+    p.add_argument(
+        "--march",
+        default=None,
+        help="kernel engine: the CPU to compile for, e.g. native or x86-64-v3 (default: the"
+        " compiler's default target, which runs on any machine of the architecture; a library"
+        " built for a newer CPU refuses to score on an older one instead of crashing)",
     )
     p.add_argument("--nthread", type=int, default=None, help="parallel compiler processes")
     p.add_argument("--no-cache", action="store_true", help="rebuild even if cached")

@@ -67,6 +67,11 @@ int main(int argc, char** argv) {
             TREESLIM_ABI_VERSION);
     return 2;
   }
+  count_fn cpu_ok = (count_fn)dlsym(lib, "treeslim_cpu_supported");
+  if (!cpu_ok || !cpu_ok()) { /* compiled with march=... for a newer CPU than this one */
+    fprintf(stderr, "%s was compiled for CPU extensions this machine lacks\n", argv[1]);
+    return 2;
+  }
   const int64_t d = n_features(), k = n_outputs();
   const int64_t column = argc > 3 ? atoll(argv[3]) : 0;
   if (column < 0 || column >= k) { fprintf(stderr, "output must be in [0, %lld)\n", (long long)k); return 2; }

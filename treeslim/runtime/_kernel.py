@@ -37,14 +37,19 @@ if TYPE_CHECKING:
     from treeslim.ir import Forest
 
 __all__ = [
+    "KERNEL_SOURCE",
     "PARALLEL_MIN_STEPS",
     "ROW_WALK_MAX_ROWS",
     "KernelForest",
+    "KernelLayout",
     "plan_ranges",
     "run_in_ranges",
 ]
 
 _SRC = Path(__file__).with_name("csrc") / "forest_kernel.c"
+#: The kernel's C source: built here once per machine, and included as it is in the engine of
+#: compiled model libraries (treeslim.backends.tl2cgen).
+KERNEL_SOURCE = _SRC
 _LOCK = threading.Lock()
 
 
@@ -164,8 +169,10 @@ def kernel() -> ctypes.CDLL:
     return _KERNEL
 
 
-class KernelForest:
-    """A Forest laid out for the C kernel; ``margin(X)`` and ``leaves(X)`` are thread-safe."""
+class KernelLayout:
+    """A Forest laid out in the C kernel's arrays (no native code involved): what
+    :class:`KernelForest` hands the per-machine kernel, and what a compiled model library embeds
+    as static data (:mod:`treeslim.backends.tl2cgen`)."""
 
     def __init__(self, forest: Forest) -> None:
         self.forest = forest
@@ -224,22 +231,38 @@ class KernelForest:
         # base score (and averaging) come after it
         self.f32sum = int(forest.margin_dtype == "float32")
         base32 = forest.base_score.astype(np.float32).astype(np.float64)
-        self._init = base32 if self.f32sum else np.zeros(forest.n_outputs)
+        self.init = base32 if self.f32sum else np.zeros(forest.n_outputs)
         # row_margin = raw sum / div + base, as margin_prepared computes it (the float32 sum
         # has its base in it already)
         self._row_div = float(forest.trees_per_output) if forest.average else 1.0
         self._row_base = 0.0 if self.f32sum else float(forest.base_score[0])
-        self._cats_ptr: int | None = None
+        # categorical splits: per node the bitset row (-1: numerical), the bitsets, the rule
+        self.cat_set: NDArray[np.int32] | None = None
+        self.cat_bits: NDArray[np.uint32] | None = None
+        self.cat_lgb = int(forest.category_rule == "lightgbm")
         if forest.cat_index is not None and forest.cat_bitsets is not None:
             # leaves are never categorical, so the loop onto themselves stays as it is
             self.cat_set = np.ascontiguousarray(forest.cat_index[old], dtype=np.int32)
             self.cat_bits = np.ascontiguousarray(forest.cat_bitsets, dtype=np.uint32)
-            self._cats = _Cats(
-                self.cat_set.ctypes.data,
-                self.cat_bits.ctypes.data,
-                self.cat_bits.shape[1],
-                int(forest.category_rule == "lightgbm"),
-            )
+        # the one-row walk visits each chunk's trees by depth (leaves are still summed in order)
+        chunk = _ROW_CHUNK
+        self.walk_order = np.concatenate(
+            [lo + np.argsort(forest.tree_depths[lo : lo + chunk], kind="stable")
+             for lo in range(0, n_trees, chunk)]
+        ).astype(np.int32)  # fmt: skip
+        self.refill = int(unbalanced.mean() > 0.5)  # the one-row walk's schedule (ts_model)
+        self.single_output = forest.n_outputs == 1 and forest.leaf_width == 1
+
+
+class KernelForest(KernelLayout):
+    """A Forest laid out for the C kernel; ``margin(X)`` and ``leaves(X)`` are thread-safe."""
+
+    def __init__(self, forest: Forest) -> None:
+        super().__init__(forest)
+        self._cats_ptr: int | None = None
+        if self.cat_set is not None and self.cat_bits is not None:
+            self._cats = _Cats(self.cat_set.ctypes.data, self.cat_bits.ctypes.data,
+                               self.cat_bits.shape[1], self.cat_lgb)  # fmt: skip
             self._cats_ptr = ctypes.addressof(self._cats)
         self._lib = kernel()
         suffix = "float" if self.dtype == np.float32 else "double"
@@ -247,20 +270,13 @@ class KernelForest:
         self._leaves = getattr(self._lib, f"ts_leaves_{suffix}")
         self._rows = getattr(self._lib, f"ts_rows_{suffix}")
         self._row1 = getattr(self._lib, f"ts_row1_{suffix}")
-        # the one-row walk visits each chunk's trees by depth (leaves are still summed in order)
-        chunk = _ROW_CHUNK
-        self.walk_order = np.concatenate(
-            [lo + np.argsort(forest.tree_depths[lo : lo + chunk], kind="stable")
-             for lo in range(0, n_trees, chunk)]
-        ).astype(np.int32)  # fmt: skip
         self._model = _Model(
             self.thr.ctypes.data, self.child.ctypes.data, self.feat_dl.ctypes.data,
             self.depths.ctypes.data, self.tree_out.ctypes.data, self.values.ctypes.data,
             self.walk_order.ctypes.data, forest.n_trees, forest.leaf_width, forest.n_outputs,
-            self.strict, self.f32sum, int(unbalanced.mean() > 0.5), float(self._init[0]),
+            self.strict, self.f32sum, self.refill, float(self.init[0]),
         )  # fmt: skip
         self._model_ptr = ctypes.addressof(self._model)
-        self.single_output = forest.n_outputs == 1 and forest.leaf_width == 1
 
     def prepare(self, X: Any) -> NDArray[Any]:
         """``X`` validated and converted to the kernel's dtype, C-ordered."""
@@ -270,7 +286,7 @@ class KernelForest:
         """Summed leaf values (n, n_outputs) of prepared rows, without averaging; from the float32
         base score for float32 sums (XGBoost's order), else without it."""
         f = self.forest
-        out = np.tile(self._init, (Xc.shape[0], 1))
+        out = np.tile(self.init, (Xc.shape[0], 1))
 
         def run(lo: int, hi: int) -> None:
             self._margin(Xc[lo:].ctypes.data, hi - lo, f.num_feature, self.thr.ctypes.data,
@@ -319,7 +335,7 @@ class KernelForest:
         where the blocked kernel has too few rows to overlap); the same sums."""
         if self._cats_ptr is not None:
             return self.raw_sum(Xc)
-        out = np.tile(self._init, (Xc.shape[0], 1))
+        out = np.tile(self.init, (Xc.shape[0], 1))
         self._rows(Xc.ctypes.data, Xc.shape[0], self.forest.num_feature, self._model_ptr,
                    out.ctypes.data)  # fmt: skip
         return out

@@ -1,5 +1,6 @@
-"""Build a compiled model's shared library: C sources compiled in parallel, linked, and cached
-under a content hash of the model, the options and the generated code's versions."""
+"""Build a TL2cgen model library: C sources compiled in parallel, linked; and the content hash
+(the model, the options and the generated code's versions) both engines' libraries are cached
+under."""
 
 from __future__ import annotations
 
@@ -13,8 +14,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from treeslim._utils import Progress, write_atomic
-from treeslim.backends.tl2cgen._codegen import SHIM, generate, model_info
-from treeslim.runtime import find_compiler, run_compiler
+from treeslim.backends.tl2cgen._codegen import LINK_H, SHIM, generate, model_info
+from treeslim.backends.tl2cgen._kernel_lib import ENGINE_FILES
+from treeslim.runtime import (
+    KERNEL_SOURCE,
+    ROW_WALK_MAX_ROWS,
+    find_compiler,
+    machine_tag,
+    run_compiler,
+)
 
 if TYPE_CHECKING:
     from treeslim.ir import Forest
@@ -55,19 +63,17 @@ def forest_hash(forest: Forest, options: dict[str, Any]) -> str:
         forest.average,
         forest.comparison,
         forest.feature_dtype,
+        forest.margin_dtype,
+        forest.category_rule,
     )
-    h.update(
-        repr(
-            (
-                header,
-                sorted(options.items()),
-                tl2cgen.__version__,
-                treelite.__version__,
-                SHIM,
-                model_info(forest),
-            )
-        ).encode()
-    )
+    if options.get("engine", "tl2cgen") == "kernel":  # the engine's sources, the kernel's
+        code: tuple[Any, ...] = (sorted(ENGINE_FILES.items()), KERNEL_SOURCE.read_text(),
+                                 ROW_WALK_MAX_ROWS, model_info(forest, "kernel"))  # fmt: skip
+        if options.get("march") == "native":  # built for this CPU
+            code += (machine_tag(),)
+    else:
+        code = (tl2cgen.__version__, treelite.__version__, SHIM, LINK_H, model_info(forest))
+    h.update(repr((header, sorted(options.items()), code)).encode())
     return h.hexdigest()[:24]
 
 

@@ -22,21 +22,29 @@ from treeslim.errors import TreeSlimError, UnsupportedModelError
 if TYPE_CHECKING:
     from treeslim.ir import Forest
 
-__all__ = ["ABI_VERSION", "SHIM", "generate", "header_text", "model_info"]
+__all__ = ["ABI_VERSION", "LINK_H", "SHIM", "c_string", "generate", "header_text", "model_info"]
 
 SHIM = Path(__file__).with_name("shim.c").read_text()
 HEADER_TEMPLATE = Path(__file__).with_name("treeslim.h.in").read_text()
 #: Version of the C ABI (the treeslim_* functions and their contract); a library of another
-#: version is refused when loaded.
-ABI_VERSION = 1
+#: version is refused when loaded. 2: treeslim_cpu_supported() added (libraries built for a newer
+#: CPU than the default target), the kernel engine.
+ABI_VERSION = 2
+#: The C shared by both engines' code (the link), written next to the generated sources.
+LINK_H = Path(__file__).with_name("ts_link.h").read_text()
 _LINKS = {"identity": 0, "sigmoid": 1, "softmax": 2, "exponential": 3, "argmax": 2}
 
 
-def model_info(forest: Forest) -> str:
-    """The JSON a compiled library returns from ``treeslim_model_info()``."""
+def model_info(forest: Forest, engine: str = "tl2cgen", target: str = "default") -> str:
+    """The JSON a compiled library returns from ``treeslim_model_info()``: the model, the engine
+    that scores it (``"kernel"`` or ``"tl2cgen"``) and the target its code was compiled for
+    (``"default"``: the compiler's, else ``"-march=..."``)."""
     import tl2cgen
     import treelite
 
+    versions = {"treeslim": VERSION}
+    if engine == "tl2cgen":
+        versions.update(treelite=treelite.__version__, tl2cgen=tl2cgen.__version__)
     n_out = forest.n_outputs
     info = {
         "abi_version": ABI_VERSION,
@@ -51,9 +59,10 @@ def model_info(forest: Forest) -> str:
         "missing": "NaN",
         "categorical": _categorical_info(forest),
         "source": {k: forest.source[k] for k in ("library", "objective") if k in forest.source},
-        "versions": {"treeslim": VERSION, "treelite": treelite.__version__,
-                     "tl2cgen": tl2cgen.__version__},
-    }  # fmt: skip
+        "engine": engine,
+        "target": target,
+        "versions": versions,
+    }
     return json.dumps(info, separators=(",", ":"), default=str)
 
 
@@ -91,8 +100,8 @@ def _categorical_defines(forest: Forest) -> str:
         raise UnsupportedModelError(
             f"Tree {t}, node {node - int(forest.tree_offsets[t])} compares feature {j} ({name!r})"
             " with a threshold, while other nodes split it by category; TL2cgen reads a feature"
-            " one way only: keep the forest in Python (Forest.predict) or retrain with the"
-            " feature either categorical or numerical."
+            " one way only: compile with the kernel engine (treeslim.compile's default), which"
+            " reads it both ways, or retrain with the feature either categorical or numerical."
         )
     flags = ",".join("1" if c else "0" for c in is_cat)
     return (
@@ -103,7 +112,7 @@ def _categorical_defines(forest: Forest) -> str:
     )
 
 
-def _c_string(text: str) -> str:
+def c_string(text: str) -> str:
     """``text`` as a C string literal (bytes escaped in octal, so any content is safe)."""
     out = []
     for b in text.encode("utf-8"):
@@ -158,11 +167,12 @@ def generate(forest: Forest, build: Path, parallel_comp: int, verbose: bool) -> 
         "TS_LINK": str(_LINKS[forest.postprocessor]),
         "TS_ALPHA": float(forest.sigmoid_alpha).hex(),
         "TS_ABI_VERSION": str(ABI_VERSION),
-        "TS_MODEL_INFO": _c_string(model_info(forest)),
+        "TS_MODEL_INFO": c_string(model_info(forest)),
     }
     shim = "".join(f"#define {k} {v}\n" for k, v in defines.items())
     shim += categorical + SHIM
     (build / "treeslim_shim.c").write_text(shim)
+    (build / "ts_link.h").write_text(LINK_H)
     return sorted(build.glob("*.c"))
 
 

@@ -1,11 +1,17 @@
-"""A compiled Forest: the TL2cgen library built for it (:func:`compile_forest`: generate, build,
-load) and :class:`CompiledForest`, which scores
+"""A compiled Forest: the shared library built for it (:func:`compile_forest`: generate, build,
+load) and :class:`CompiledForest`, which scores through it.
 
-- one row through the shim's row function, called straight through ctypes: no DMatrix, no per-call
-  buffers on the Python side; the shim keeps TL2cgen's input buffer on the C stack, so concurrent
-  calls from several threads are safe;
-- a batch through treeslim's tree-at-a-time C kernel (:class:`treeslim.runtime.KernelForest`),
-  with a thread count.
+Two engines build the library; both export the same C ABI (``treeslim_predict`` and friends):
+
+- ``"kernel"`` (the default): treeslim's own kernel (``treeslim/runtime/csrc/forest_kernel.c``)
+  over the model's arrays embedded as static data (:mod:`._kernel_lib`). :class:`CompiledForest`
+  scores everything through the library: one row through its row function, batches through
+  ``treeslim_predict`` (split into row ranges on worker threads when big), so a host with no C
+  compiler scores a pickled model at full speed;
+- ``"tl2cgen"``: TL2cgen's generated C for the Treelite model, patched to be exact (:mod:`._codegen`,
+  :mod:`._build`). :class:`CompiledForest` then scores batches with treeslim's per-machine kernel
+  (:class:`treeslim.runtime.KernelForest`, built on first use), or with the library's row loop
+  where that cannot be built.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import os
 import platform
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
@@ -26,19 +32,27 @@ from numpy.typing import NDArray
 from treeslim._utils import write_atomic
 from treeslim.backends.tl2cgen._build import BUILD_LOCK, build_library, forest_hash
 from treeslim.backends.tl2cgen._codegen import ABI_VERSION, header_text
+from treeslim.backends.tl2cgen._kernel_lib import build_kernel_library
 from treeslim.errors import ModelFormatError
 from treeslim.ir import Forest, apply_postprocessor, check_X
-from treeslim.runtime import CompilerError, KernelForest, cache_dir
+from treeslim.runtime import CompilerError, KernelForest, cache_dir, run_in_ranges
 
-__all__ = ["CompiledForest", "compile_forest"]
+__all__ = ["ENGINES", "CompiledForest", "compile_forest"]
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+#: The engines a model can be compiled with (see the module docstring), the default first.
+ENGINES = ("kernel", "tl2cgen")
+#: C ABI versions this treeslim loads: 1 is the same ABI without treeslim_cpu_supported (TL2cgen
+#: libraries of earlier versions, still loadable from their pickles).
+_LOADABLE_ABI = (1, ABI_VERSION)
 
 
 def compile_forest(
     forest: Forest,
     path: str | os.PathLike[str] | None = None,
     *,
+    engine: Literal["kernel", "tl2cgen"] = "kernel",
+    march: str | None = None,
     nthread: int | None = None,
     parallel_comp: int | None = None,
     cache: bool = True,
@@ -48,21 +62,29 @@ def compile_forest(
 
     The parameters are :func:`treeslim.compile`'s, which takes any model and comes here.
     """
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {ENGINES}; got {engine!r}.")
+    if march is not None and engine != "kernel":
+        raise ValueError("march applies to the kernel engine; TL2cgen's code is built for the"
+                         " compiler's default target.")  # fmt: skip
+    if march is not None and (not march or not all(c.isalnum() or c in "-_.+" for c in march)):
+        raise ValueError(f"march must be a compiler -march value such as 'native'; got {march!r}.")
     threads = nthread or os.cpu_count() or 1
     units = parallel_comp or int(min(32, max(1, forest.n_trees // 100)))
-    options = {"parallel_comp": units}
+    options: dict[str, Any] = (
+        {"engine": engine, "march": march} if engine == "kernel" else {"parallel_comp": units}
+    )
     key = forest_hash(forest, options)
-    target = cache_dir() / "models" / f"model-{key}.so"
+    target = cache_dir() / "models" / f"model-{key}{_SUFFIX}"
     target.parent.mkdir(parents=True, exist_ok=True)
     with BUILD_LOCK:
         if not (cache and target.exists()):
-            build_library(
-                forest,
-                target,
-                nthread=threads,
-                parallel_comp=units,
-                verbose=verbose,
-            )
+            if engine == "kernel":
+                build_kernel_library(forest, target, march=march, nthread=threads,
+                                     verbose=verbose)  # fmt: skip
+            else:
+                build_library(forest, target, nthread=threads, parallel_comp=units,
+                              verbose=verbose)  # fmt: skip
     compiled = CompiledForest(forest, target, nthread=threads)
     if path is not None:
         compiled.save(path)
@@ -73,13 +95,16 @@ class CompiledForest:
     """A compiled Forest: ``predict`` / ``predict_margin`` as :class:`~treeslim.Forest` gives them.
 
     One row (a 1-D array or shape (1, d)) goes through the compiled row function with no per-call
-    allocation beyond the result; batches go through the tree-at-a-time kernel with ``nthread``
-    threads (or, on a host where the kernel cannot be built, through the library's own row loop,
-    with the same results). Calls are thread-safe.
+    allocation beyond the result. Batches go through the library's ``treeslim_predict`` (the kernel
+    engine; big batches in row ranges on ``nthread`` threads, each a call into the library without
+    the GIL), or, for a library of the TL2cgen engine, through treeslim's per-machine kernel (or,
+    on a host where that cannot be built, the library's own row loop), with the same results.
+    Calls are thread-safe.
 
     The library has a stable C ABI (``treeslim_predict`` and friends, see :meth:`save`), so a
     service in any language can load it. Pickling (``pickle``, ``joblib.dump``) embeds the
-    library's bytes: unpickling needs no compiler, only the same kind of machine.
+    library's bytes: unpickling needs no compiler, only the same kind of machine (and, for a
+    library compiled with ``march``, a CPU with the extensions it was built for).
     """
 
     def __init__(self, forest: Forest, libpath: str | os.PathLike[str], *, nthread: int = 1):
@@ -91,7 +116,10 @@ class CompiledForest:
         except OSError as exc:
             raise CompilerError(f"Cannot load the compiled model {self.libpath}: {exc}") from exc
         self._lib = lib
-        _check_abi(lib, forest, self.libpath)
+        self._abi = _check_abi(lib, forest, self.libpath)
+        info = json.loads(_info_text(lib))
+        #: ``"kernel"`` or ``"tl2cgen"``: the code the library runs (``treeslim_model_info()``)
+        self.engine: str = info.get("engine", "tl2cgen")
         c_ptr = ctypes.c_void_p
         self._row1 = {}
         self._rows = {}
@@ -109,6 +137,7 @@ class CompiledForest:
         self._dtype = np.float32 if forest.feature_dtype == "float32" else np.float64
         self._kernel: KernelForest | None = None
         self._d = forest.num_feature
+        self._steps_per_row = int(forest.tree_depths.sum())  # level steps one row costs
         # the one-row fast path skips check_X: not for forests that encode numeric inputs
         # (scikit-learn's categorical features are looked up in their category lists)
         encodes = forest.category_rule == "sklearn" and forest.feature_categories is not None
@@ -128,10 +157,11 @@ class CompiledForest:
 
         ``path`` is a folder (it gets ``name.so`` and ``name.h``; ``name`` defaults to
         ``"model"``; the folder is created) or, without ``name``, the library's file name ending
-        in ``.so`` (``.dylib``, ``.dll``): its header goes beside it with the suffix ``.h``. The header documents the C ABI
-        (``treeslim_predict``, ``treeslim_predict_f32``, ``treeslim_num_features``,
-        ``treeslim_num_outputs``, ``treeslim_model_info``). Both files are written atomically,
-        with the usual permissions (umask).
+        in ``.so`` (``.dylib``, ``.dll``): its header goes beside it with the suffix ``.h``. The
+        header documents the C ABI (``treeslim_predict``, ``treeslim_predict_f32``,
+        ``treeslim_num_features``, ``treeslim_num_outputs``, ``treeslim_model_info``,
+        ``treeslim_cpu_supported``). Both files are written atomically, with the usual
+        permissions (umask).
         """
         out = Path(path)
         if name is not None or out.is_dir() or out.suffix not in (".so", ".dylib", ".dll"):
@@ -145,18 +175,23 @@ class CompiledForest:
     def __reduce__(self) -> tuple[Any, ...]:
         data = self.libpath.read_bytes()
         return (_restore, (self.forest, data, hashlib.sha256(data).hexdigest(), _platform(),
-                           ABI_VERSION, self.nthread))  # fmt: skip
+                           self._abi, self.nthread))  # fmt: skip
 
     def _one_row(self, X: Any, margin: int) -> float | None:
         """The fast path: one float32/float64 row of the right width, else None.
 
-        With the batch kernel (built once per machine), the row is walked eight trees at a time
-        (:meth:`KernelForest.row_raw_sum`); without it, through TL2cgen's generated code. Either
-        way ``X.tobytes()`` (a few hundred bytes) is cheaper than asking numpy for a pointer, and
-        ctypes hands the bytes to C as a pointer; each call has its own copy, so threads are safe.
+        The kernel engine's row function walks the row eight trees at a time and applies the link
+        (``margin=0``) in C. A TL2cgen library's row goes through treeslim's per-machine kernel
+        (:meth:`KernelForest.row_raw_sum`), or, without it, through TL2cgen's generated code.
+        Either way ``X.tobytes()`` (a few hundred bytes) is cheaper than asking numpy for a
+        pointer, and ctypes hands the bytes to C as a pointer; each call has its own copy, so
+        threads are safe.
         """
         if not (self._single and type(X) is np.ndarray and X.size == self._d and X.ndim <= 2):
             return None
+        if self.engine == "kernel":
+            fn = self._row1.get(X.dtype)
+            return None if fn is None else float(fn(X.tobytes(), margin))
         kernel = self._batch_kernel()
         if kernel is not None and X.dtype in _FLOATS:
             row = X.tobytes() if X.dtype == self._dtype else X.astype(self._dtype).tobytes()
@@ -179,11 +214,27 @@ class CompiledForest:
         if v is not None:
             return np.array([v])
         Xc = check_X(self.forest, X, dtype=self._dtype)
+        if self.engine == "kernel":
+            return self._ranges(Xc, nthread or self.nthread)
         kernel = self._batch_kernel()
         if kernel is None:
             return self._rowwise(Xc, margin=True)
         out = kernel.margin_prepared(Xc, nthread or self.nthread)
         return out[:, 0] if self.forest.n_outputs == 1 else out
+
+    def _ranges(self, Xc: NDArray[Any], nthread: int) -> NDArray[np.float64]:
+        """Margins of prepared rows through ``treeslim_predict``: small batches in one call on
+        this thread, big ones in row ranges on worker threads (ctypes releases the GIL)."""
+        fn = self._rows[Xc.dtype]
+        out = np.empty((Xc.shape[0], self.n_outputs))
+        x0, o0 = Xc.ctypes.data, out.ctypes.data
+        x_row, o_row = Xc.strides[0], out.strides[0]
+
+        def run(lo: int, hi: int) -> None:
+            fn(x0 + lo * x_row, hi - lo, 1, o0 + lo * o_row)
+
+        run_in_ranges(run, Xc.shape[0], self._steps_per_row, nthread)
+        return out[:, 0] if self.n_outputs == 1 else out
 
     def predict_rowwise(self, X: Any, *, margin: bool = False) -> NDArray[np.float64]:
         """Score row by row through the library's C ABI (``treeslim_predict``): what a C
@@ -197,8 +248,9 @@ class CompiledForest:
         return out[:, 0] if self.n_outputs == 1 else out
 
     def _batch_kernel(self) -> KernelForest | None:
-        """treeslim's batch kernel, built on first use; None where it cannot be built (no C
-        compiler on a serving host): batches then go through the library's row loop."""
+        """For a TL2cgen library: treeslim's batch kernel, built on first use; None where it
+        cannot be built (no C compiler on a serving host): batches then go through the library's
+        row loop."""
         if self._kernel is None and not self._no_kernel:
             try:
                 self._kernel = KernelForest(self.forest)
@@ -218,8 +270,9 @@ def _info_text(lib: ctypes.CDLL) -> str:
     return bytes(fn()).decode("utf-8")
 
 
-def _check_abi(lib: ctypes.CDLL, forest: Forest, path: Path) -> None:
-    """Refuse a library that is not a treeslim model of this ABI version for ``forest``."""
+def _check_abi(lib: ctypes.CDLL, forest: Forest, path: Path) -> int:
+    """Refuse a library that is not a treeslim model of a loadable ABI version for ``forest``, or
+    that was built for CPU extensions this machine lacks; return its ABI version."""
     try:
         version = int(lib.treeslim_abi_version())
         n_features = int(lib.treeslim_num_features())
@@ -228,11 +281,19 @@ def _check_abi(lib: ctypes.CDLL, forest: Forest, path: Path) -> None:
             f"{path} is not a treeslim model library of this version (no treeslim_abi_version):"
             " recompile the model with treeslim.compile."
         ) from None
-    if version != ABI_VERSION or n_features != forest.num_feature:
+    if version not in _LOADABLE_ABI or n_features != forest.num_feature:
         raise CompilerError(
             f"{path} has C ABI version {version} for {n_features} features; this treeslim needs"
             f" version {ABI_VERSION} for {forest.num_feature}: recompile with treeslim.compile."
         )
+    if version >= 2 and not lib.treeslim_cpu_supported():
+        target = json.loads(_info_text(lib)).get("target")
+        raise CompilerError(
+            f"{path} was compiled for {target}, and this CPU lacks extensions that needs:"
+            " recompile the model for the default target (treeslim.compile(model), no march),"
+            " or load it on a CPU like the one it was compiled for."
+        )
+    return version
 
 
 def _link1(forest: Forest, margin: float) -> float:
@@ -257,13 +318,14 @@ def _restore(
     forest: Forest, data: bytes, digest: str, machine: str, abi: int, nthread: int
 ) -> CompiledForest:
     """Unpickle a :class:`CompiledForest`: check the embedded library (hash, machine, ABI),
-    put it in the cache if it is not there yet, and load it. No compiler is needed."""
+    put it in the cache if it is not there yet, and load it (which checks the CPU). No compiler
+    is needed: a kernel library scores at full speed with nothing built on this host."""
     if hashlib.sha256(data).hexdigest() != digest:
         raise ModelFormatError(
             "The compiled library embedded in this pickle is corrupt (its SHA-256 does not"
             " match): recompile the model with treeslim.compile."
         )
-    if machine != _platform() or abi != ABI_VERSION:
+    if machine != _platform() or abi not in _LOADABLE_ABI:
         raise CompilerError(
             f"This pickle holds a library compiled for {machine} (C ABI {abi}); this is"
             f" {_platform()} (C ABI {ABI_VERSION}): recompile the model here with"

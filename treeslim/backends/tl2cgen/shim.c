@@ -7,6 +7,7 @@
  * than 32,768 features) take a heap buffer, since a thread's stack may be smaller than the row
  * (8 MB for a million doubles). */
 #include "header.h"
+#include "ts_link.h"
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -26,22 +27,9 @@
 
 void ts_predict_noq(union Entry* data, int pred_margin, TS_LEAF_T* result);
 
-/* The link from raw scores to predictions, in double precision as Forest.predict computes it:
+/* The link from raw scores to predictions (ts_link.h, shared with the kernel library):
  * TS_LINK 0 identity, 1 sigmoid (slope TS_ALPHA), 2 softmax, 3 exponential. */
-static void ts_link(double* r, int k) {
-#if TS_LINK == 1
-  for (int j = 0; j < k; ++j) r[j] = 1.0 / (1.0 + exp(-(TS_ALPHA) * r[j]));
-#elif TS_LINK == 2
-  double top = r[0], sum = 0.0;
-  for (int j = 1; j < k; ++j) top = r[j] > top ? r[j] : top;
-  for (int j = 0; j < k; ++j) { r[j] = exp(r[j] - top); sum += r[j]; }
-  for (int j = 0; j < k; ++j) r[j] /= sum;
-#elif TS_LINK == 3
-  for (int j = 0; j < k; ++j) r[j] = exp(r[j]);
-#else
-  (void)r; (void)k;
-#endif
-}
+#define ts_link(r, k) ts_link_apply((r), (k), TS_LINK, TS_ALPHA)
 
 /* Categorical features (TS_HAS_CAT, with ts_is_cat[] flagging them) reach TL2cgen as exact codes:
  * a valid value (x >= 0, or x > -1 under LightGBM's rule TS_CAT_LIGHTGBM, and below the widest
@@ -117,6 +105,7 @@ TS_PUBLIC(treeslim_predict, double, f64)
 TS_PUBLIC(treeslim_predict_f32, float, f32)
 
 int32_t treeslim_abi_version(void) { return TS_ABI_VERSION; }
+int32_t treeslim_cpu_supported(void) { return 1; } /* built for the compiler's default target */
 int32_t treeslim_num_features(void) { return TS_NFEAT; }
 int32_t treeslim_num_outputs(void) { return TS_NOUT; }
 const char* treeslim_model_info(void) { return TS_MODEL_INFO; }
