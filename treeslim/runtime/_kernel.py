@@ -16,6 +16,7 @@ import os
 import sys
 import tempfile
 import threading
+import weakref
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -48,10 +49,14 @@ _SRC = Path(__file__).with_name("csrc") / "forest_kernel.c"
 _LOCK = threading.Lock()
 
 
-def _load_kernel() -> ctypes.CDLL:
+def _load_kernel(portable: bool = False) -> ctypes.CDLL:
+    """Build (once per machine and source) and load the kernel. ``portable``: without the SIMD
+    walk (``-DTS_NO_SIMD``), the plain C one every compiler builds; cached under its own key."""
     source = _SRC.read_bytes()
     cc = find_compiler()
     flags = ["-O3", "-march=native", "-fPIC", "-shared", "-std=c99"]
+    if portable:
+        flags.append("-DTS_NO_SIMD")
     key = hashlib.sha256(source + " ".join([cc, *flags, machine_tag()]).encode()).hexdigest()[:16]
     target = cache_dir() / f"kernel-{key}{'.dll' if sys.platform == 'win32' else '.so'}"
     with _LOCK:
@@ -84,6 +89,16 @@ def _load_kernel() -> ctypes.CDLL:
         fn = getattr(lib, f"ts_row1_{t}")  # x (bytes, no copy), model -> raw sum
         fn.argtypes = [ctypes.c_char_p, ptr]
         fn.restype = ctypes.c_double
+        fn = getattr(lib, f"ts_pack_new_{t}")  # model, kfull, kpart -> pack (NULL: none)
+        fn.argtypes = [ptr, i32, i32]
+        fn.restype = ptr
+        fn = getattr(lib, f"ts_margin_pack_{t}")  # X, n, d, model, pack, out
+        fn.argtypes = [ptr, i64, i32, ptr, ptr, ptr]
+        fn.restype = None
+    lib.ts_pack_free.argtypes = [ptr]
+    lib.ts_pack_free.restype = None
+    lib.ts_kernel_simd.argtypes = []
+    lib.ts_kernel_simd.restype = ctypes.c_int
     return lib
 
 
@@ -104,7 +119,12 @@ class _Cats(ctypes.Structure):
                 ("lgb", ctypes.c_int32)]  # fmt: skip
 
 
-_KERNEL: ctypes.CDLL | None = None
+_KERNELS: dict[bool, ctypes.CDLL] = {}
+#: The SIMD walk's padded tops (ts_pack): trees up to this deep get all their levels, deeper ones
+#: their first PACK_PART levels (measured on 500-tree XGBoost depth-6 and LightGBM 63-leaf models,
+#: benchmarks/kernel_ab.py).
+PACK_FULL = 8
+PACK_PART = 6
 
 #: A batch is split over threads only when each thread gets at least this many level steps
 #: (rows x summed tree depths; about 1-3 ms of kernel time). Below it the whole batch runs on the
@@ -156,18 +176,31 @@ def run_in_ranges(
         fut.result()
 
 
-def kernel() -> ctypes.CDLL:
-    """The compiled kernel library (built on first use, then cached on disk)."""
-    global _KERNEL
-    if _KERNEL is None:
-        _KERNEL = _load_kernel()
-    return _KERNEL
+def kernel(portable: bool | None = None) -> ctypes.CDLL:
+    """The compiled kernel library (built on first use, then cached on disk). ``portable``: the
+    build without the SIMD walk; None reads ``$TREESLIM_KERNEL_PORTABLE`` (set and not "0")."""
+    if portable is None:
+        portable = os.environ.get("TREESLIM_KERNEL_PORTABLE", "0") not in ("", "0")
+    lib = _KERNELS.get(portable)
+    if lib is None:
+        lib = _KERNELS[portable] = _load_kernel(portable)
+    return lib
 
 
 class KernelForest:
     """A Forest laid out for the C kernel; ``margin(X)`` and ``leaves(X)`` are thread-safe."""
 
-    def __init__(self, forest: Forest) -> None:
+    def __init__(
+        self,
+        forest: Forest,
+        *,
+        portable: bool | None = None,
+        pack_levels: tuple[int, int] | None = None,
+    ) -> None:
+        """``portable``: use the kernel built without the SIMD walk (None: as
+        ``$TREESLIM_KERNEL_PORTABLE`` says). ``pack_levels``: (full, part) for the SIMD walk's
+        padded tops, default (:data:`PACK_FULL`, :data:`PACK_PART`); (-1, -1) scores without them
+        (tops found per call)."""
         self.forest = forest
         self.dtype = np.float32 if forest.feature_dtype == "float32" else np.float64
         n_trees = forest.n_trees
@@ -241,7 +274,7 @@ class KernelForest:
                 int(forest.category_rule == "lightgbm"),
             )
             self._cats_ptr = ctypes.addressof(self._cats)
-        self._lib = kernel()
+        self._lib = kernel(portable)
         suffix = "float" if self.dtype == np.float32 else "double"
         self._margin = getattr(self._lib, f"ts_margin_{suffix}")
         self._leaves = getattr(self._lib, f"ts_leaves_{suffix}")
@@ -260,6 +293,16 @@ class KernelForest:
             self.strict, self.f32sum, int(unbalanced.mean() > 0.5), float(self._init[0]),
         )  # fmt: skip
         self._model_ptr = ctypes.addressof(self._model)
+        # the SIMD walk's padded tops, built once in C (None: a portable build, or categorical
+        # splits, which take the portable walk)
+        self._pack: int | None = None
+        full, part = pack_levels or (PACK_FULL, PACK_PART)
+        self.simd = bool(self._lib.ts_kernel_simd()) and self._cats_ptr is None
+        if self.simd and full >= 0:
+            self._pack = getattr(self._lib, f"ts_pack_new_{suffix}")(self._model_ptr, full, part)
+            if self._pack:
+                weakref.finalize(self, self._lib.ts_pack_free, self._pack)
+                self._margin_pack = getattr(self._lib, f"ts_margin_pack_{suffix}")
         self.single_output = forest.n_outputs == 1 and forest.leaf_width == 1
 
     def prepare(self, X: Any) -> NDArray[Any]:
@@ -273,6 +316,10 @@ class KernelForest:
         out = np.tile(self._init, (Xc.shape[0], 1))
 
         def run(lo: int, hi: int) -> None:
+            if self._pack:
+                self._margin_pack(Xc[lo:].ctypes.data, hi - lo, f.num_feature, self._model_ptr,
+                                  self._pack, out[lo:].ctypes.data)  # fmt: skip
+                return
             self._margin(Xc[lo:].ctypes.data, hi - lo, f.num_feature, self.thr.ctypes.data,
                          self.child.ctypes.data, self.feat_dl.ctypes.data, self.roots.ctypes.data,
                          self.depths.ctypes.data, self.tree_out.ctypes.data, f.n_trees,
