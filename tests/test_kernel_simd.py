@@ -131,6 +131,20 @@ def test_simd_equals_portable_and_native(big_models, key, pack_levels):
     np.testing.assert_array_equal(
         kf.leaves(X[:300]), KernelForest(forest, portable=True).leaves(X[:300])
     )
+    _one_rows_same(forest, X, pack_levels)
+
+
+def _one_rows_same(forest, X, pack_levels=None):
+    """The one-row call (trees in lanes where every tree fits its padded top) sums what the
+    portable one-row walk and the batch kernel sum."""
+    kf = KernelForest(forest, pack_levels=pack_levels)
+    port = KernelForest(forest, portable=True)
+    if not kf.single_output:
+        return
+    Xc = kf.prepare(X[:80])
+    got = [kf.row_raw_sum(Xc[i].tobytes()) for i in range(len(Xc))]
+    assert got == [port.row_raw_sum(Xc[i].tobytes()) for i in range(len(Xc))]
+    assert got == kf.raw_sum(Xc)[:, 0].tolist()
 
 
 @needs_simd
@@ -144,9 +158,23 @@ def test_small_models_of_every_library(lib, task):
     X = native_rows(native, adversarial(forest, 1000, seed=9))
     for pack_levels in PACKS:
         _same_as_portable(forest, X, pack_levels)
+        _one_rows_same(forest, X, pack_levels)
     np.testing.assert_array_equal(
         KernelForest(forest).leaves(X), KernelForest(forest, portable=True).leaves(X)
     )
+
+
+@needs_simd
+def test_float32_sum_of_leaf_values_that_are_not_float32():
+    """A float32 sum (TS_ADD32: the float64 sum of the two rounded to float32) whose leaf values
+    are not float32 values: the one-row walk cannot add in float32 arithmetic there."""
+    native = model("sklearn-gb", "regression")[0]
+    forest = treeslim.from_model(native).replace(margin_dtype="float32")
+    assert not np.array_equal(forest.leaf_value.astype(np.float32), forest.leaf_value)
+    X = adversarial(forest, 500, seed=12)
+    for pack_levels in PACKS:
+        _same_as_portable(forest, X, pack_levels)
+        _one_rows_same(forest, X, pack_levels)
 
 
 @needs_simd

@@ -95,6 +95,12 @@ def _load_kernel(portable: bool = False) -> ctypes.CDLL:
         fn = getattr(lib, f"ts_margin_pack_{t}")  # X, n, d, model, pack, out
         fn.argtypes = [ptr, i64, i32, ptr, ptr, ptr]
         fn.restype = None
+        fn = getattr(lib, f"ts_row1_pack_{t}")  # x (bytes, no copy), model, pack -> raw sum
+        fn.argtypes = [ctypes.c_char_p, ptr, ptr]
+        fn.restype = ctypes.c_double
+        fn = getattr(lib, f"ts_rows_pack_{t}")  # X, n, d, model, pack, out
+        fn.argtypes = [ptr, i64, i32, ptr, ptr, ptr]
+        fn.restype = None
     lib.ts_pack_free.argtypes = [ptr]
     lib.ts_pack_free.restype = None
     lib.ts_kernel_simd.argtypes = []
@@ -303,6 +309,8 @@ class KernelForest:
             if self._pack:
                 weakref.finalize(self, self._lib.ts_pack_free, self._pack)
                 self._margin_pack = getattr(self._lib, f"ts_margin_pack_{suffix}")
+                self._row1_pack = getattr(self._lib, f"ts_row1_pack_{suffix}")
+                self._rows_pack = getattr(self._lib, f"ts_rows_pack_{suffix}")
         self.single_output = forest.n_outputs == 1 and forest.leaf_width == 1
 
     def prepare(self, X: Any) -> NDArray[Any]:
@@ -359,6 +367,8 @@ class KernelForest:
         :meth:`raw_sum` gives. (Forests with categorical splits take the blocked kernel.)"""
         if self._cats_ptr is not None:
             return float(self.raw_sum(np.frombuffer(row, dtype=self.dtype).reshape(1, -1))[0, 0])
+        if self._pack:
+            return float(self._row1_pack(row, self._model_ptr, self._pack))
         return float(self._row1(row, self._model_ptr))
 
     def rows_raw_sum(self, Xc: NDArray[Any]) -> NDArray[np.float64]:
@@ -367,6 +377,10 @@ class KernelForest:
         if self._cats_ptr is not None:
             return self.raw_sum(Xc)
         out = np.tile(self._init, (Xc.shape[0], 1))
+        if self._pack:
+            self._rows_pack(Xc.ctypes.data, Xc.shape[0], self.forest.num_feature,
+                            self._model_ptr, self._pack, out.ctypes.data)  # fmt: skip
+            return out
         self._rows(Xc.ctypes.data, Xc.shape[0], self.forest.num_feature, self._model_ptr,
                    out.ctypes.data)  # fmt: skip
         return out

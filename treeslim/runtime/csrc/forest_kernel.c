@@ -891,6 +891,12 @@ typedef struct {
   int32_t* map;
   double* val;
   int64_t* cf; /* per node of the kernel layout: child << 32 | feat_dl (double forests) */
+  /* the one-row walk (ts_row1_pack_*): per tree, padded to a multiple of 16 trees, the top's
+   * offset, K, map / val offset and below; float forests' tops as feat_dl << 32 | threshold bits */
+  int32_t *rbase, *rK, *rnodes, *rbelow;
+  int64_t* node64;
+  int32_t row_ok; /* offsets fit int32 (else the one-row calls take the portable walk) */
+  int32_t val32;  /* every leaf value is a float32 value: float32 sums add in float32 */
 } ts_pack;
 
 /* the greatest node index of the tree under node i */
@@ -908,6 +914,11 @@ void ts_pack_free(ts_pack* pk) {
   free(pk->map);
   free(pk->val);
   free(pk->cf);
+  free(pk->rbase);
+  free(pk->rK);
+  free(pk->rnodes);
+  free(pk->rbelow);
+  free(pk->node64);
   free(pk);
 }
 
@@ -976,6 +987,37 @@ void ts_pack_free(ts_pack* pk) {
       ts_pack_fill_##T(md, (T*)pk->thr + at, pk->fdl + at, pk->map + tp->nodes,                   \
                        pk->val + tp->nodes, tp->K, t, 0, 0);                                       \
     }                                                                                              \
+    /* the one-row walk's per-tree vectors (padding trees: K 0, map / val entry 0) */              \
+    const int32_t nr = (n + 15) / 16 * 16 + 16;                                                    \
+    pk->rbase = (int32_t*)calloc((size_t)nr, sizeof(int32_t));                                     \
+    pk->rK = (int32_t*)calloc((size_t)nr, sizeof(int32_t));                                        \
+    pk->rnodes = (int32_t*)calloc((size_t)nr, sizeof(int32_t));                                    \
+    pk->rbelow = (int32_t*)calloc((size_t)nr, sizeof(int32_t));                                    \
+    if (sizeof(T) == 4) pk->node64 = (int64_t*)malloc(sizeof(int64_t) * (size_t)(nt + 1));         \
+    if (!pk->rbase || !pk->rK || !pk->rnodes || !pk->rbelow || (sizeof(T) == 4 && !pk->node64)) { \
+      ts_pack_free(pk);                                                                            \
+      return NULL;                                                                                 \
+    }                                                                                              \
+    pk->row_ok = nt < ((int64_t)1 << 30) && nm < ((int64_t)1 << 30) && md->width == 1 &&          \
+                 md->n_out == 1;                                                                   \
+    for (int32_t t = 0; t < n; ++t)                                                                \
+      if (pk->top[t].below) pk->row_ok = 0;                                                        \
+    pk->val32 = 1;                                                                                 \
+    for (int32_t t = 0; t < n; ++t) {                                                              \
+      const ts_top* tp = pk->top + t;                                                              \
+      pk->rbase[t] = (int32_t)(tp->K ? tp->lvl[0] : 0);                                            \
+      pk->rK[t] = tp->K;                                                                           \
+      pk->rnodes[t] = (int32_t)tp->nodes;                                                          \
+      pk->rbelow[t] = tp->below;                                                                   \
+    }                                                                                              \
+    for (int64_t i = 0; i < nt; ++i) {                                                             \
+      if (sizeof(T) != 4) break;                                                                   \
+      uint32_t bits;                                                                               \
+      memcpy(&bits, (const T*)pk->thr + i, sizeof bits);                                           \
+      pk->node64[i] = (int64_t)(((uint64_t)(uint32_t)pk->fdl[i] << 32) | bits);                    \
+    }                                                                                              \
+    for (int32_t i = 0; i < n_nodes && md->width == 1; ++i)                                        \
+      if ((double)(float)md->values[i] != md->values[i]) pk->val32 = 0;                            \
     return pk;                                                                                     \
   }                                                                                                \
   static void ts_sblock_offsets_##T(ts_scratch_##T* w, int32_t m, int32_t d) {                   \
@@ -1090,6 +1132,150 @@ void ts_pack_free(ts_pack* pk) {
 
 DEFINE_SIMD_BATCH(float)
 DEFINE_SIMD_BATCH(double)
+
+/* ---- One row through a pack (ts_row1_pack_*, ts_rows_pack_*): trees in lanes, 16 a vector for
+ * float rows, 8 for double. A lane walks its tree's padded top by heap index q (the children of q
+ * are 2q + 1 and 2q + 2; a float forest's node is one 64-bit gather, threshold and feat_dl) to
+ * its leaf: forests whose trees all fit their tops (XGBoost's depth-wise trees); the others keep
+ * ts_row1_*'s refill walk. The leaves are then added in tree order from m->init, as ts_row1_* adds them; XGBoost's float32 sum in float32
+ * arithmetic when every leaf value is a float32 value (the same sums: double has more than
+ * 2 * 24 + 2 bits, see TS_ADD32). */
+static inline double ts_row_sum(const double* v, int32_t n, double acc, int f32sum, int val32) {
+  if (f32sum && val32) {
+    float a = (float)acc;
+    for (int32_t i = 0; i < n; ++i) a += (float)v[i];
+    return a;
+  }
+  if (f32sum) {
+    for (int32_t i = 0; i < n; ++i) TS_ADD32(acc, v[i]);
+    return acc;
+  }
+  for (int32_t i = 0; i < n; ++i) acc += v[i];
+  return acc;
+}
+
+/* the leaf values of the n trees c0 .. c0 + n - 1 (n <= TS_CHUNK) for row x, into vb: level by
+ * level over all the chunk's lane groups (independent, so their gathers overlap) */
+static inline void ts_rchunk_float(const float* x, const ts_model* m, const ts_pack* pk,
+                                   int32_t c0, int32_t n, double* vb) {
+  const __m512i one = _mm512_set1_epi32(1), zero = _mm512_setzero_si512();
+  const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  const __m512i odd = _mm512_add_epi32(even, one);
+  const int strict = m->strict;
+  const int32_t G = (n + 15) / 16;
+  __m512i Q[TS_CHUNK / 16];
+  int32_t kmax = 0;
+  for (int32_t g = 0; g < G; ++g) {
+    Q[g] = zero;
+    const int32_t k = _mm512_reduce_max_epi32(_mm512_loadu_si512(pk->rK + c0 + 16 * g));
+    kmax = k > kmax ? k : kmax;
+  }
+  for (int32_t l = 0; l < kmax; ++l) {
+    for (int32_t g = 0; g < G; ++g) {
+      const int32_t t0 = c0 + 16 * g;
+      const __mmask16 act =
+          _mm512_cmpgt_epi32_mask(_mm512_loadu_si512(pk->rK + t0), _mm512_set1_epi32(l));
+      const __m512i q = Q[g];
+      const __m512i idx = _mm512_add_epi32(_mm512_loadu_si512(pk->rbase + t0), q);
+      const __m512i lo = _mm512_mask_i32gather_epi64(zero, (__mmask8)act,
+                                                     _mm512_castsi512_si256(idx), pk->node64, 8);
+      const __m512i hi = _mm512_mask_i32gather_epi64(
+          zero, (__mmask8)(act >> 8), _mm512_extracti64x4_epi64(idx, 1), pk->node64, 8);
+      const __m512 th = _mm512_castsi512_ps(_mm512_permutex2var_epi32(lo, even, hi));
+      const __m512i fd = _mm512_permutex2var_epi32(lo, odd, hi);
+      const __m512 xv =
+          _mm512_mask_i32gather_ps(_mm512_setzero_ps(), act, _mm512_srai_epi32(fd, 3), x, 4);
+      const __mmask16 past = strict ? _mm512_cmp_ps_mask(xv, th, _CMP_GE_OQ)
+                                    : _mm512_cmp_ps_mask(xv, th, _CMP_GT_OQ);
+      const __mmask16 right =
+          past | (_mm512_cmp_ps_mask(xv, xv, _CMP_UNORD_Q) & ~_mm512_test_epi32_mask(fd, one));
+      const __m512i q2 = _mm512_add_epi32(_mm512_add_epi32(q, q), one);
+      Q[g] = _mm512_mask_mov_epi32(q, act, _mm512_mask_add_epi32(q2, right, q2, one));
+    }
+  }
+  for (int32_t g = 0; g < G; ++g) { /* position in level K: the leaf */
+    const int32_t t0 = c0 + 16 * g;
+    const __m512i K = _mm512_loadu_si512(pk->rK + t0);
+    const __m512i at = _mm512_add_epi32(
+        _mm512_loadu_si512(pk->rnodes + t0),
+        _mm512_sub_epi32(Q[g], _mm512_sub_epi32(_mm512_sllv_epi32(one, K), one)));
+    _mm512_storeu_pd(vb + 16 * g, _mm512_i32gather_pd(_mm512_castsi512_si256(at), pk->val, 8));
+    _mm512_storeu_pd(vb + 16 * g + 8,
+                     _mm512_i32gather_pd(_mm512_extracti64x4_epi64(at, 1), pk->val, 8));
+  }
+}
+
+static inline void ts_rchunk_double(const double* x, const ts_model* m, const ts_pack* pk,
+                                    int32_t c0, int32_t n, double* vb) {
+  const __m256i one = _mm256_set1_epi32(1), zero = _mm256_setzero_si256();
+  const int strict = m->strict;
+  const double* tthr = (const double*)pk->thr;
+  const int32_t G = (n + 7) / 8;
+  __m256i Q[TS_CHUNK / 8];
+  int32_t kmax = 0;
+  for (int32_t g = 0; g < G; ++g) {
+    Q[g] = zero;
+    const __m256i K = _mm256_loadu_si256((const __m256i*)(pk->rK + c0 + 8 * g));
+    const int32_t k = _mm512_mask_reduce_max_epi32(0xFF, _mm512_castsi256_si512(K));
+    kmax = k > kmax ? k : kmax;
+  }
+  for (int32_t l = 0; l < kmax; ++l) {
+    for (int32_t g = 0; g < G; ++g) {
+      const int32_t t0 = c0 + 8 * g;
+      const __mmask8 act = _mm256_cmpgt_epi32_mask(
+          _mm256_loadu_si256((const __m256i*)(pk->rK + t0)), _mm256_set1_epi32(l));
+      const __m256i q = Q[g];
+      const __m256i idx =
+          _mm256_add_epi32(_mm256_loadu_si256((const __m256i*)(pk->rbase + t0)), q);
+      const __m512d th = _mm512_mask_i32gather_pd(_mm512_setzero_pd(), act, idx, tthr, 8);
+      const __m256i fd = _mm256_mmask_i32gather_epi32(zero, act, idx, pk->fdl, 4);
+      const __m512d xv =
+          _mm512_mask_i32gather_pd(_mm512_setzero_pd(), act, _mm256_srai_epi32(fd, 3), x, 8);
+      const __mmask8 past = strict ? _mm512_cmp_pd_mask(xv, th, _CMP_GE_OQ)
+                                   : _mm512_cmp_pd_mask(xv, th, _CMP_GT_OQ);
+      const __mmask8 right =
+          past | (_mm512_cmp_pd_mask(xv, xv, _CMP_UNORD_Q) & ~_mm256_test_epi32_mask(fd, one));
+      const __m256i q2 = _mm256_add_epi32(_mm256_add_epi32(q, q), one);
+      Q[g] = _mm256_mask_mov_epi32(q, act, _mm256_mask_add_epi32(q2, right, q2, one));
+    }
+  }
+  for (int32_t g = 0; g < G; ++g) {
+    const int32_t t0 = c0 + 8 * g;
+    const __m256i K = _mm256_loadu_si256((const __m256i*)(pk->rK + t0));
+    const __m256i at = _mm256_add_epi32(
+        _mm256_loadu_si256((const __m256i*)(pk->rnodes + t0)),
+        _mm256_sub_epi32(Q[g], _mm256_sub_epi32(_mm256_sllv_epi32(one, K), one)));
+    _mm512_storeu_pd(vb + 8 * g, _mm512_i32gather_pd(at, pk->val, 8));
+  }
+}
+
+#define DEFINE_ROW_PACK(T)                                                                         \
+  static double ts_row_pack_##T(const T* x, const ts_model* m, const ts_pack* pk, double acc) {   \
+    double vb[TS_CHUNK + 16];                                                                      \
+    for (int32_t c0 = 0; c0 < m->n_trees; c0 += TS_CHUNK) {                                        \
+      const int32_t n = m->n_trees - c0 < TS_CHUNK ? m->n_trees - c0 : TS_CHUNK;                   \
+      ts_rchunk_##T(x, m, pk, c0, n, vb);                                                          \
+      acc = ts_row_sum(vb, n, acc, m->f32sum, pk->val32);                                          \
+    }                                                                                              \
+    return acc;                                                                                    \
+  }                                                                                                \
+  /* ts_row1_* with the model's pack: the same sum (the portable walk when some tree goes on      \
+   * below its top: unbalanced trees, where its refill schedule is faster) */                     \
+  double ts_row1_pack_##T(const T* x, const ts_model* m, const ts_pack* pk) {                      \
+    if (!pk || !pk->row_ok) return ts_row1_##T(x, m);                                              \
+    return ts_row_pack_##T(x, m, pk, m->init);                                                     \
+  }                                                                                                \
+  /* ts_rows_* with the model's pack: n rows (row stride d), each added onto out (n, n_out) */     \
+  void ts_rows_pack_##T(const T* X, int64_t n, int32_t d, const ts_model* m, const ts_pack* pk,   \
+                        double* out) {                                                             \
+    if (!pk || !pk->row_ok) {                                                                      \
+      ts_rows_##T(X, n, d, m, out);                                                                \
+      return;                                                                                      \
+    }                                                                                              \
+    for (int64_t r = 0; r < n; ++r) out[r] = ts_row_pack_##T(X + r * d, m, pk, out[r]);            \
+  }
+DEFINE_ROW_PACK(float)
+DEFINE_ROW_PACK(double)
 #endif /* TS_SIMD */
 
 /* The exported batch calls: the SIMD walk where built (numerical forests), else the portable one */
@@ -1119,6 +1305,15 @@ void ts_pack_free(ts_pack* pk) { (void)pk; }
     ts_margin_scalar_##T(X, n, d, (const T*)m->thr, m->child, m->fdl, NULL, m->depths,             \
                          m->tree_out, m->n_trees, m->values, m->width, m->n_out, m->strict, NULL, \
                          m->f32sum, out);                                                          \
+  }                                                                                                \
+  double ts_row1_pack_##T(const T* x, const ts_model* m, const ts_pack* pk) {                      \
+    (void)pk;                                                                                      \
+    return ts_row1_##T(x, m);                                                                      \
+  }                                                                                                \
+  void ts_rows_pack_##T(const T* X, int64_t n, int32_t d, const ts_model* m, const ts_pack* pk,   \
+                        double* out) {                                                             \
+    (void)pk;                                                                                      \
+    ts_rows_##T(X, n, d, m, out);                                                                  \
   }
 DEFINE_NO_PACK(float)
 DEFINE_NO_PACK(double)
