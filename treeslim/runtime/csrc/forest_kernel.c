@@ -1000,8 +1000,6 @@ void ts_pack_free(ts_pack* pk) {
     }                                                                                              \
     pk->row_ok = nt < ((int64_t)1 << 30) && nm < ((int64_t)1 << 30) && md->width == 1 &&          \
                  md->n_out == 1;                                                                   \
-    for (int32_t t = 0; t < n; ++t)                                                                \
-      if (pk->top[t].below) pk->row_ok = 0;                                                        \
     pk->val32 = 1;                                                                                 \
     for (int32_t t = 0; t < n; ++t) {                                                              \
       const ts_top* tp = pk->top + t;                                                              \
@@ -1135,9 +1133,9 @@ DEFINE_SIMD_BATCH(double)
 
 /* ---- One row through a pack (ts_row1_pack_*, ts_rows_pack_*): trees in lanes, 16 a vector for
  * float rows, 8 for double. A lane walks its tree's padded top by heap index q (the children of q
- * are 2q + 1 and 2q + 2; a float forest's node is one 64-bit gather, threshold and feat_dl) to
- * its leaf: forests whose trees all fit their tops (XGBoost's depth-wise trees); the others keep
- * ts_row1_*'s refill walk. The leaves are then added in tree order from m->init, as ts_row1_* adds them; XGBoost's float32 sum in float32
+ * are 2q + 1 and 2q + 2; a float forest's node is one 64-bit gather, threshold and feat_dl), level
+ * by level over a chunk's lane groups; the trees that go on below their tops (LightGBM's) then
+ * walk on from the nodes reached, eight at a time as ts_refill_* walks. The leaves are then added in tree order from m->init, as ts_row1_* adds them; XGBoost's float32 sum in float32
  * arithmetic when every leaf value is a float32 value (the same sums: double has more than
  * 2 * 24 + 2 bits, see TS_ADD32). */
 static inline double ts_row_sum(const double* v, int32_t n, double acc, int f32sum, int val32) {
@@ -1153,6 +1151,43 @@ static inline double ts_row_sum(const double* v, int32_t n, double acc, int f32s
   for (int32_t i = 0; i < n; ++i) acc += v[i];
   return acc;
 }
+
+/* The rows' walks below the tops, for the na listed (slot, node) pairs: eight lanes, each taking
+ * the next pair at its leaf (branch-free, as ts_refill_*), lv[slot] = the leaf reached. */
+#define DEFINE_ROW_DEEP(T)                                                                         \
+  static void ts_rdeep_##T(const T* x, const ts_model* m, const int32_t* ls, const int32_t* ln,    \
+                           int32_t na, int32_t* lv) {                                              \
+    const T* thr = (const T*)m->thr;                                                               \
+    const int32_t *child = m->child, *fdl = m->fdl;                                                \
+    const int strict = m->strict;                                                                  \
+    int32_t i[TS_LANES], s[TS_LANES], next = 0, right, LF_;                                        \
+    int32_t k = na < TS_LANES ? na : TS_LANES;                                                     \
+    for (int32_t q = 0; q < k; ++q) s[q] = ls[next], i[q] = ln[next], ++next;                      \
+    while (next + TS_LANES <= na) {                                                                \
+      for (int32_t q = 0; q < TS_LANES; ++q) {                                                     \
+        TS_ROW_STEP(T, x, i[q], right);                                                            \
+        const int32_t mask = -LF_;                                                                 \
+        lv[s[q]] = i[q];                                                                           \
+        i[q] ^= (i[q] ^ ln[next]) & mask;                                                          \
+        s[q] ^= (s[q] ^ ls[next]) & mask;                                                          \
+        next += LF_;                                                                               \
+      }                                                                                            \
+    }                                                                                              \
+    while (k > 0) {                                                                                \
+      for (int all = 0; !all;) {                                                                   \
+        all = 1;                                                                                   \
+        for (int32_t q = 0; q < k; ++q) {                                                          \
+          TS_ROW_STEP(T, x, i[q], right);                                                          \
+          all &= LF_;                                                                              \
+        }                                                                                          \
+      }                                                                                            \
+      for (int32_t q = 0; q < k; ++q) lv[s[q]] = i[q];                                             \
+      k = na - next < TS_LANES ? na - next : TS_LANES;                                             \
+      for (int32_t q = 0; q < k; ++q) s[q] = ls[next], i[q] = ln[next], ++next;                    \
+    }                                                                                              \
+  }
+DEFINE_ROW_DEEP(float)
+DEFINE_ROW_DEEP(double)
 
 /* the leaf values of the n trees c0 .. c0 + n - 1 (n <= TS_CHUNK) for row x, into vb: level by
  * level over all the chunk's lane groups (independent, so their gathers overlap) */
@@ -1193,7 +1228,8 @@ static inline void ts_rchunk_float(const float* x, const ts_model* m, const ts_p
       Q[g] = _mm512_mask_mov_epi32(q, act, _mm512_mask_add_epi32(q2, right, q2, one));
     }
   }
-  for (int32_t g = 0; g < G; ++g) { /* position in level K: the leaf */
+  int32_t ls[TS_CHUNK + 16], ln[TS_CHUNK + 16], lv[TS_CHUNK + 16], na = 0;
+  for (int32_t g = 0; g < G; ++g) { /* position in level K: the leaf, or where the walk goes on */
     const int32_t t0 = c0 + 16 * g;
     const __m512i K = _mm512_loadu_si512(pk->rK + t0);
     const __m512i at = _mm512_add_epi32(
@@ -1202,6 +1238,21 @@ static inline void ts_rchunk_float(const float* x, const ts_model* m, const ts_p
     _mm512_storeu_pd(vb + 16 * g, _mm512_i32gather_pd(_mm512_castsi512_si256(at), pk->val, 8));
     _mm512_storeu_pd(vb + 16 * g + 8,
                      _mm512_i32gather_pd(_mm512_extracti64x4_epi64(at, 1), pk->val, 8));
+    const __m512i below = _mm512_loadu_si512(pk->rbelow + t0);
+    const __mmask16 deep = _mm512_test_epi32_mask(below, below);
+    if (deep) {
+      const __m512i mv = _mm512_mask_i32gather_epi32(zero, deep, at, pk->map, 4);
+      const __mmask16 inner = _mm512_movepi32_mask(mv) & deep;
+      const __m512i slot = _mm512_add_epi32(tsn_iota_float(), _mm512_set1_epi32(16 * g));
+      _mm512_storeu_si512(ls + na, _mm512_maskz_compress_epi32(inner, slot));
+      _mm512_storeu_si512(ln + na, _mm512_maskz_compress_epi32(
+                                       inner, _mm512_and_si512(mv, _mm512_set1_epi32(TS_MAPNODE))));
+      na += __builtin_popcount((unsigned)inner);
+    }
+  }
+  if (na) {
+    ts_rdeep_float(x, m, ls, ln, na, lv);
+    for (int32_t j = 0; j < na; ++j) vb[ls[j]] = m->values[lv[ls[j]]];
   }
 }
 
@@ -1239,6 +1290,7 @@ static inline void ts_rchunk_double(const double* x, const ts_model* m, const ts
       Q[g] = _mm256_mask_mov_epi32(q, act, _mm256_mask_add_epi32(q2, right, q2, one));
     }
   }
+  int32_t ls[TS_CHUNK + 8], ln[TS_CHUNK + 8], lv[TS_CHUNK + 8], na = 0;
   for (int32_t g = 0; g < G; ++g) {
     const int32_t t0 = c0 + 8 * g;
     const __m256i K = _mm256_loadu_si256((const __m256i*)(pk->rK + t0));
@@ -1246,6 +1298,22 @@ static inline void ts_rchunk_double(const double* x, const ts_model* m, const ts
         _mm256_loadu_si256((const __m256i*)(pk->rnodes + t0)),
         _mm256_sub_epi32(Q[g], _mm256_sub_epi32(_mm256_sllv_epi32(one, K), one)));
     _mm512_storeu_pd(vb + 8 * g, _mm512_i32gather_pd(at, pk->val, 8));
+    const __m256i below = _mm256_loadu_si256((const __m256i*)(pk->rbelow + t0));
+    const __mmask8 deep = _mm256_test_epi32_mask(below, below);
+    if (deep) {
+      const __m256i mv = _mm256_mmask_i32gather_epi32(zero, deep, at, pk->map, 4);
+      const __mmask8 inner = _mm256_movepi32_mask(mv) & deep;
+      const __m256i slot = _mm256_add_epi32(tsn_iota_double(), _mm256_set1_epi32(8 * g));
+      _mm256_storeu_si256((__m256i*)(ls + na), _mm256_maskz_compress_epi32(inner, slot));
+      _mm256_storeu_si256((__m256i*)(ln + na),
+                          _mm256_maskz_compress_epi32(
+                              inner, _mm256_and_si256(mv, _mm256_set1_epi32(TS_MAPNODE))));
+      na += __builtin_popcount((unsigned)inner);
+    }
+  }
+  if (na) {
+    ts_rdeep_double(x, m, ls, ln, na, lv);
+    for (int32_t j = 0; j < na; ++j) vb[ls[j]] = m->values[lv[ls[j]]];
   }
 }
 
@@ -1259,8 +1327,7 @@ static inline void ts_rchunk_double(const double* x, const ts_model* m, const ts
     }                                                                                              \
     return acc;                                                                                    \
   }                                                                                                \
-  /* ts_row1_* with the model's pack: the same sum (the portable walk when some tree goes on      \
-   * below its top: unbalanced trees, where its refill schedule is faster) */                     \
+  /* ts_row1_* with the model's pack (single-output forests): the same sum */                      \
   double ts_row1_pack_##T(const T* x, const ts_model* m, const ts_pack* pk) {                      \
     if (!pk || !pk->row_ok) return ts_row1_##T(x, m);                                              \
     return ts_row_pack_##T(x, m, pk, m->init);                                                     \
