@@ -223,3 +223,28 @@ def test_portable_walk_equals_the_reference_predictor(big_models):
         kf = KernelForest(forest, portable=True)
         want = native_predict(native, X, margin=True).reshape(len(X), -1)
         np.testing.assert_array_equal(kf.margin(X), want)
+
+
+@needs_simd
+@pytest.mark.parametrize("kind", ["regression", "multiclass"])
+def test_deep_unbalanced_trees(kind):
+    """Fully grown scikit-learn trees (depth 20 and more: float rows through the gather phase,
+    vector leaves for the multiclass forest)."""
+    from sklearn.ensemble import ExtraTreesClassifier, RandomForestRegressor
+
+    X, y, _ = data(kind, n=3000, d=8, seed=5)
+    X = np.nan_to_num(X)
+    est = (
+        RandomForestRegressor(n_estimators=6, random_state=0, n_jobs=1)
+        if kind == "regression"
+        else ExtraTreesClassifier(n_estimators=6, random_state=0, n_jobs=1)
+    )
+    forest = treeslim.from_model(est.fit(X, y))
+    assert forest.tree_depths.max() > 15
+    X = native_rows(est, adversarial(forest, 1000, seed=13))
+    for pack_levels in PACKS:
+        _same_as_portable(forest, X, pack_levels)
+        _one_rows_same(forest, X, pack_levels)
+    np.testing.assert_array_equal(
+        KernelForest(forest).leaves(X), KernelForest(forest, portable=True).leaves(X)
+    )

@@ -899,11 +899,33 @@ typedef struct {
   int32_t val32;  /* every leaf value is a float32 value: float32 sums add in float32 */
 } ts_pack;
 
-/* the greatest node index of the tree under node i */
-static int32_t ts_max_node(const int32_t* child, int32_t i) {
-  if (child[i] == i) return i;
-  const int32_t a = ts_max_node(child, child[i]), b = ts_max_node(child, child[i] + 1);
-  return a > b ? (a > i ? a : i) : (b > i ? b : i);
+/* the greatest node index of the trees 0 .. n - 1 (a depth-first walk with a heap stack, so a
+ * degenerate deep tree cannot overflow a thread's stack); -1 when out of memory */
+static int32_t ts_max_node(const int32_t* child, int32_t n) {
+  int64_t cap = 64, top = 0;
+  int32_t* st = (int32_t*)malloc(sizeof(int32_t) * (size_t)cap);
+  int32_t best = n > 0 ? n - 1 : 0;
+  if (!st) return -1;
+  for (int32_t t = 0; t < n; ++t) {
+    st[top++] = t;
+    while (top > 0) {
+      const int32_t i = st[--top];
+      best = i > best ? i : best;
+      if (child[i] == i) continue;
+      if (top + 2 > cap) {
+        int32_t* grown = (int32_t*)realloc(st, sizeof(int32_t) * (size_t)(cap *= 2));
+        if (!grown) {
+          free(st);
+          return -1;
+        }
+        st = grown;
+      }
+      st[top++] = child[i];
+      st[top++] = child[i] + 1;
+    }
+  }
+  free(st);
+  return best;
 }
 
 void ts_pack_free(ts_pack* pk) {
@@ -967,10 +989,10 @@ void ts_pack_free(ts_pack* pk) {
       ts_pack_free(pk);                                                                            \
       return NULL;                                                                                 \
     }                                                                                              \
-    int32_t n_nodes = 0;                                                                           \
-    for (int32_t t = 0; t < n; ++t) {                                                              \
-      const int32_t k = ts_max_node(md->child, t) + 1;                                             \
-      n_nodes = k > n_nodes ? k : n_nodes;                                                         \
+    const int32_t n_nodes = ts_max_node(md->child, n) + 1;                                         \
+    if (n_nodes <= 0) {                                                                            \
+      ts_pack_free(pk);                                                                            \
+      return NULL;                                                                                 \
     }                                                                                              \
     if (sizeof(T) == 8) {                                                                          \
       pk->cf = (int64_t*)malloc(sizeof(int64_t) * (size_t)(n_nodes + 1));                          \
