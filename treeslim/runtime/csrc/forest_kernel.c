@@ -611,8 +611,8 @@ TS_SCRATCH(double)
 
 /* The walk of one tree for the m rows of a block, in pieces:
  * - ts_stop: the top phase, every row K levels down: w->pos = each row's position in level K;
- * - ts_sfull (no pack): w->idx = the nodes reached, then one step of every row, and the rows
- *   left at internal nodes listed in act_r / act_i (returns how many);
+ * - ts_sfull (no pack): idx = the nodes reached, then (below) one step of every row, and the rows
+ *   left at internal nodes listed in act_r / act_i as entries rbase + r (returns how many);
  * - ts_slist: the gather phase, steps of the listed rows until all are at leaves (w->idx[r] =
  *   the leaf of each listed row r). */
 #define DEFINE_SIMD_TREE(T, SFX, PRED)                                                             \
@@ -668,28 +668,29 @@ TS_SCRATCH(double)
   static TS_INLINE int32_t ts_sfull_##T##SFX(const T* restrict Xb, int32_t m, int64_t nodes,      \
                                              const T* restrict thr, const int32_t* restrict child, \
                                              const int32_t* restrict fdl, int below,              \
-                                             ts_scratch_##T* restrict w) {                         \
+                                             const ts_scratch_##T* restrict w, int32_t* idx,      \
+                                             int32_t rbase, int32_t* act_r, int32_t* act_i) {     \
     enum { V = TS_V_##T };                                                                         \
     const int32_t G = (m + V - 1) / V;                                                             \
     const tsq_##T* P = (const tsq_##T*)w->pos;                                                     \
     for (int32_t g = 0; g < G; ++g)                                                                \
-      tsn_store_##T(w->idx + g * V, tsq_node_##T(tsq_load_##T(P + g), (int32_t)nodes));           \
+      tsn_store_##T(idx + g * V, tsq_node_##T(tsq_load_##T(P + g), (int32_t)nodes));              \
     if (!below) return 0;                                                                          \
     int32_t na = 0;                                                                                \
     for (int32_t g = 0; g < G; ++g) {                                                              \
-      const tsn_##T i = tsn_load_##T(w->idx + g * V);                                              \
+      const tsn_##T i = tsn_load_##T(idx + g * V);                                                 \
       const tsn_##T fd = tsn_gather_i_##T(fdl, i), c = tsn_gather_i_##T(child, i);                 \
       const tsv_##T th = tsn_gather_t_##T(thr, i);                                                 \
       const tsv_##T x = tsn_gather_t_##T(                                                          \
           Xb, tsn_add_##T(tsn_load_##T(w->off + g * V), tsn_srai3_##T(fd)));                       \
       const tsk_##T right = tsn_cmp_##T(x, th, PRED) | (tsn_unord_##T(x) & ~tsn_test_##T(fd, 1));  \
       const tsn_##T ni = tsn_mask_add1_##T(c, right);                                              \
-      tsn_store_##T(w->idx + g * V, ni);                                                           \
+      tsn_store_##T(idx + g * V, ni);                                                              \
       const tsk_##T leaf = (tsn_test_##T(fd, 2) & ~right) | (tsn_test_##T(fd, 4) & right);         \
       const tsk_##T act = ~leaf & tsk_tail_##T(m - g * V);                                         \
-      const tsn_##T r = tsn_add_##T(tsn_iota_##T(), tsn_set1_##T(g * V));                          \
-      tsn_store_##T(w->act_r + na, tsn_compress_##T(act, r));                                      \
-      tsn_store_##T(w->act_i + na, tsn_compress_##T(act, ni));                                     \
+      const tsn_##T r = tsn_add_##T(tsn_iota_##T(), tsn_set1_##T(rbase + g * V));                  \
+      tsn_store_##T(act_r + na, tsn_compress_##T(act, r));                                         \
+      tsn_store_##T(act_i + na, tsn_compress_##T(act, ni));                                        \
       na += __builtin_popcount((unsigned)act);                                                     \
     }                                                                                              \
     return na;                                                                                     \
@@ -1054,11 +1055,11 @@ void ts_pack_free(ts_pack* pk) {
     else                                                                                           \
       for (int32_t r = 0; r < m; ++r) leaves[(r0 + r) * md->n_trees + t] = idx[r];                 \
   }                                                                                                \
-  /* rows [0, n) through every tree, block by block. With a pack: a tree whose rows all end in   \
-   * its top adds its leaves at once; up to TS_TBATCH consecutive trees that have nodes under     \
-   * their tops run their gather phases as one list (a tree's list alone is too short to keep    \
-   * the gathers in flight), then add their leaves in tree order. Without a pack (tops: complete \
-   * levels of the kernel layout), tree by tree. */                                                \
+  /* rows [0, n) through every tree, block by block. A tree whose rows all end in its top adds   \
+   * its leaves at once (with a pack, by position); up to TS_TBATCH consecutive trees that have    \
+   * nodes under their tops run their gather phases as one list (a tree's list alone is too       \
+   * short to keep the gathers in flight), then add their leaves in tree order. Without a pack,   \
+   * the tops are the complete levels of the kernel layout (ts_plan). */                          \
   static void ts_sweep_##T(const T* X, int64_t n, int32_t d, const ts_model* md,                 \
                            const ts_top* tops, const ts_pack* pk, double* out, int32_t* leaves, \
                            ts_scratch_##T* w) {                                                    \
@@ -1074,14 +1075,22 @@ void ts_pack_free(ts_pack* pk) {
       for (int32_t t = 0; t < md->n_trees;) {                                                      \
         const ts_top* tp = tops + t;                                                               \
         int32_t na = 0, nb = 1;                                                                    \
-        if (pk && tp->below) {                                                                     \
+        if (tp->below) {                                                                           \
           while (nb < TS_TBATCH && t + nb < md->n_trees && tops[t + nb].below) ++nb;               \
           for (int32_t s = 0; s < nb; ++s) {                                                       \
+            int32_t* idx = w->idx + s * TS_SBLOCK;                                                 \
+            const int64_t nodes = tp[s].nodes;                                                     \
             if (strict) ts_stop_##T##_ge(Xb, m, tp + s, tthr, tfdl, w);                            \
             else ts_stop_##T##_gt(Xb, m, tp + s, tthr, tfdl, w);                                   \
-            na += ts_sfinish_##T(w->pos, m, pk->map + tp[s].nodes, NULL, NULL, 0,                  \
-                                 w->idx + s * TS_SBLOCK, s * TS_SBLOCK, w->act_r + na,             \
-                                 w->act_i + na);                                                   \
+            if (pk)                                                                                \
+              na += ts_sfinish_##T(w->pos, m, pk->map + nodes, NULL, NULL, 0, idx, s * TS_SBLOCK,  \
+                                   w->act_r + na, w->act_i + na);                                  \
+            else if (strict)                                                                       \
+              na += ts_sfull_##T##_ge(Xb, m, nodes, thr, md->child, md->fdl, 1, w, idx,            \
+                                      s * TS_SBLOCK, w->act_r + na, w->act_i + na);                \
+            else                                                                                   \
+              na += ts_sfull_##T##_gt(Xb, m, nodes, thr, md->child, md->fdl, 1, w, idx,            \
+                                      s * TS_SBLOCK, w->act_r + na, w->act_i + na);                \
           }                                                                                        \
         } else {                                                                                   \
           if (strict) ts_stop_##T##_ge(Xb, m, tp, tthr, tfdl, w);                                  \
@@ -1095,9 +1104,11 @@ void ts_pack_free(ts_pack* pk) {
               continue;                                                                            \
             }                                                                                      \
           } else if (strict) {                                                                     \
-            na = ts_sfull_##T##_ge(Xb, m, tp->nodes, thr, md->child, md->fdl, tp->below, w);       \
+            ts_sfull_##T##_ge(Xb, m, tp->nodes, thr, md->child, md->fdl, 0, w, w->idx, 0, NULL,    \
+                              NULL);                                                               \
           } else {                                                                                 \
-            na = ts_sfull_##T##_gt(Xb, m, tp->nodes, thr, md->child, md->fdl, tp->below, w);       \
+            ts_sfull_##T##_gt(Xb, m, tp->nodes, thr, md->child, md->fdl, 0, w, w->idx, 0, NULL,    \
+                              NULL);                                                               \
           }                                                                                        \
         }                                                                                          \
         if (na) {                                                                                  \
