@@ -125,7 +125,7 @@ def test_simd_equals_portable_and_native(big_models, key, pack_levels):
     for n in COUNTS:
         got = kf.margin_prepared(kf.prepare(X[:n]))
         np.testing.assert_array_equal(got, want[:n], err_msg=f"{key} {n} rows")
-        if n > K.ROW_WALK_MAX_ROWS:
+        if n > kf._row_walk_max:
             continue
         np.testing.assert_array_equal(_sums(kf, X, n), kf.rows_raw_sum(kf.prepare(X[:n])))
     np.testing.assert_array_equal(

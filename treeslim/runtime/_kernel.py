@@ -144,10 +144,11 @@ PACK_PART = 6
 PARALLEL_MIN_STEPS = 2_000_000
 _BLOCK = 128  # rows per block in the C kernel; ranges are cut at block boundaries
 _ROW_CHUNK = 512  # TS_CHUNK of the C kernel: trees per chunk of the one-row walk
-#: Batches up to this many rows are walked a row at a time, eight trees side by side; larger
-#: ones by the blocked kernel (measured crossover on 500-tree XGBoost and LightGBM models: 8-16
-#: rows, benchmarks/latency.py).
-ROW_WALK_MAX_ROWS = 8
+#: Batches up to this many rows are walked a row at a time (trees side by side), larger ones by
+#: the blocked kernel (measured crossover with the AVX-512 walks on 500-tree models: about 16 rows
+#: for XGBoost depth 6, 10-12 for LightGBM 63 leaves; benchmarks/kernel_ab.py).
+ROW_WALK_MAX_ROWS = 12
+_PORTABLE_ROW_WALK_MAX_ROWS = 8  # the same crossover without the SIMD walks (no pack)
 _POOL: ThreadPoolExecutor | None = None
 _POOL_LOCK = threading.Lock()
 
@@ -317,6 +318,7 @@ class KernelForest:
                 self._row1_pack = getattr(self._lib, f"ts_row1_pack_{suffix}")
                 self._rows_pack = getattr(self._lib, f"ts_rows_pack_{suffix}")
         self.single_output = forest.n_outputs == 1 and forest.leaf_width == 1
+        self._row_walk_max = ROW_WALK_MAX_ROWS if self._pack else _PORTABLE_ROW_WALK_MAX_ROWS
 
     def prepare(self, X: Any) -> NDArray[Any]:
         """``X`` validated and converted to the kernel's dtype, C-ordered."""
@@ -351,7 +353,7 @@ class KernelForest:
         :data:`ROW_WALK_MAX_ROWS` rows walked one at a time, more by the blocked kernel (the same
         sums either way)."""
         f = self.forest
-        if Xc.shape[0] <= ROW_WALK_MAX_ROWS and self._cats_ptr is None:
+        if Xc.shape[0] <= self._row_walk_max and self._cats_ptr is None:
             out = self.rows_raw_sum(Xc)
         else:
             out = self.raw_sum(Xc, nthread)

@@ -352,7 +352,7 @@ DEFINE_ROW(double)
  * NaN: the right-going test is an ordered compare (_CMP_GE_OQ / _CMP_GT_OQ: false for NaN), OR-ed
  * with "x unordered (_CMP_UNORD_Q) and the node's default side is right", the scalar walk's test.
  * Forests with categorical splits take the portable walk. */
-#if !defined(TS_NO_SIMD) && defined(__AVX512F__) && defined(__AVX512VL__) && defined(__AVX512DQ__) && \
+#if !defined(TS_NO_SIMD) && defined(__GNUC__) && defined(__AVX512F__) && defined(__AVX512VL__) && defined(__AVX512DQ__) && \
     defined(__BMI2__)
 #define TS_SIMD 1
 #include <immintrin.h>
