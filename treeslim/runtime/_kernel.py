@@ -6,6 +6,11 @@ worker threads (:func:`run_in_ranges`); small ones stay on the calling thread. :
 Forest out for it: siblings side by side, leaves looping onto themselves, thresholds converted
 exactly to the precision the model compares in (float32 for XGBoost and scikit-learn, whose inputs
 are float32; float64 for LightGBM).
+
+Built with ``-march=native`` on a CPU with AVX-512 (F, VL, DQ), the kernel walks 16 float / 8
+double rows (or, for one row, trees) per vector instruction, from padded tree tops built once per
+model (``ts_pack_new_*``); elsewhere, or with ``TREESLIM_KERNEL_PORTABLE=1`` (``-DTS_NO_SIMD``, cached
+under its own key), the portable C walk. Both give the same sums, bit for bit.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import os
 import sys
 import tempfile
 import threading
+import weakref
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -53,10 +59,14 @@ KERNEL_SOURCE = _SRC
 _LOCK = threading.Lock()
 
 
-def _load_kernel() -> ctypes.CDLL:
+def _load_kernel(portable: bool = False) -> ctypes.CDLL:
+    """Build (once per machine and source) and load the kernel. ``portable``: without the SIMD
+    walk (``-DTS_NO_SIMD``), the plain C one every compiler builds; cached under its own key."""
     source = _SRC.read_bytes()
     cc = find_compiler()
     flags = ["-O3", "-march=native", "-fPIC", "-shared", "-std=c99"]
+    if portable:
+        flags.append("-DTS_NO_SIMD")
     key = hashlib.sha256(source + " ".join([cc, *flags, machine_tag()]).encode()).hexdigest()[:16]
     target = cache_dir() / f"kernel-{key}{'.dll' if sys.platform == 'win32' else '.so'}"
     with _LOCK:
@@ -89,6 +99,22 @@ def _load_kernel() -> ctypes.CDLL:
         fn = getattr(lib, f"ts_row1_{t}")  # x (bytes, no copy), model -> raw sum
         fn.argtypes = [ctypes.c_char_p, ptr]
         fn.restype = ctypes.c_double
+        fn = getattr(lib, f"ts_pack_new_{t}")  # model, kfull, kpart -> pack (NULL: none)
+        fn.argtypes = [ptr, i32, i32]
+        fn.restype = ptr
+        fn = getattr(lib, f"ts_margin_pack_{t}")  # X, n, d, model, pack, out
+        fn.argtypes = [ptr, i64, i32, ptr, ptr, ptr]
+        fn.restype = None
+        fn = getattr(lib, f"ts_row1_pack_{t}")  # x (bytes, no copy), model, pack -> raw sum
+        fn.argtypes = [ctypes.c_char_p, ptr, ptr]
+        fn.restype = ctypes.c_double
+        fn = getattr(lib, f"ts_rows_pack_{t}")  # X, n, d, model, pack, out
+        fn.argtypes = [ptr, i64, i32, ptr, ptr, ptr]
+        fn.restype = None
+    lib.ts_pack_free.argtypes = [ptr]
+    lib.ts_pack_free.restype = None
+    lib.ts_kernel_simd.argtypes = []
+    lib.ts_kernel_simd.restype = ctypes.c_int
     return lib
 
 
@@ -109,7 +135,12 @@ class _Cats(ctypes.Structure):
                 ("lgb", ctypes.c_int32)]  # fmt: skip
 
 
-_KERNEL: ctypes.CDLL | None = None
+_KERNELS: dict[bool, ctypes.CDLL] = {}
+#: The SIMD walk's padded tops (ts_pack): trees up to this deep get all their levels, deeper ones
+#: their first PACK_PART levels (measured on 500-tree XGBoost depth-6 and LightGBM 63-leaf models,
+#: benchmarks/kernel_ab.py).
+PACK_FULL = 8
+PACK_PART = 6
 
 #: A batch is split over threads only when each thread gets at least this many level steps
 #: (rows x summed tree depths; about 1-3 ms of kernel time). Below it the whole batch runs on the
@@ -118,10 +149,11 @@ _KERNEL: ctypes.CDLL | None = None
 PARALLEL_MIN_STEPS = 2_000_000
 _BLOCK = 128  # rows per block in the C kernel; ranges are cut at block boundaries
 _ROW_CHUNK = 512  # TS_CHUNK of the C kernel: trees per chunk of the one-row walk
-#: Batches up to this many rows are walked a row at a time, eight trees side by side; larger
-#: ones by the blocked kernel (measured crossover on 500-tree XGBoost and LightGBM models: 8-16
-#: rows, benchmarks/latency.py).
-ROW_WALK_MAX_ROWS = 8
+#: Batches up to this many rows are walked a row at a time (trees side by side), larger ones by
+#: the blocked kernel (measured crossover with the AVX-512 walks on 500-tree models: about 16 rows
+#: for XGBoost depth 6, 10-12 for LightGBM 63 leaves; benchmarks/kernel_ab.py).
+ROW_WALK_MAX_ROWS = 12
+_PORTABLE_ROW_WALK_MAX_ROWS = 8  # the same crossover without the SIMD walks (no pack)
 _POOL: ThreadPoolExecutor | None = None
 _POOL_LOCK = threading.Lock()
 
@@ -161,12 +193,15 @@ def run_in_ranges(
         fut.result()
 
 
-def kernel() -> ctypes.CDLL:
-    """The compiled kernel library (built on first use, then cached on disk)."""
-    global _KERNEL
-    if _KERNEL is None:
-        _KERNEL = _load_kernel()
-    return _KERNEL
+def kernel(portable: bool | None = None) -> ctypes.CDLL:
+    """The compiled kernel library (built on first use, then cached on disk). ``portable``: the
+    build without the SIMD walk; None reads ``$TREESLIM_KERNEL_PORTABLE`` (set and not "0")."""
+    if portable is None:
+        portable = os.environ.get("TREESLIM_KERNEL_PORTABLE", "0") not in ("", "0")
+    lib = _KERNELS.get(portable)
+    if lib is None:
+        lib = _KERNELS[portable] = _load_kernel(portable)
+    return lib
 
 
 class KernelLayout:
@@ -257,14 +292,24 @@ class KernelLayout:
 class KernelForest(KernelLayout):
     """A Forest laid out for the C kernel; ``margin(X)`` and ``leaves(X)`` are thread-safe."""
 
-    def __init__(self, forest: Forest) -> None:
+    def __init__(
+        self,
+        forest: Forest,
+        *,
+        portable: bool | None = None,
+        pack_levels: tuple[int, int] | None = None,
+    ) -> None:
+        """``portable``: use the kernel built without the SIMD walk (None: as
+        ``$TREESLIM_KERNEL_PORTABLE`` says). ``pack_levels``: (full, part) for the SIMD walk's
+        padded tops, default (:data:`PACK_FULL`, :data:`PACK_PART`); (-1, -1) scores without them
+        (tops found per call)."""
         super().__init__(forest)
         self._cats_ptr: int | None = None
         if self.cat_set is not None and self.cat_bits is not None:
             self._cats = _Cats(self.cat_set.ctypes.data, self.cat_bits.ctypes.data,
                                self.cat_bits.shape[1], self.cat_lgb)  # fmt: skip
             self._cats_ptr = ctypes.addressof(self._cats)
-        self._lib = kernel()
+        self._lib = kernel(portable)
         suffix = "float" if self.dtype == np.float32 else "double"
         self._margin = getattr(self._lib, f"ts_margin_{suffix}")
         self._leaves = getattr(self._lib, f"ts_leaves_{suffix}")
@@ -277,6 +322,19 @@ class KernelForest(KernelLayout):
             self.strict, self.f32sum, self.refill, float(self.init[0]),
         )  # fmt: skip
         self._model_ptr = ctypes.addressof(self._model)
+        # the SIMD walk's padded tops, built once in C (None: a portable build, or categorical
+        # splits, which take the portable walk)
+        self._pack: int | None = None
+        full, part = pack_levels or (PACK_FULL, PACK_PART)
+        self.simd = bool(self._lib.ts_kernel_simd()) and self._cats_ptr is None
+        if self.simd and full >= 0:
+            self._pack = getattr(self._lib, f"ts_pack_new_{suffix}")(self._model_ptr, full, part)
+            if self._pack:
+                weakref.finalize(self, self._lib.ts_pack_free, self._pack)
+                self._margin_pack = getattr(self._lib, f"ts_margin_pack_{suffix}")
+                self._row1_pack = getattr(self._lib, f"ts_row1_pack_{suffix}")
+                self._rows_pack = getattr(self._lib, f"ts_rows_pack_{suffix}")
+        self._row_walk_max = ROW_WALK_MAX_ROWS if self._pack else _PORTABLE_ROW_WALK_MAX_ROWS
 
     def prepare(self, X: Any) -> NDArray[Any]:
         """``X`` validated and converted to the kernel's dtype, C-ordered."""
@@ -289,6 +347,10 @@ class KernelForest(KernelLayout):
         out = np.tile(self.init, (Xc.shape[0], 1))
 
         def run(lo: int, hi: int) -> None:
+            if self._pack:
+                self._margin_pack(Xc[lo:].ctypes.data, hi - lo, f.num_feature, self._model_ptr,
+                                  self._pack, out[lo:].ctypes.data)  # fmt: skip
+                return
             self._margin(Xc[lo:].ctypes.data, hi - lo, f.num_feature, self.thr.ctypes.data,
                          self.child.ctypes.data, self.feat_dl.ctypes.data, self.roots.ctypes.data,
                          self.depths.ctypes.data, self.tree_out.ctypes.data, f.n_trees,
@@ -307,7 +369,7 @@ class KernelForest(KernelLayout):
         :data:`ROW_WALK_MAX_ROWS` rows walked one at a time, more by the blocked kernel (the same
         sums either way)."""
         f = self.forest
-        if Xc.shape[0] <= ROW_WALK_MAX_ROWS and self._cats_ptr is None:
+        if Xc.shape[0] <= self._row_walk_max and self._cats_ptr is None:
             out = self.rows_raw_sum(Xc)
         else:
             out = self.raw_sum(Xc, nthread)
@@ -328,6 +390,8 @@ class KernelForest(KernelLayout):
         :meth:`raw_sum` gives. (Forests with categorical splits take the blocked kernel.)"""
         if self._cats_ptr is not None:
             return float(self.raw_sum(np.frombuffer(row, dtype=self.dtype).reshape(1, -1))[0, 0])
+        if self._pack:
+            return float(self._row1_pack(row, self._model_ptr, self._pack))
         return float(self._row1(row, self._model_ptr))
 
     def rows_raw_sum(self, Xc: NDArray[Any]) -> NDArray[np.float64]:
@@ -336,6 +400,10 @@ class KernelForest(KernelLayout):
         if self._cats_ptr is not None:
             return self.raw_sum(Xc)
         out = np.tile(self.init, (Xc.shape[0], 1))
+        if self._pack:
+            self._rows_pack(Xc.ctypes.data, Xc.shape[0], self.forest.num_feature,
+                            self._model_ptr, self._pack, out.ctypes.data)  # fmt: skip
+            return out
         self._rows(Xc.ctypes.data, Xc.shape[0], self.forest.num_feature, self._model_ptr,
                    out.ctypes.data)  # fmt: skip
         return out
