@@ -189,10 +189,10 @@ class CompiledForest:
         """
         if not (self._single and type(X) is np.ndarray and X.size == self._d and X.ndim <= 2):
             return None
-        if self.engine == "kernel":
+        kernel = self._batch_kernel()
+        if self.engine == "kernel" and (kernel is None or X.dtype not in _FLOATS):
             fn = self._row1.get(X.dtype)
             return None if fn is None else float(fn(X.tobytes(), margin))
-        kernel = self._batch_kernel()
         if kernel is not None and X.dtype in _FLOATS:
             row = X.tobytes() if X.dtype == self._dtype else X.astype(self._dtype).tobytes()
             v = kernel.row_margin(row)
@@ -214,9 +214,9 @@ class CompiledForest:
         if v is not None:
             return np.array([v])
         Xc = check_X(self.forest, X, dtype=self._dtype)
-        if self.engine == "kernel":
-            return self._ranges(Xc, nthread or self.nthread)
         kernel = self._batch_kernel()
+        if self.engine == "kernel" and kernel is None:
+            return self._ranges(Xc, nthread or self.nthread)
         if kernel is None:
             return self._rowwise(Xc, margin=True)
         out = kernel.margin_prepared(Xc, nthread or self.nthread)
@@ -248,13 +248,19 @@ class CompiledForest:
         return out[:, 0] if self.n_outputs == 1 else out
 
     def _batch_kernel(self) -> KernelForest | None:
-        """For a TL2cgen library: treeslim's batch kernel, built on first use; None where it
-        cannot be built (no C compiler on a serving host): batches then go through the library's
-        row loop."""
+        """treeslim's per-machine kernel (built on first use with ``-march=native``), where it
+        is faster than the library's own code: always for a TL2cgen library; for a kernel
+        library, where the per-machine build has the SIMD walks (the library is built for a
+        portable target, which has none). None where it cannot be built (no C compiler on a
+        serving host) or would not be faster: the library's own entry points score then."""
         if self._kernel is None and not self._no_kernel:
             try:
-                self._kernel = KernelForest(self.forest)
+                kernel = KernelForest(self.forest)
             except CompilerError:
+                kernel = None
+            if kernel is not None and (self.engine != "kernel" or kernel.simd):
+                self._kernel = kernel
+            else:
                 self._no_kernel = True
         return self._kernel
 
