@@ -175,6 +175,18 @@ def train_categorical(kind: str, task: str, X, y, cat_idx, n_trees: int, depth: 
     raise ValueError(f"no categorical teacher of kind {kind!r}")
 
 
+def ranking_rows():
+    """``(X, y, qid)`` of the latency benchmarks' ranker: mslr_web_sample's 136 features, or
+    10,000 synthetic rows of that width (100 queries) when the data is absent."""
+    path = os.path.join(default_data_dir(), "mslr_web_sample.npz")
+    if os.path.exists(path):
+        z = np.load(path)
+        return z["X"].astype(np.float32), z["y"], z["qid"]
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(10_000, 136)).astype(np.float32)
+    return X, rng.integers(0, 5, 10_000), np.repeat(np.arange(100), 100)
+
+
 def cpu_seconds() -> dict[int, float]:
     """CPU seconds (user + system) so far of this process and each of its live child processes
     (joblib's workers), by pid: the difference of two snapshots (:func:`cpu_between`) is the CPU

@@ -39,7 +39,7 @@ QUERY = 200
 def train(folder: str) -> None:
     import lightgbm as lgb
     import xgboost as xgb
-    from common import default_data_dir
+    from common import ranking_rows
     from sklearn.datasets import make_classification
 
     os.makedirs(folder, exist_ok=True)
@@ -51,14 +51,7 @@ def train(folder: str) -> None:
     lgb.LGBMClassifier(n_estimators=500, num_leaves=63, n_jobs=2, random_state=0, verbose=-1).fit(
         X, y
     ).booster_.save_model(os.path.join(folder, "lgb.txt"))
-    path = os.path.join(default_data_dir(), "mslr_web_sample.npz")
-    if os.path.exists(path):
-        z = np.load(path)
-        Xr, yr, qid = z["X"].astype(np.float32), z["y"], z["qid"]
-    else:
-        rng = np.random.default_rng(0)
-        Xr = rng.normal(size=(10_000, 136)).astype(np.float32)
-        yr, qid = rng.integers(0, 5, 10_000), np.repeat(np.arange(100), 100)
+    Xr, yr, qid = ranking_rows()
     np.save(os.path.join(folder, "Xr.npy"), Xr)
     xgb.XGBRanker(n_estimators=500, max_depth=6, n_jobs=2, random_state=0).fit(
         Xr, yr, qid=qid).get_booster().save_model(os.path.join(folder, "rank.json"))  # fmt: skip

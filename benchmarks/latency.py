@@ -32,7 +32,7 @@ import tempfile
 import time
 
 import numpy as np
-from common import default_data_dir, machine
+from common import machine, ranking_rows
 
 import treeslim
 from treeslim.measure import measure_single_row
@@ -61,15 +61,7 @@ def models(quick: bool):
     ]  # fmt: skip
     if quick:
         return out
-    path = os.path.join(default_data_dir(), "mslr_web_sample.npz")
-    if os.path.exists(path):
-        z = np.load(path)
-        Xr, yr, qid = z["X"].astype(np.float32), z["y"], z["qid"]
-    else:
-        rng = np.random.default_rng(0)
-        Xr = rng.normal(size=(10_000, 136)).astype(np.float32)
-        yr = rng.integers(0, 5, 10_000)
-        qid = np.repeat(np.arange(100), 100)
+    Xr, yr, qid = ranking_rows()
     ranker = xgb.XGBRanker(n_estimators=n_trees, max_depth=6, n_jobs=2, random_state=0)
     out.append((f"XGBoost ranker {n_trees}x6, 136 features", ranker.fit(Xr, yr, qid=qid),
                 "xgboost", Xr))  # fmt: skip
