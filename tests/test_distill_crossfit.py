@@ -119,11 +119,11 @@ def test_teachers_that_cannot_be_refitted_warn_unless_the_rows_are_new():
             s = distill(teacher, X, y, student=_lgb(), random_state=0)
         assert s.source["distill"]["selection"] == "holdout"
         with warnings.catch_warnings():
-            warnings.simplefilter("error")
+            warnings.simplefilter("error", UserWarning)  # other libraries may warn otherwise
             s = distill(teacher, X, y, student=_lgb(), teacher_saw_rows=False, random_state=0)
         assert s.source["distill"]["selection"] == "holdout"
         with warnings.catch_warnings():
-            warnings.simplefilter("error")
+            warnings.simplefilter("error", UserWarning)  # other libraries may warn otherwise
             distill(teacher, X, student=_lgb(), random_state=0)  # no labels: nothing to favour
     with pytest.raises(ValueError, match="The 'teacher_saw_rows' parameter of distill must be"):
         distill(m, X, y, student=_lgb(), teacher_saw_rows="yes")
