@@ -175,6 +175,22 @@ def train_categorical(kind: str, task: str, X, y, cat_idx, n_trees: int, depth: 
     raise ValueError(f"no categorical teacher of kind {kind!r}")
 
 
+def serving_rows(quick: bool):
+    """The serving benchmarks' data: ``(X, y, X_big, check, n_trees, calls)``, with X, y from
+    ``make_classification(50_000, 50)`` as float32, 100k rows drawn from X as float64, 2,000 of
+    them with 5% NaN to check every path with, and the model size and call count."""
+    from sklearn.datasets import make_classification
+
+    X, y = make_classification(50_000, 50, n_informative=20, random_state=0)
+    X = X.astype(np.float32)
+    rng = np.random.default_rng(0)
+    X_big = X[rng.integers(0, len(X), 100_000)].astype(np.float64)
+    check = X_big[:2000].copy()
+    check[rng.random(check.shape) < 0.05] = np.nan
+    n_trees, calls = (100, 500) if quick else (500, 2000)
+    return X, y, X_big, check, n_trees, calls
+
+
 def ranking_rows():
     """``(X, y, qid)`` of the latency benchmarks' ranker: mslr_web_sample's 136 features, or
     10,000 synthetic rows of that width (100 queries) when the data is absent."""

@@ -23,7 +23,7 @@ import tempfile
 import time
 
 import numpy as np
-from common import machine
+from common import machine, serving_rows
 from serving import c_abi, p50_of, rows_per_s, train
 
 import treeslim
@@ -120,15 +120,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--out", default=os.path.join(HERE, "results", "engines.md"))
     args = parser.parse_args()
-    from sklearn.datasets import make_classification
-
-    X, y = make_classification(50_000, 50, n_informative=20, random_state=0)
-    X = X.astype(np.float32)
-    rng = np.random.default_rng(0)
-    X_big = X[rng.integers(0, len(X), 100_000)].astype(np.float64)
-    check = X_big[:2000].copy()
-    check[rng.random(check.shape) < 0.05] = np.nan
-    n_trees, calls = (100, 500) if args.quick else (500, 2000)
+    X, y, X_big, check, n_trees, calls = serving_rows(args.quick)
     lines = [
         machine() + f"; one thread; median of {args.rounds} interleaved rounds",
         "",

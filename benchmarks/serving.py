@@ -24,7 +24,7 @@ import tempfile
 import time
 
 import numpy as np
-from common import machine
+from common import machine, serving_rows
 
 import treeslim
 from treeslim.measure import measure_single_row
@@ -146,15 +146,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="100-tree models, fewer calls")
     parser.add_argument("--out", default=os.path.join(HERE, "results", "serving.md"))
     args = parser.parse_args()
-    from sklearn.datasets import make_classification
-
-    X, y = make_classification(50_000, 50, n_informative=20, random_state=0)
-    X = X.astype(np.float32)
-    rng = np.random.default_rng(0)
-    X_big = X[rng.integers(0, len(X), 100_000)].astype(np.float64)
-    check = X_big[:2000].copy()
-    check[rng.random(check.shape) < 0.05] = np.nan
-    n_trees, calls = (100, 500) if args.quick else (500, 2000)
+    X, y, X_big, check, n_trees, calls = serving_rows(args.quick)
     lines = [
         machine() + "; one thread",
         "",
