@@ -284,6 +284,14 @@ def test_an_order_weights_trees_without_scoring_them_only_on_its_own_rows(lib, t
         b = select_trees(f, n_trees=3, order=plain, random_state=0, **kw)
         np.testing.assert_array_equal(a.leaf_value, b.leaf_value)
         np.testing.assert_array_equal(a.base_score, b.base_score)
+    # another forest on the same rows (here: NaN routed the other way) refits too
+    G_nan = np.where(np.random.default_rng(2).random(G.shape) < 0.2, np.nan, G)
+    order_nan = selection_order(f, G_nan, n_trees=5, random_state=0)
+    flipped = f.replace(default_left=(f.split_index >= 0) & ~f.default_left)
+    a = select_trees(flipped, G_nan, n_trees=3, order=order_nan, random_state=0)
+    b = select_trees(flipped, G_nan, n_trees=3, order=[list(o) for o in order_nan],
+                     random_state=0)  # fmt: skip
+    np.testing.assert_array_equal(a.leaf_value, b.leaf_value)
     # the carried fit is a least-squares fit of the kept trees on these rows
     a = select_trees(f, G, n_trees=3, order=order, random_state=0)
     b = select_trees(f, G, n_trees=3, order=plain, random_state=0)

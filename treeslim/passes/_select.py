@@ -206,10 +206,12 @@ def _fingerprint(
         return None
     h = hashlib.blake2b(digest_size=16)
     for a in (Xa, ta, forest.leaf_value, forest.threshold, forest.split_index, forest.cleft,
-              forest.tree_offsets, forest.tree_class, forest.base_score):  # fmt: skip
+              forest.cright, forest.default_left, forest.tree_offsets, forest.tree_class,
+              forest.base_score, forest.cat_index, forest.cat_bitsets):  # fmt: skip
         h.update(b"-" if a is None else repr(a.shape).encode() + np.ascontiguousarray(a).tobytes())
     h.update(repr((max_rows, None if random_state is None else int(random_state),
-                   forest.average)).encode())  # fmt: skip
+                   forest.average, forest.comparison, forest.category_rule,
+                   forest.feature_dtype)).encode())  # fmt: skip
     return h.hexdigest()
 
 
