@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cabi import CABI
 from models import ALL, model
 from oracle import as_f32, assert_close, has_native_margin, native_predict, native_rows, oracle_rows
 
@@ -46,26 +47,6 @@ def _compiled(cache, lib, task):
     return cache[(lib, task)]
 
 
-class _ABI:
-    """The library's public functions, called the way a C program calls them."""
-
-    def __init__(self, path):
-        self.lib = ctypes.CDLL(str(path))
-        ptr, i64, i32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int32
-        for name in ("treeslim_predict", "treeslim_predict_f32"):
-            getattr(self.lib, name).argtypes = [ptr, i64, i32, ptr]
-            getattr(self.lib, name).restype = None
-        self.d = self.lib.treeslim_num_features()
-        self.k = self.lib.treeslim_num_outputs()
-
-    def predict(self, X, margin=0, f32=False):
-        X = np.ascontiguousarray(X, dtype=np.float32 if f32 else np.float64)
-        out = np.full((len(X), self.k), np.nan)
-        fn = self.lib.treeslim_predict_f32 if f32 else self.lib.treeslim_predict
-        fn(X.ctypes.data, len(X), margin, out.ctypes.data)
-        return out[:, 0] if self.k == 1 else out
-
-
 def _kernel_margin(forest, X):
     """treeslim's per-machine kernel (built with -march=native): what the library must equal."""
     out = KernelForest(forest).margin(X)
@@ -84,7 +65,7 @@ def _cc():
 @pytest.mark.parametrize(("lib", "task"), ALL)
 def test_c_abi_equals_native_library_and_kernel(compiled_cache, lib, task):
     native, forest, compiled = _compiled(compiled_cache, lib, task)
-    abi = _ABI(compiled.libpath)
+    abi = CABI(compiled.libpath)
     X = native_rows(native, oracle_rows(forest, 400, seed=21))
     X32 = as_f32(X)
     prob = forest.postprocessor in ("sigmoid", "softmax")
@@ -143,7 +124,7 @@ def test_a_c_program_linked_to_the_library(compiled_cache, tmp_path, lib, task):
     assert run.stdout.split() == ["1", str(forest.num_feature), str(k)]
     blocks = np.fromfile(tmp_path / "out.f64").reshape(6, len(X), k)
     m64, p64, m32, p32, one, threes = (b[:, 0] if k == 1 else b for b in blocks)
-    abi = _ABI(so)
+    abi = CABI(so)
     np.testing.assert_array_equal(m64, abi.predict(X, 1))
     np.testing.assert_array_equal(p64, abi.predict(X, 0))
     np.testing.assert_array_equal(m32, abi.predict(as_f32(X), 1, f32=True))
@@ -165,14 +146,14 @@ def test_rows_in_the_other_precision_are_converted_exactly(compiled_cache):
     take 150 KB); float32 rows to a float64 model are widened (5,000 features: even one row is
     wider than the stack buffer)."""
     xgb = treeslim.from_model(model("xgboost", "multiclass")[0]).replace(num_feature=300)
-    abi = _ABI(treeslim.compile(xgb, verbose=0, nthread=2).libpath)
+    abi = CABI(treeslim.compile(xgb, verbose=0, nthread=2).libpath)
     X = oracle_rows(xgb, 700, seed=3)
     want = _kernel_margin(xgb, X)
     np.testing.assert_array_equal(abi.predict(as_f32(X), 1, f32=True), want)
     for n in (1, 3, 8, 9, 128, 129, 700):
         np.testing.assert_array_equal(abi.predict(X[:n], 1), want[:n])
     lgb = treeslim.from_model(model("lightgbm", "regression")[0]).replace(num_feature=5000)
-    abi = _ABI(treeslim.compile(lgb, verbose=0, nthread=2).libpath)
+    abi = CABI(treeslim.compile(lgb, verbose=0, nthread=2).libpath)
     X32 = as_f32(oracle_rows(lgb, 300, seed=4))
     want = _kernel_margin(lgb, X32.astype(np.float64))
     for n in (1, 5, 9, 300):

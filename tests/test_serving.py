@@ -4,7 +4,6 @@ permissions. Every path is compared with Forest.predict and with the native libr
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 import pickle
@@ -16,6 +15,7 @@ import textwrap
 
 import numpy as np
 import pytest
+from cabi import CABI
 from models import ALL, model
 from oracle import assert_close, oracle_rows
 
@@ -36,28 +36,6 @@ def _compiled(cache, lib, task, engine="kernel"):
     return cache[(lib, task, engine)]
 
 
-class _ABI:
-    """The library's public functions, called the way a C program calls them."""
-
-    def __init__(self, path):
-        self.lib = ctypes.CDLL(str(path))
-        ptr, i64, i32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int32
-        for name in ("treeslim_predict", "treeslim_predict_f32"):
-            getattr(self.lib, name).argtypes = [ptr, i64, i32, ptr]
-            getattr(self.lib, name).restype = None
-        self.lib.treeslim_model_info.restype = ctypes.c_char_p
-        self.d = self.lib.treeslim_num_features()
-        self.k = self.lib.treeslim_num_outputs()
-
-    def predict(self, X, margin=0, f32=False):
-        X = np.ascontiguousarray(X, dtype=np.float32 if f32 else np.float64)
-        assert X.shape[1] == self.d
-        out = np.full((len(X), self.k), np.nan)
-        fn = self.lib.treeslim_predict_f32 if f32 else self.lib.treeslim_predict
-        fn(X.ctypes.data, len(X), margin, out.ctypes.data)
-        return out[:, 0] if self.k == 1 else out
-
-
 def native_predict(native, task, X):
     """The library's own predictions (what Forest.predict promises to equal)."""
     if task in ("binary", "multiclass") and hasattr(native, "predict_proba"):
@@ -71,7 +49,7 @@ def native_predict(native, task, X):
 def test_c_abi_equals_forest_and_native_library(compiled_cache, tmp_path, lib, task, engine):
     native, forest, compiled = _compiled(compiled_cache, lib, task, engine)
     so, header = compiled.save(tmp_path, name="m")
-    abi = _ABI(so)
+    abi = CABI(so)
     assert (abi.d, abi.k) == (forest.num_feature, forest.n_outputs)
     X = oracle_rows(forest, 400, seed=11)
     prob = forest.postprocessor in ("sigmoid", "softmax")
@@ -102,7 +80,7 @@ def test_c_abi_is_thread_safe(compiled_cache, tmp_path):
     import threading
 
     _, forest, compiled = _compiled(compiled_cache, "lightgbm", "multiclass")
-    abi = _ABI(compiled.save(tmp_path)[0])
+    abi = CABI(compiled.save(tmp_path)[0])
     X = oracle_rows(forest, 300, seed=3)
     want = abi.predict(X)
     errors = []
@@ -238,6 +216,6 @@ def test_cli_compile_into_a_folder_writes_library_and_header(compiled_cache, tmp
     assert (tmp_path / "dist" / "ranker.so").exists()
     assert "#define TREESLIM_NUM_FEATURES" in (tmp_path / "dist" / "ranker.h").read_text()
     assert "C header" in capsys.readouterr().out
-    abi = _ABI(tmp_path / "dist" / "ranker.so")
+    abi = CABI(tmp_path / "dist" / "ranker.so")
     X = oracle_rows(forest, 50, seed=9)
     assert_close(abi.predict(X), forest.predict(X), prob=True)
