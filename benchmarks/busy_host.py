@@ -17,7 +17,7 @@ import os
 import time
 
 import numpy as np
-from common import machine
+from common import machine, print_and_write
 
 import treeslim
 
@@ -77,11 +77,7 @@ def main() -> None:
         stop.set()
         for h in hogs:
             h.join()
-    text = "\n".join(lines) + "\n"
-    print(text)
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out, "w") as fh:
-        fh.write(text)
+    print_and_write(lines, args.out)
 
 
 if __name__ == "__main__":

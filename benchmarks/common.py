@@ -175,6 +175,15 @@ def train_categorical(kind: str, task: str, X, y, cat_idx, n_trees: int, depth: 
     raise ValueError(f"no categorical teacher of kind {kind!r}")
 
 
+def print_and_write(lines: list[str], path: str) -> None:
+    """Print a markdown table (its lines) and write it to ``path``, creating the folder."""
+    text = "\n".join(lines) + "\n"
+    print(text)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w") as fh:
+        fh.write(text)
+
+
 def serving_rows(quick: bool):
     """The serving benchmarks' data: ``(X, y, X_big, check, n_trees, calls)``, with X, y from
     ``make_classification(50_000, 50)`` as float32, 100k rows drawn from X as float64, 2,000 of

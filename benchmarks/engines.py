@@ -23,7 +23,7 @@ import tempfile
 import time
 
 import numpy as np
-from common import machine, serving_rows
+from common import machine, print_and_write, serving_rows
 from serving import c_abi, p50_of, rows_per_s, train
 
 import treeslim
@@ -129,11 +129,7 @@ def main() -> None:
     ]
     for lib in ("xgboost", "lightgbm"):
         lines += bench(lib, n_trees, X, y, X_big, check, args.rounds, calls)
-    text = "\n".join(lines) + "\n"
-    print(text)
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out, "w") as fh:
-        fh.write(text)
+    print_and_write(lines, args.out)
 
 
 if __name__ == "__main__":

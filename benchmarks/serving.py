@@ -24,7 +24,7 @@ import tempfile
 import time
 
 import numpy as np
-from common import machine, serving_rows
+from common import machine, print_and_write, serving_rows
 
 import treeslim
 from treeslim.measure import measure_single_row
@@ -156,11 +156,7 @@ def main() -> None:
     ]
     for lib in ("xgboost", "lightgbm"):
         lines += bench(lib, n_trees, X, y, X_big, check, 200, calls)
-    text = "\n".join(lines) + "\n"
-    print(text)
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out, "w") as fh:
-        fh.write(text)
+    print_and_write(lines, args.out)
 
 
 if __name__ == "__main__":
