@@ -3,12 +3,20 @@ of compress() and its small-data warning (treeslim.measure._certify, treeslim.se
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
 import treeslim
 from treeslim.data import calibration_split
-from treeslim.measure import loss_bound, paired_se, sequence_order, smallest_budget
+from treeslim.measure import (
+    loss_bound,
+    paired_se,
+    pass_chance,
+    sequence_order,
+    smallest_budget,
+)
 from treeslim.search import search
 
 
@@ -53,9 +61,54 @@ def test_smallest_budget_counts_rows_queries_and_classes():
     assert smallest_budget("ndcg@10", y, qid, 0.95) == pytest.approx(np.log(20) / 50)
 
 
-def test_sequence_order_puts_the_likeliest_first():
-    assert sequence_order([100, 50, 60, 10], [0.0, 0.001, 0.001, 0.004]) == [0, 2, 1, 3]
-    assert sequence_order([(5, 1), (5, 2)], [0.0, 0.0]) == [1, 0]  # larger first among equals
+def _expected_log_reduction(chain, sizes, chances, original):
+    """Brute force: the expected log reduction of certifying ``chain`` in order, stopping at
+    the first failure and keeping the smallest passed (independent passes)."""
+    total, alive, best = 0.0, 1.0, original
+    for i in chain:
+        passed = alive * chances[i]
+        total += passed * (np.log(original / min(best, sizes[i])) - np.log(original / best))
+        best, alive = min(best, sizes[i]), passed
+    return total
+
+
+def test_sequence_order_is_the_best_chain_largest_first():
+    rng = np.random.default_rng(0)
+    kw = dict(max_loss=0.005, confidence=0.95, margin=1.3)
+    for _ in range(60):
+        n = int(rng.integers(1, 8))
+        sizes = [float(v) for v in rng.choice(np.arange(10, 1000), n, replace=False)]
+        losses = rng.uniform(-0.004, 0.004, n)
+        ses = rng.choice([0.0, 0.0005, 0.002, 0.006], n)
+        chain = sequence_order(sizes, losses, ses, original=2000.0, **kw)
+        assert all(sizes[a] > sizes[b] for a, b in itertools.pairwise(chain))
+        chances = [pass_chance(lo, se, **kw) for lo, se in zip(losses, ses, strict=True)]
+        got = _expected_log_reduction(chain, sizes, chances, 2000.0)
+        best = max(
+            _expected_log_reduction(sorted(sub, key=lambda i: -sizes[i]), sizes, chances, 2000.0)
+            for r in range(n + 1) for sub in itertools.combinations(range(n), r)
+        )  # fmt: skip
+        assert got == pytest.approx(best, abs=1e-12)
+
+
+def test_sequence_order_leaves_out_a_proposal_likelier_to_end_the_chain():
+    kw = dict(original=200, max_loss=0.005, confidence=0.95, margin=1.645)
+    # identical predictions (loss 0, no error) pass for sure: nothing larger is worth the risk
+    assert sequence_order([100, 60, 30], [0.0, -0.004, 0.0], [0.0, 0.006, 0.0], **kw) == [2]
+    # a noisy large proposal would end the chain about half the time
+    assert sequence_order([100, 60, 30], [0.0, -0.004, 0.001], [0.0, 0.006, 0.001], **kw) == [0, 2]
+    # the same size paid for (the first element of a tuple): only the likelier one is worth a step
+    assert sequence_order([(5, 2), (5, 1)], [0.001, 0.0], [0.001, 0.001], **kw) == [1]
+    assert sequence_order([], [], [], **kw) == []
+
+
+def test_pass_chance():
+    kw = dict(max_loss=0.005, confidence=0.95, margin=1.645)
+    assert pass_chance(0.0, 0.0, **kw) == 1.0 and pass_chance(0.006, 0.0, **kw) == 0.0
+    chances = [pass_chance(0.001, se, **kw) for se in (0.0005, 0.001, 0.002, 0.004)]
+    assert chances == sorted(chances, reverse=True) and 0.0 < chances[-1] < 0.5 < chances[0]
+    # judged loss at the edge of what certification accepts: a coin flip
+    assert pass_chance(0.005 - 1.645 * 0.001, 0.001, **kw) == pytest.approx(0.5)
 
 
 def test_the_bound_holds_where_one_standard_error_did_not():

@@ -236,13 +236,16 @@ def search_mlp(
 def _certify(result: MLPSearchResult, models: list[MLP], teacher: MLP, Xc: Any, yc: Any,
              max_loss: float, confidence: float, seed: int | None,
              margin: float) -> None:  # fmt: skip
-    """Certify the proposals on the certification rows in a fixed sequence, likeliest first,
-    until one fails; the smallest certified ``.tslim`` is the result (else the original)."""
+    """Certify a chain of the proposals on the certification rows, fixed before they are seen
+    (largest first, the proposals likelier to end it than to pay off left out), until one
+    fails; the smallest certified ``.tslim`` is the result (else the original)."""
     cands = result.candidates
     proposed = [i for i, c in enumerate(cands) if c["accepted"]]
     order = sequence_order([cands[i]["bytes"] for i in proposed],
-                           [cands[i]["loss"] + margin * (cands[i]["loss_se"] or 0.0)
-                            for i in proposed])  # fmt: skip
+                           [cands[i]["loss"] for i in proposed],
+                           [cands[i]["loss_se"] or 0.0 for i in proposed],
+                           original=len(dump_mlp_bytes(teacher)), max_loss=max_loss,
+                           confidence=confidence, margin=margin)  # fmt: skip
     chain = [proposed[k] for k in order]
     certs = certify_in_sequence((models[i].predict(Xc) for i in chain), task=teacher.task,
                                 metric=result.metric, y=yc, qid=None, ref=teacher.predict(Xc),

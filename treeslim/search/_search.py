@@ -263,13 +263,16 @@ def _size(c: Candidate, objective: str) -> tuple[float, ...]:
 
 def _certify(result: SearchResult, budget: _Budget, cert: tuple[Any, Any, Any],
              teacher: Forest, objective: str, confidence: float) -> None:  # fmt: skip
-    """Certify the proposals on the certification rows in a fixed sequence, likeliest first,
-    until one fails; return the smallest certified one (by ``objective``), else the exact
-    passes."""
+    """Certify a chain of the proposals on the certification rows, fixed before they are seen
+    (largest first, the proposals likelier to end it than to pay off left out), until one fails;
+    return the smallest certified one (by ``objective``), else the exact passes."""
     proposed = [c for c in result.candidates[1:] if c.accepted]
     order = sequence_order([_size(c, objective) for c in proposed],
-                           [budget.loss(c) + budget.se_factor * (c.loss_se or 0.0)
-                            for c in proposed])  # fmt: skip
+                           [budget.loss(c) for c in proposed],
+                           [c.loss_se or 0.0 for c in proposed],
+                           original=_size(result.candidates[0], objective)[0],
+                           max_loss=budget.max_loss, confidence=confidence,
+                           margin=budget.se_factor)  # fmt: skip
     chain = [proposed[i] for i in order]
     X, y, qid = cert
     certs = certify_in_sequence((fast_predict(c.forest, X) for c in chain), task=teacher.task,
