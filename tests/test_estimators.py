@@ -379,3 +379,46 @@ def test_search_tries_distilled_students_where_they_can_win():
     assert res.forest.n_nodes == min(c["nodes"] for c in res.candidates if c["accepted"])
     off = search(teacher, X, y, distill=False, **kw)
     assert not any(c["steps"][0].startswith("distill(") for c in off.candidates)
+
+
+def test_student_bisection_finds_the_smallest_passing_student_in_few_rounds():
+    """The bisection logic over the real student grid of a real teacher: with acceptance falling
+    off at a size, it finds the smallest accepted student; when the largest fails it stops after
+    one round."""
+    from sklearn.ensemble import RandomForestRegressor
+
+    from treeslim.search import _search as S
+    from treeslim.search._candidate import Candidate
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 4))
+    rf = RandomForestRegressor(n_estimators=40, max_depth=8, random_state=0).fit(X, X[:, 0])
+    teacher = treeslim.from_model(rf)
+    plans = S._student_plans(teacher, teacher.n_nodes)
+    sizes = [S._student_nodes(teacher, p.n_trees, p.depth) for p in plans]
+    assert len(plans) >= 6 and sizes == sorted(sizes, reverse=True)
+
+    class Runner:  # accepts a student when it has at least `need` nodes
+        def __init__(self, need):
+            self.teacher, self.need, self.rounds, self.tried = teacher, need, 0, []
+            self.result = S.SearchResult(teacher, 0.0, "r2")
+            self.result.candidates.append(Candidate(["exact_passes"], teacher, 0.0, accepted=True))
+
+        def __call__(self, round_):
+            self.rounds += 1
+            out = []
+            for p in round_:
+                n = S._student_nodes(teacher, p.n_trees, p.depth)
+                self.tried.append(n)
+                out.append(Candidate([f"distill({n})"], teacher, 0.0, accepted=n >= self.need))
+            return out
+
+    for k in range(len(sizes)):
+        run = Runner(sizes[k])
+        S._bisect_students(run)
+        assert min(n for n in run.tried if n >= sizes[k]) == sizes[k]
+        assert k == len(sizes) - 1 or sizes[k + 1] in run.tried  # the next smaller one failed
+        assert len(run.tried) < len(sizes) and run.rounds <= 4
+    run = Runner(sizes[0] + 1)  # even the largest fails: one round, nothing smaller
+    S._bisect_students(run)
+    assert run.rounds == 1 and sizes[0] in run.tried

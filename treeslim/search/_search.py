@@ -225,15 +225,34 @@ def _bisect_trees(run: _Runner, grid: list[int]) -> None:
         run([Plan(grid[i], f) for i, f in plans])
 
 
-def _student_plans(teacher: Forest, best_nodes: int) -> list[Plan]:
-    """Distilled students that could be smaller than ``best_nodes``."""
+def _student_nodes(teacher: Forest, trees: int, depth: int) -> int:
+    """Nodes of a full distilled student of ``trees`` per output at ``depth``."""
     width = teacher.n_outputs if teacher.leaf_width == 1 else 1
-    return [
-        Plan(n, None, d)
-        for d in _STUDENT_DEPTHS
-        for n in _STUDENT_TREES
-        if d <= teacher.max_depth and width * n * (2 ** (d + 1) - 1) < best_nodes
-    ]
+    return width * trees * (2 ** (depth + 1) - 1)
+
+
+def _student_plans(teacher: Forest, best_nodes: int) -> list[Plan]:
+    """Distilled students that could be smaller than ``best_nodes``, largest first."""
+    plans = [(_student_nodes(teacher, n, d), Plan(n, None, d))
+             for d in _STUDENT_DEPTHS for n in _STUDENT_TREES
+             if d <= teacher.max_depth and _student_nodes(teacher, n, d) < best_nodes]  # fmt: skip
+    return [p for _, p in sorted(plans, key=lambda sp: -sp[0])]
+
+
+def _bisect_students(run: _Runner) -> None:
+    """Bisect the distilled students, largest first, for the smallest accepted one: the first
+    round tries the largest and a middle one, and when the largest fails no smaller one is
+    tried (a smaller student is taken to fit the teacher no better)."""
+    plans = _student_plans(run.teacher, run.result.best_accepted_nodes())
+    lo, hi = -1, len(plans)  # largest index known to pass, smallest known to fail
+    while hi - lo > 1:
+        probes = sorted({0, hi // 2} - {hi}) if lo < 0 else _bisection_probes(lo, hi)
+        done = run([plans[i] for i in probes])
+        passed = [i for i, c in zip(probes, done, strict=True) if c is not None and c.accepted]
+        if lo < 0 and 0 not in passed:
+            break
+        lo = max([lo, *passed])
+        hi = min([hi, *(i for i in probes if i > lo and i not in passed)])
 
 
 def _quantize_step(run: _Runner, best: Candidate, bits: int) -> None:
@@ -323,7 +342,8 @@ def search(
     smallest fails certification. With ``distill``, boosted students (10, 30, 100 trees per
     output of depth 3, 4, 6, in the teacher's library) trained on the teacher's probabilities
     (classifiers, by cross-entropy) or margins over the same rows
-    (:func:`treeslim.distillation.distill_candidate`) are tried where they could be smaller.
+    (:func:`treeslim.distillation.distill_candidate`) are bisected, largest first, where they
+    could be smaller (none smaller is tried when the largest fails).
     With ``bits``, the best proposal's leaves (k-means codebook refit toward the teacher) and
     thresholds are quantized to ``bits`` bits. A candidate is proposed when its loss on the
     judge rows, plus the bootstrap standard error of the paired difference scaled to the
@@ -413,7 +433,7 @@ def search(
     run = _Runner(teacher, X_fit, target, order, budget, result, bar, n_jobs)
     _bisect_trees(run, grid)
     if distill:  # students distilled from the teacher's margins, where they could beat the best
-        run(_student_plans(teacher, result.best_accepted_nodes()))
+        _bisect_students(run)
     if bits is not None:
         best = min((c for c in result.candidates if c.accepted),
                    key=lambda c: (c.nodes, -budget.sign * c.score))  # fmt: skip
