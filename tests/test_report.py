@@ -198,3 +198,27 @@ def test_search_scoring_without_a_compiler_is_the_reference_predictor(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "CC"}
     env.update(PATH=str(bare), TREESLIM_CACHE_DIR=str(tmp_path / "empty-cache"))
     subprocess.run([sys.executable, "-c", script], check=True, env=env, timeout=120)
+
+
+def test_compress_reports_bytes_in_the_formats_the_teachers_stack_loads():
+    """report_ sizes the native formats (the teacher's library, Treelite, .tslim), each the
+    length of the real bytes; format_sizes(formats=) measures the named ones only."""
+    from sklearn.ensemble import RandomForestClassifier
+
+    from treeslim.measure import format_sizes, native_formats, serialize
+
+    X, y, _ = data("binary")
+    for m, expect in ((model("xgboost", "binary")[0], {"xgboost_json", "xgboost_ubj"}),
+                      (model("lightgbm", "binary")[0], {"lightgbm_text"}),
+                      (RandomForestClassifier(n_estimators=5, max_depth=4, random_state=0)
+                       .fit(X, y), set())):  # fmt: skip
+        forest = treeslim.from_model(m)
+        assert set(native_formats(forest)) == expect | {"treelite", "tslim"}
+        slim = treeslim.compress(m, X, y, max_loss=0.02, random_state=0, verbose=0)
+        for entry, f in ((slim.report_[0], forest), (slim.report_[1], slim.forest_)):
+            got = {k[6:]: v for k, v in entry.items() if k.startswith("bytes_")}
+            assert set(got) == expect | {"treelite", "tslim"}
+            assert got == {k: len(serialize(f, k)) for k in got}
+    assert set(format_sizes(forest, formats=["tslim"])) == {"tslim"}
+    with pytest.raises(ValueError, match="Unknown formats"):
+        format_sizes(forest, formats=["pickle"])

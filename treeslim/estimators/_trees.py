@@ -26,7 +26,7 @@ from treeslim.backends.tl2cgen import compile_forest
 from treeslim.estimators._categorical import encode_frame, has_category_columns
 from treeslim.frontends import from_model
 from treeslim.ir import Forest, code_twin, with_categories_of
-from treeslim.measure import Report, certificate_fields, report
+from treeslim.measure import Report, certificate_fields, native_formats, report
 from treeslim.search import search, time_per_row
 
 __all__ = ["SlimClassifier", "SlimRanker", "SlimRegressor"]
@@ -155,7 +155,9 @@ class _SlimBase(BaseEstimator):
             for c in result.candidates
         ]
         latency = "kernel" if len(X) >= 2 else None
-        quick: dict[str, Any] = {"latency": latency, "n_calls": 200, "batch_seconds": 0.01}
+        # bytes in the formats the teacher's own stack loads (format_sizes measures every one)
+        quick: dict[str, Any] = {"latency": latency, "n_calls": 200, "batch_seconds": 0.01,
+                                 "sizes": native_formats(teacher)}  # fmt: skip
         ends = report(teacher, X, y, qid=qid, name="original", **quick) + report(
             result.forest, X, y, qid=qid, reference=teacher, name="compressed", **quick
         )

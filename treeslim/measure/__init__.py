@@ -27,7 +27,7 @@ from treeslim.measure._metrics import (
     quantization_error,
 )
 from treeslim.measure._report import Report, measure_batch, measure_single_row, report
-from treeslim.measure._sizes import format_sizes, serialize
+from treeslim.measure._sizes import format_sizes, native_formats, serialize
 from treeslim.measure._streaming import evaluate_chunked
 
 __all__ = [
@@ -44,6 +44,7 @@ __all__ = [
     "fidelity",
     "loss_bound",
     "format_sizes",
+    "native_formats",
     "measure_batch",
     "measure_single_row",
     "ndcg_at_k",

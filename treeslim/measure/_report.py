@@ -257,7 +257,7 @@ def report(
     nthread: int = 1,
     n_calls: int = 1000,
     batch_seconds: float = 0.2,
-    sizes: bool = True,
+    sizes: bool | Sequence[str] = True,
 ) -> Report:
     """Measure one model: size, latency, quality on ``(X, y)``, fidelity to ``reference``.
 
@@ -280,6 +280,9 @@ def report(
         Single-row calls timed (after 100 warm-up calls).
     batch_seconds : float, default=0.2
         Least time each of the three batch measurements runs.
+    sizes : bool or sequence of str, default=True
+        Bytes in every format that can hold the model (``True``), in the formats named (e.g.
+        :func:`~treeslim.measure.native_formats`), or none (``False``).
 
     Returns
     -------
@@ -298,7 +301,8 @@ def report(
         "max_depth": forest.max_depth,
     }
     if sizes:
-        entry.update({f"bytes_{k}": v for k, v in format_sizes(forest).items()})
+        formats = None if sizes is True else list(sizes)
+        entry.update({f"bytes_{k}": v for k, v in format_sizes(forest, formats=formats).items()})
     if latency == "compiled" and compiled is None:
         compiled = compile_forest(forest, nthread=nthread)
     if compiled is not None:
