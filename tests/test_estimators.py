@@ -387,7 +387,8 @@ def test_student_bisection_finds_the_smallest_passing_student_in_few_rounds():
     one round."""
     from sklearn.ensemble import RandomForestRegressor
 
-    from treeslim.search import _search as S
+    from treeslim.search import SearchResult
+    from treeslim.search import _bisect as S
     from treeslim.search._candidate import Candidate
 
     rng = np.random.default_rng(0)
@@ -401,7 +402,7 @@ def test_student_bisection_finds_the_smallest_passing_student_in_few_rounds():
     class Runner:  # accepts a student when it has at least `need` nodes
         def __init__(self, need):
             self.teacher, self.need, self.rounds, self.tried = teacher, need, 0, []
-            self.result = S.SearchResult(teacher, 0.0, "r2")
+            self.result = SearchResult(teacher, 0.0, "r2")
             self.result.candidates.append(Candidate(["exact_passes"], teacher, 0.0, accepted=True))
 
         def __call__(self, round_):

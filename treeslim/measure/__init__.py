@@ -12,9 +12,7 @@ from treeslim.measure._certify import (
     exact_certificate,
     loss_bound,
     paired_se,
-    pass_chance,
     proposal_margin,
-    sequence_order,
     smallest_budget,
 )
 from treeslim.measure._metrics import (
@@ -27,6 +25,7 @@ from treeslim.measure._metrics import (
     quantization_error,
 )
 from treeslim.measure._report import Report, measure_batch, measure_single_row, report
+from treeslim.measure._sequence import pass_chance, sequence_order
 from treeslim.measure._sizes import format_sizes, native_formats, serialize
 from treeslim.measure._streaming import evaluate_chunked
 
