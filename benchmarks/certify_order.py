@@ -17,7 +17,10 @@ Teachers and splits are those of ``benchmarks/compression.py``; ``compress`` run
 ``max_loss=0.005``, ``confidence=0.95`` and each seed of ``--seeds`` (the seed moves the
 calibration split).
 
-    python benchmarks/certify_order.py [--seeds 0,1] [--models adult:xgboost,...] [--out FILE]
+``--grid`` replays the smaller searches of ``budget.py``'s grid instead (8,000-row samples
+split 50/25/25: 2,000 calibration rows; 150 boosting rounds, 100 RF trees).
+
+    python benchmarks/certify_order.py [--grid] [--seeds 0,1] [--models adult:xgboost,...]
 """
 
 from __future__ import annotations
@@ -46,34 +49,52 @@ MAX_LOSS, CONFIDENCE = 0.005, 0.95
 
 
 def proposals(name: str, kind: str, seed: int, data: str) -> tuple[int, list[dict]]:
-    """Teacher nodes, and every proposal of one search with its certification bound."""
+    """Teacher nodes, and every proposal of one search with its certification bound, on the
+    splits of ``compression.py``."""
     X, y, qid, task = load(os.path.join(data, name + ".npz"))
     tr, ca, _ = split(len(X), qid)
     Xv = np.nan_to_num(X) if kind == "rf" else X  # as compression.py trains random forests
-    q = None if qid is None else qid[ca]
     model = train(kind, task, Xv[tr], y[tr], None if qid is None else qid[tr],
                   300 if kind == "rf" else 500, 12 if kind == "rf" else 6)  # fmt: skip
+    return replay(model, Xv[ca], y[ca], None if qid is None else qid[ca], seed, n_jobs=2)
+
+
+def grid_proposals(name: str, kind: str, seed: int, data: str) -> tuple[int, list[dict]]:
+    """The same, on the samples of ``budget.py``'s grid (8,000 rows split 50/25/25, 150
+    boosting rounds, 100 RF trees)."""
+    from budget import sample_split
+
+    X, y, qid, task = load(os.path.join(data, name + ".npz"))
+    tr, ca, _ = sample_split(len(X), qid, 8000, seed)
+    Xv = np.nan_to_num(X) if kind == "rf" else X
+    model = train(kind, task, Xv[tr], y[tr], None if qid is None else qid[tr],
+                  100 if kind == "rf" else 150, 12 if kind == "rf" else 6, n_jobs=2)  # fmt: skip
+    return replay(model, Xv[ca], y[ca], None if qid is None else qid[ca], seed, n_jobs=1)
+
+
+def replay(model, Xca, yca, q, seed: int, n_jobs: int) -> tuple[int, list[dict]]:
+    """Compress on the calibration rows, then bound every proposal on the certification rows."""
     teacher = treeslim.from_model(model)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        slim = treeslim.compress(model, Xv[ca], y[ca], qid=q, max_loss=MAX_LOSS,
-                                 confidence=CONFIDENCE, random_state=seed, n_jobs=2,
+        slim = treeslim.compress(model, Xca, yca, qid=q, max_loss=MAX_LOSS,
+                                 confidence=CONFIDENCE, random_state=seed, n_jobs=n_jobs,
                                  verbose=0)  # fmt: skip
     res = slim.search_
     # the same split the search made: proposing on fit + judge rows, certifying on the rest
-    _, judge_idx, cert_idx = calibration_split(len(ca), q, certify=0.4, holdout_fraction=0.3,
+    _, judge_idx, cert_idx = calibration_split(len(yca), q, certify=0.4, holdout_fraction=0.3,
                                                random_state=seed)  # fmt: skip
     units = (len(judge_idx), len(cert_idx)) if q is None else (
         len(np.unique(q[judge_idx])), len(np.unique(q[cert_idx])))  # fmt: skip
     margin = proposal_margin(CONFIDENCE, *units)
-    Xc, yc, qc = Xv[ca][cert_idx], y[ca][cert_idx], None if q is None else q[cert_idx]
+    Xc, yc, qc = Xca[cert_idx], yca[cert_idx], None if q is None else q[cert_idx]
     ref = fast_predict(teacher, Xc)
     sign = 1.0 if HIGHER_IS_BETTER[res.metric] else -1.0
     out = []
     for c in res.candidates[1:]:
         if not c.accepted:
             continue
-        _, bound, _ = loss_bound(task, res.metric, yc, qc, ref, fast_predict(c.forest, Xc),
+        _, bound, _ = loss_bound(teacher.task, res.metric, yc, qc, ref, fast_predict(c.forest, Xc),
                                  confidence=CONFIDENCE, random_state=seed)  # fmt: skip
         out.append({"nodes": c.nodes, "loss": sign * (res.teacher_metric - c.score),
                     "se": c.loss_se or 0.0, "margin": margin, "bound": bound})  # fmt: skip
@@ -109,8 +130,13 @@ def main() -> None:
     ap.add_argument("--data", default=default_data_dir())
     ap.add_argument("--seeds", default="0,1")
     ap.add_argument("--models", default=MODELS)
-    ap.add_argument("--out", default=os.path.join(HERE, "results", "certify-order.md"))
+    ap.add_argument("--grid", action="store_true",
+                    help="budget.py's grid samples (8,000 rows, 150 rounds) instead")  # fmt: skip
+    ap.add_argument("--out", default=None)
     args = ap.parse_args()
+    name_out = "certify-order-grid.md" if args.grid else "certify-order.md"
+    args.out = args.out or os.path.join(HERE, "results", name_out)
+    get = grid_proposals if args.grid else proposals
     names = ("likeliest", "size-desc", "chain", "oracle")
     lines = [
         "# Certification order: reduction each rule lets through, on the same searches", "",
@@ -122,7 +148,7 @@ def main() -> None:
     for spec in args.models.split(","):
         name, kind = spec.split(":")
         for seed in (int(s) for s in args.seeds.split(",")):
-            original, props = proposals(name, kind, seed, args.data)
+            original, props = get(name, kind, seed, args.data)
             got = rules(props, original)
             for k in names:
                 logs[k].append(math.log(original / (got[k] or original)))
