@@ -128,7 +128,10 @@ def main() -> None:
     parser.add_argument("--data", default=default_data_dir())
     parser.add_argument("--quick", action="store_true", help="small models, 3 datasets, 2 teachers")
     parser.add_argument("--max-loss", type=float, default=0.005)
-    parser.add_argument("--out", default=None, help="markdown table, rewritten after every row")
+    parser.add_argument("--out", default=None,
+                        help="markdown table, rewritten after every row (default: results/"
+                        "compression.md, or compression-quick.md with --quick; a run on a subset"
+                        " writes only with --out)")  # fmt: skip
     parser.add_argument("--datasets", default=None, help="comma-separated subset of datasets")
     parser.add_argument("--teachers", default=None,
                         help="comma-separated: xgboost,lightgbm,rf; categorical teachers"
@@ -140,6 +143,10 @@ def main() -> None:
         names = args.datasets.split(",")
     if args.teachers:
         kinds = args.teachers.split(",")
+    if args.out is None and not (args.datasets or args.teachers):
+        here = os.path.dirname(os.path.abspath(__file__))
+        args.out = os.path.join(here, "results",
+                                "compression-quick.md" if args.quick else "compression.md")  # fmt: skip
     lines = [
         f"Machine: {machine()}; compress(n_jobs=2).",
         "",
