@@ -22,7 +22,7 @@ from numpy.typing import NDArray
 
 from treeslim.distillation import distill_candidate
 from treeslim.ir import Forest
-from treeslim.measure import Certificate, evaluate
+from treeslim.measure import HIGHER_IS_BETTER, Certificate, evaluate
 from treeslim.passes import exact_passes, prune_nodes, refit_leaves, select_trees
 from treeslim.runtime import fast_predict
 
@@ -135,8 +135,22 @@ def build_candidate(
         forest = prune_nodes(forest, X_fit, target_margin=target, fraction=plan.node_fraction)
         steps.append(f"prune_nodes(fraction={plan.node_fraction})")
     if steps and plan.depth is None:
-        forest = refit_leaves(forest, X_fit, target_margin=target, max_cg=_REFIT_CG)
-        steps.append("refit_leaves(target=teacher)")
+        # the leaf refit is judged, not assumed: with many leaves per fitting row it fits the
+        # teacher's margins on those rows more closely than it generalizes (measured on the
+        # california and bike regressors: 80 of 500 trees lost 0.0055 R^2 on test refitted,
+        # 0.0007 not), so the candidate is whichever of the two scores better on the judge rows
+        plain = exact_passes(forest)
+        refit = exact_passes(refit_leaves(forest, X_fit, target_margin=target, max_cg=_REFIT_CG))
+        plain_score, refit_score = (score(f, *judge, metric) for f in (plain, refit))
+        sign = 1.0 if HIGHER_IS_BETTER[metric] else -1.0
+        if sign * (plain_score - refit_score) > 0:
+            forest, judged = plain, plain_score
+        else:
+            forest, judged = refit, refit_score
+            steps.append("refit_leaves(target=teacher)")
+        steps.append("exact_passes")
+        return Candidate(steps=steps, forest=forest, score=judged,
+                         seconds=time.perf_counter() - t0)  # fmt: skip
     forest = exact_passes(forest)
     steps.append("exact_passes")
     return Candidate(steps=steps, forest=forest, score=score(forest, *judge, metric),
