@@ -3,7 +3,7 @@
 
 A candidate is one pipeline on the teacher: keep ``n_trees`` trees per output (greedy selection
 toward the teacher's margins), prune nodes to ``node_fraction`` of them, refit the leaves toward
-the teacher, then the exact passes; or, with ``depth``, a boosted student of ``n_trees`` trees of
+the teacher where that scores better on the judge rows, then the exact passes; or, with ``depth``, a boosted student of ``n_trees`` trees of
 that depth distilled from the teacher on the same rows, by cross-entropy on its probabilities for
 classifiers (what :func:`treeslim.distill` fits with; it beat least squares on the margins by
 0.003-0.008 AUC for 10 trees of depth 3 and by 0.02-0.04 accuracy on 26-class letter, and was

@@ -300,7 +300,8 @@ def search(
 
     Proposing: tree counts on a grid (all, then / 1.6 down to 1 per output) are bisected, two
     per round, for the fewest trees that stay within budget after selection and leaf refit (the
-    greedy selection order is computed once and shared). Node pruning (to 3/4, 1/2, 1/4 of the
+    greedy selection order is computed once and shared; a candidate keeps the refit only where
+    it scores better on the judge rows than the selection alone). Node pruning (to 3/4, 1/2, 1/4 of the
     nodes) is bisected the same way afterwards, one budget after the other, only on tree counts
     the milder budget passed at and only where the pruned size would beat the best so far; then
     the two counts above each budget's smallest pass are added, safer proposals for when the
