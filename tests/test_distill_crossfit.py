@@ -240,3 +240,28 @@ def test_a_refit_missing_a_class_falls_back_to_held_out_rows_with_a_warning():
     with pytest.warns(UserWarning, match="a class missing from the part"):
         s = distill(teacher, X, y, student=DecisionTreeClassifier(max_depth=3), random_state=0)
     assert s.source["distill"]["selection"] == "holdout"
+
+
+def test_confirmation_is_the_corrected_resampled_t_test():
+    """Known answers: ten folds whose held-out parts are a ninth of their fitting parts, gains of
+    standard deviation 0.01. The corrected standard error is sqrt((1/10 + 1/9) * 1e-4) and the
+    bound subtracts t(0.95, 9) = 1.8331 of it. A mean gain of 0.006 is 1.9 plain standard errors
+    (kept by a plain t-test) but not above 0 once fold overlap is accounted for. (Planted bug:
+    the plain 1/k variance keeps it.)"""
+    from treeslim.distillation._choose import TOL, confirm_gain
+
+    folds = [(np.arange(900), np.arange(100))] * 10
+    z = np.array([1.0, -1.0] * 5)
+    z = z / np.std(z, ddof=1)  # mean 0, sample standard deviation 1
+    se = np.sqrt((0.1 + 1 / 9) * 1e-4)
+    got = confirm_gain(0.01 + 0.01 * z, folds)
+    assert got["se"] == pytest.approx(se, rel=1e-9)
+    assert got["lower_bound"] == pytest.approx(0.01 - 1.8331129 * se, rel=1e-6)
+    assert got["kept"]
+    got = confirm_gain(0.006 + 0.01 * z, folds)
+    assert 0.006 > 1.8331129 * 0.01 / np.sqrt(10) and not got["kept"]
+    assert not confirm_gain(np.full(10, TOL / 2), folds)["kept"]  # no spread, but below TOL
+    assert confirm_gain(np.full(10, 2 * TOL), folds)["kept"]
+    one = confirm_gain(np.array([2 * TOL]), folds[:1])  # one 20% holdout: the mean against TOL
+    assert one["kept"] and one["se"] == 0.0
+    assert not confirm_gain(np.array([0.01, -np.inf]), folds[:2])["kept"]

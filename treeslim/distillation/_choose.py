@@ -19,10 +19,12 @@ the paired per-fold differences (the noise of the held-out rows):
    from the best without labels mixed in; then three times that many rows when they pay;
 4. plain training on the labels is kept unless the distilled setting beats it the same way, and
    then again on another partition of the rows, of ten folds up to 20,000 rows (else another
-   20% holdout). The best of a dozen candidates looks better on the rows that picked it than it
-   is, and with three folds each fit has two thirds of the rows, where soft targets help more
-   than with all of them (plain training gains more from more rows): the second look is not
-   biased by the pick, and its fits have 90% of the rows. This second look is skipped for a
+   20% holdout), where its gain must be above 0 with 95% confidence by the corrected resampled
+   t-test (:func:`confirm_gain`) and above ``TOL``. The best of a dozen candidates looks better
+   on the rows that picked it than it is, and with three folds each fit has two thirds of the
+   rows, where soft targets help more than with all of them (plain training gains more from
+   more rows): the second look is not biased by the pick, and its fits have 90% of the rows.
+   This second look is skipped for a
    teacher trained on many more rows than it is given (1,000 rows of its 24,000): there soft
    targets carry what the rows lack, gains are large, and ten folds of 100 rows (or of two or
    three queries) were measured too noisy to confirm them (three wins of +0.014 to +0.041 in
@@ -53,6 +55,7 @@ from treeslim.ir import Forest
 from treeslim.measure import HIGHER_IS_BETTER, default_metric, evaluate
 
 __all__ = [
+    "CONFIRM_CONFIDENCE",
     "CONFIRM_FOLDS",
     "TOL",
     "Fold",
@@ -65,6 +68,7 @@ __all__ = [
 
 TOL = 1e-3  # a step must raise the held-out metric by more than this to be taken
 CONFIRM_FOLDS = 10  # folds of the second look at distilled vs plain training (up to 20,000 rows)
+CONFIRM_CONFIDENCE = 0.95  # one-sided confidence that the second look's gain is above 0
 _AUGMENTS = ("munge", "leaf-box", "jitter")
 _MAX_SYNTHETIC = 200_000
 
@@ -173,6 +177,27 @@ def held_out_folds(
         held = np.isin(qid, units[part]) if qid is not None else np.isin(np.arange(n), part)
         out.append((np.flatnonzero(~held), np.flatnonzero(held)))
     return out
+
+
+def confirm_gain(d: NDArray[np.float64], folds: list[Fold]) -> dict[str, Any]:
+    """Step 4's rule: the per-fold gains ``d`` of the distilled winner over plain training on
+    the second partition's ``folds`` keep it only when their mean exceeds ``TOL`` and the
+    one-sided lower confidence bound at ``CONFIRM_CONFIDENCE`` of the expected gain is above 0,
+    by the corrected resampled t-test (Nadeau and Bengio, 2003): cross-validation folds share
+    fitting rows, so their differences are correlated and the plain standard error understates
+    the noise; the variance is scaled by ``1/k + n_held/n_fit`` instead of ``1/k`` and the
+    quantile is Student's t with ``k - 1`` degrees of freedom. With one fold (over 20,000 rows)
+    there is no spread to bound, and the mean must exceed ``TOL``."""
+    from scipy.stats import t as student_t
+
+    k = len(d)
+    gain = float(np.mean(d)) if k else -np.inf
+    if k < 2 or not np.all(np.isfinite(d)):
+        return {"gain": gain, "se": 0.0, "lower_bound": gain, "kept": bool(gain > TOL)}
+    ratio = float(np.mean([len(v) / max(1, len(f)) for f, v in folds]))
+    se = float(np.sqrt((1.0 / k + ratio) * np.var(d, ddof=1)))
+    lower = gain - float(student_t.ppf(CONFIRM_CONFIDENCE, k - 1)) * se
+    return {"gain": gain, "se": se, "lower_bound": lower, "kept": bool(gain > TOL and lower > 0)}
 
 
 def _score(model: Any, teacher: Forest, X: Any, y: Any, qid: Any, metric: str) -> float:
@@ -316,9 +341,8 @@ def choose_setting(
         if confirm and chosen != labels and partition(1) is not None:
             # the winner of many candidates looks better on the rows that picked it than it is:
             # it must beat plain training again on another partition of the rows
-            kept, gain, se = pays(chosen, labels, 1)
-            confirmation = {"gain": gain, "se": se, "kept": bool(kept)}
-            chosen = chosen if kept else labels
+            confirmation = confirm_gain(scores(chosen, 1) - scores(labels, 1), partitions[1][0])
+            chosen = chosen if confirmation["kept"] else labels
     for key, value in _tunable(student):
         chosen = best([replace(chosen, params=(*chosen.params, (key, value)))], chosen)
     table = [{**s.describe(n), "score": float(np.mean(v))} for (s, r), v in tried.items()
