@@ -179,6 +179,7 @@ def run_dataset(path: str, args) -> list[dict]:
                 "distilled_metric": d_metric, "scratch_metric": sc_metric,
                 "gain": sign * (d_metric - sc_metric), "chosen": pick, "seconds": t_distill,
                 "n_rows": len(idx), "n_candidates": len(rep["candidates"]),
+                "confirmation": rep.get("confirmation"),
             })  # fmt: skip
             print(
                 f"{name:18s} {setting:10s} {label:16s} distilled {d_metric:.4f} scratch"
