@@ -47,3 +47,33 @@ def test_candidate_is_the_better_of_refit_and_plain(regressor, n_fit, k, fractio
     assert c.score == pytest.approx(max(plain, refit), abs=1e-12)
     assert c.score == pytest.approx(score(c.forest, *judge, "r2"), abs=1e-12)  # the forest's own
     assert ("refit_leaves(target=teacher)" in c.steps) is refit_wins
+
+
+def test_search_picks_the_variant_likeliest_to_certify(regressor):
+    """The search's pick is the lowest judged loss plus ``se_factor`` standard errors, not the
+    best score: known answers on candidates whose errors are set, then the wiring through the
+    search's worker function with a factor that reverses the score's choice. (Planted bug: the
+    worker chose by score; caught.)"""
+    from treeslim.search._candidate import Candidate
+    from treeslim.search._search import _Boxed, _Budget, _indexed
+
+    teacher, X, y = regressor
+    judge = (X[3000:], y[3000:], None)
+    ref = teacher.predict(judge[0])
+    base = score(teacher, *judge, "r2")
+    budget = _Budget(judge, "r2", base, ref, 0.005, 0, se_factor=2.0)
+    a = Candidate(["a"], teacher, base - 0.001, loss_se=0.003)  # loss 0.001 + 2 * 0.003
+    b = Candidate(["b"], teacher, base - 0.004, loss_se=0.001)  # loss 0.004 + 2 * 0.001
+    assert budget.likeliest([a, b]) is b and budget.likeliest([b, a]) is b
+    budget.se_factor = 0.5
+    assert budget.likeliest([a, b]) is a
+    # through the worker: 20 of 100 trees pruned to half, fitted on 300 rows, where the plain
+    # variant scores better (test above) and the refit has the larger error
+    X_fit = X[2000:2300]
+    target = KernelForest(teacher).margin(X_fit)
+    budget.se_factor = -1e6  # prefers the larger error: the refit, against the score
+    _, c = _indexed(0, Plan(20, 0.5), teacher, X_fit, target, budget, _Boxed(None))
+    assert c is not None and "refit_leaves(target=teacher)" in c.steps
+    budget.se_factor = 1.0
+    _, c = _indexed(0, Plan(20, 0.5), teacher, X_fit, target, budget, _Boxed(None))
+    assert c is not None and "refit_leaves(target=teacher)" not in c.steps
