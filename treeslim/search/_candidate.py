@@ -3,7 +3,7 @@
 
 A candidate is one pipeline on the teacher: keep ``n_trees`` trees per output (greedy selection
 toward the teacher's margins), prune nodes to ``node_fraction`` of them, refit the leaves toward
-the teacher or not (whichever the search's ``choose`` prefers), then the exact passes; or, with ``depth``, a boosted student of ``n_trees`` trees of
+the teacher, then the exact passes; or, with ``depth``, a boosted student of ``n_trees`` trees of
 that depth distilled from the teacher on the same rows, by cross-entropy on its probabilities for
 classifiers (what :func:`treeslim.distill` fits with; it beat least squares on the margins by
 0.003-0.008 AUC for 10 trees of depth 3 and by 0.02-0.04 accuracy on 26-class letter, and was
@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -23,11 +22,11 @@ from numpy.typing import NDArray
 
 from treeslim.distillation import distill_candidate
 from treeslim.ir import Forest
-from treeslim.measure import HIGHER_IS_BETTER, Certificate, evaluate
+from treeslim.measure import Certificate, evaluate
 from treeslim.passes import exact_passes, prune_nodes, refit_leaves, select_trees
 from treeslim.runtime import fast_predict
 
-__all__ = ["Candidate", "Plan", "build_candidate", "by_score", "score"]
+__all__ = ["Candidate", "Plan", "build_candidate", "score"]
 
 # Conjugate gradient iterations of the leaf refit. Measured on the letter, california and bike
 # boosters: 25 instead of refit_leaves' 100 leave the judged metric unchanged to +-0.001 (the
@@ -106,12 +105,6 @@ def score(forest: Forest, X: Any, y: Any, qid: Any, metric: str) -> float:
     return float(evaluate(forest.task, y, fast_predict(forest, X), qid=qid)[metric])
 
 
-def by_score(metric: str) -> Callable[[list[Candidate]], Candidate]:
-    """Chooses the variant with the better metric on the judge rows."""
-    sign = 1.0 if HIGHER_IS_BETTER[metric] else -1.0
-    return lambda variants: max(variants, key=lambda c: sign * c.score)
-
-
 def build_candidate(
     plan: Plan,
     teacher: Forest,
@@ -121,16 +114,9 @@ def build_candidate(
     metric: str,
     random_state: int | None,
     order: list[list[int]] | None = None,
-    choose: Callable[[list[Candidate]], Candidate] | None = None,
 ) -> Candidate | None:
     """Run ``plan`` on ``teacher`` (fitted on ``X_fit`` toward the margins ``target``) and score
-    it on ``judge = (X, y, qid)``; None when the node budget cannot be met.
-
-    Selected or pruned trees come in two variants, with and without the leaf refit; ``choose``
-    picks one (by default the better metric on the judge rows). The refit is judged, not
-    assumed: it brings the margins closer to the teacher's, but with many leaves per fitting row
-    it can fit them more closely than it generalizes (measured on the california and bike
-    regressors: 80 of 500 trees lost 0.0055 R^2 on test refitted, 0.0007 not)."""
+    it on ``judge = (X, y, qid)``; None when the node budget cannot be met."""
     t0 = time.perf_counter()
     steps = []
     forest = teacher
@@ -148,15 +134,10 @@ def build_candidate(
             return None  # every tree keeps its root: this budget cannot be met
         forest = prune_nodes(forest, X_fit, target_margin=target, fraction=plan.node_fraction)
         steps.append(f"prune_nodes(fraction={plan.node_fraction})")
-    variants = [(steps, forest)]
     if steps and plan.depth is None:
-        refit = refit_leaves(forest, X_fit, target_margin=target, max_cg=_REFIT_CG)
-        variants.append(([*steps, "refit_leaves(target=teacher)"], refit))
-    out = []
-    for vsteps, f in variants:
-        f = exact_passes(f)
-        out.append(Candidate(steps=[*vsteps, "exact_passes"], forest=f,
-                             score=score(f, *judge, metric)))  # fmt: skip
-    chosen = (choose or by_score(metric))(out) if len(out) > 1 else out[0]
-    chosen.seconds = time.perf_counter() - t0
-    return chosen
+        forest = refit_leaves(forest, X_fit, target_margin=target, max_cg=_REFIT_CG)
+        steps.append("refit_leaves(target=teacher)")
+    forest = exact_passes(forest)
+    steps.append("exact_passes")
+    return Candidate(steps=steps, forest=forest, score=score(forest, *judge, metric),
+                     seconds=time.perf_counter() - t0)  # fmt: skip

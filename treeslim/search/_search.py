@@ -117,11 +117,11 @@ class _Boxed:
 
 
 def _indexed(
-    i: int, plan: Plan, teacher: Forest, X_fit: Any, target: Any, budget: _Budget,
-    order: _Boxed,
+    i: int, plan: Plan, teacher: Forest, X_fit: Any, target: Any, judge: Any, metric: str,
+    random_state: int | None, order: _Boxed,
 ) -> tuple[int, Candidate | None]:  # fmt: skip
-    return i, build_candidate(plan, teacher, X_fit, target, budget.judge, budget.metric,
-                              budget.random_state, order.value, budget.likeliest)  # fmt: skip
+    return i, build_candidate(plan, teacher, X_fit, target, judge, metric, random_state,
+                              order.value)  # fmt: skip
 
 
 @dataclasses.dataclass
@@ -143,27 +143,16 @@ class _Budget:
     def loss(self, c: Candidate) -> float:
         return self.sign * (self.base - c.score)
 
-    def _se(self, c: Candidate) -> float:
-        if c.loss_se is None:
-            X, y, qid = self.judge
-            c.loss_se = paired_se(c.forest.task, y, qid, self.metric, self.teacher_pred,
-                                  fast_predict(c.forest, X), self.random_state)  # fmt: skip
-        return c.loss_se
-
     def accepts(self, c: Candidate, task: str) -> bool:
         """Loss plus ``se_factor`` bootstrap standard errors of the paired difference within the
         budget (the error only computed where the loss alone fits): a candidate likely to pass
         certification, not yet a promise."""
         if self.loss(c) > self.max_loss:
             return False
-        return self.loss(c) + self.se_factor * self._se(c) <= self.max_loss
-
-    def likeliest(self, variants: list[Candidate]) -> Candidate:
-        """Of a plan's variants (with and without the leaf refit), the one likeliest to pass
-        certification: the lowest loss plus ``se_factor`` standard errors on the judge rows.
-        The refit brings the margins closer to the teacher's, which shrinks the paired error
-        even where it costs metric; the certification's bound pays for both."""
-        return min(variants, key=lambda c: self.loss(c) + self.se_factor * self._se(c))
+        X, y, qid = self.judge
+        c.loss_se = paired_se(task, y, qid, self.metric, self.teacher_pred,
+                              fast_predict(c.forest, X), self.random_state)  # fmt: skip
+        return self.loss(c) + self.se_factor * c.loss_se <= self.max_loss
 
 
 @dataclasses.dataclass
@@ -183,8 +172,8 @@ class _Runner:
         self.bar.add(len(plans))
         b = self.budget
         out: list[Candidate | None] = [None] * len(plans)
-        jobs = (delayed(_indexed)(i, plan, self.teacher, self.X_fit, self.target, b,
-                                  _Boxed(self.order))
+        jobs = (delayed(_indexed)(i, plan, self.teacher, self.X_fit, self.target, b.judge,
+                                  b.metric, b.random_state, _Boxed(self.order))
                 for i, plan in enumerate(plans))  # fmt: skip
         for i, c in Parallel(n_jobs=self.n_jobs, return_as="generator_unordered")(jobs):
             out[i] = c
@@ -311,8 +300,7 @@ def search(
 
     Proposing: tree counts on a grid (all, then / 1.6 down to 1 per output) are bisected, two
     per round, for the fewest trees that stay within budget after selection and leaf refit (the
-    greedy selection order is computed once and shared; a candidate keeps the refit only where
-    its judged loss plus margin of standard errors, below, is lower than without it). Node pruning (to 3/4, 1/2, 1/4 of the
+    greedy selection order is computed once and shared). Node pruning (to 3/4, 1/2, 1/4 of the
     nodes) is bisected the same way afterwards, one budget after the other, only on tree counts
     the milder budget passed at and only where the pruned size would beat the best so far; then
     the two counts above each budget's smallest pass are added, safer proposals for when the
