@@ -58,7 +58,10 @@ from treeslim.search._pareto import annotate_front
 __all__ = ["SearchResult", "search"]
 
 _FRACTIONS = (0.75, 0.5, 0.25)  # node budgets tried inside the kept trees
-_LADDER = 2  # larger tree counts added above each budget's smallest passing one
+# larger tree counts added above each budget's smallest passing one: safer, higher-fidelity
+# proposals the certification chain can start with (on the budget grid, 2 -> 4 -> 6 moved the
+# geometric mean reduction 1.95x -> 2.03x -> 2.08x with the same 2 of 135 runs over budget)
+_LADDER = 6
 OBJECTIVES = ("nodes", "bytes", "latency")
 
 
@@ -303,7 +306,7 @@ def search(
     greedy selection order is computed once and shared). Node pruning (to 3/4, 1/2, 1/4 of the
     nodes) is bisected the same way afterwards, one budget after the other, only on tree counts
     the milder budget passed at and only where the pruned size would beat the best so far; then
-    the two counts above each budget's smallest pass are added, safer proposals for when the
+    the six counts above each budget's smallest pass are added, safer proposals for when the
     smallest fails certification. With ``distill``, boosted students (10, 30, 100 trees per
     output of depth 3, 4, 6, in the teacher's library) trained on the teacher's probabilities
     (classifiers, by cross-entropy) or margins over the same rows
