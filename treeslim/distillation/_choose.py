@@ -24,11 +24,10 @@ the paired per-fold differences (the noise of the held-out rows):
    on the rows that picked it than it is, and with three folds each fit has two thirds of the
    rows, where soft targets help more than with all of them (plain training gains more from
    more rows): the second look is not biased by the pick, and its fits have 90% of the rows.
-   This second look is skipped for a
-   teacher trained on many more rows than it is given (1,000 rows of its 24,000): there soft
-   targets carry what the rows lack, gains are large, and ten folds of 100 rows (or of two or
-   three queries) were measured too noisy to confirm them (three wins of +0.014 to +0.041 in
-   the distillation benchmark became ties);
+   This second look is skipped for a teacher trained on many more rows than it is given (1,000
+   rows of its 24,000): there soft targets carry what the rows lack, gains are large, and ten
+   folds of 100 rows (or of two or three queries) were measured too noisy to confirm them
+   (three wins of +0.014 to +0.041 in the distillation benchmark became ties);
 5. for a boosting estimator left at its library's defaults, a larger (XGBoost: smaller)
    learning rate and half the boosting rounds.
 

@@ -147,9 +147,10 @@ def distill(
     plain training again on a second partition of ten folds, with a one-sided 95% lower bound
     of the gain above 0 by the corrected resampled t-test (``confirmation`` in the report: mean
     ``gain``, its corrected standard error ``se``, ``lower_bound``, ``kept``): the pick flatters
-    the winner, and three folds leave plain training a third of the rows short. The winner is refitted on all rows. The chosen settings are reported in
-    ``model.source["distill"]``: ``loss``, ``alpha``, ``temperature``, ``augment``,
-    ``n_synthetic``, ``student_params`` (parameters changed), ``searched``, ``selection``
+    the winner, and three folds leave plain training a third of the rows short. The winner is
+    refitted on all rows. The chosen settings are reported in ``model.source["distill"]``:
+    ``loss``, ``alpha``, ``temperature``, ``augment``, ``n_synthetic``, ``student_params``
+    (parameters changed), ``searched``, ``selection``
     ("crossfit", "holdout" or "none"), ``teacher_refits``, ``teacher_rows`` (about how many rows
     the teacher was trained on, from its root statistics; None if unknown), ``metric`` and
     ``candidates`` (every setting measured, with its held-out ``score``).
