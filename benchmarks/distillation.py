@@ -20,7 +20,7 @@ a training split of at most 4,000 rows for teacher and equal-data students, 1,00
 data, at most 5,000 test rows).
 
     python benchmarks/distillation.py [--quick] [--data DIR] [--datasets a,b] [--students ...]
-        [--small 1000,5000] [--forest-teacher] [--out FILE]
+        [--small 1000,5000] [--no-equal] [--forest-teacher] [--out FILE]
 """
 
 from __future__ import annotations
@@ -148,7 +148,7 @@ def run_dataset(path: str, args) -> list[dict]:
     q_te = None if qid is None else qid[te]
     t_metric = evaluate(task, y[te], teacher.predict(X[te]), qid=q_te)[metric]
     sign = 1.0 if HIGHER_IS_BETTER[metric] else -1.0
-    settings = [("equal", tr)]
+    settings = [] if args.no_equal else [("equal", tr)]
     settings += [(f"small {n}", subsample(tr, qid, n)) for n in args.small
                  if n < len(tr)]  # fmt: skip
     chosen = [s for s in STUDENTS if s[0] in args.students.split(",")]
@@ -285,6 +285,7 @@ def main() -> None:
     ap.add_argument("--small", default=None, help="small-data sizes, e.g. 1000,5000")
     ap.add_argument("--equal-rows", type=int, default=4000, help="equal-data rows with --quick")
     ap.add_argument("--no-rss", action="store_true")
+    ap.add_argument("--no-equal", action="store_true", help="only the small-data settings")
     ap.add_argument(
         "--forest-teacher",
         action="store_true",
