@@ -214,6 +214,43 @@ def test_distill_mlp_student_folds_scaler_and_temperature():
     assert np.mean((s.predict(Xf) > 0.5) == (f.predict(Xf) > 0.5)) > 0.85
 
 
+def test_mlp_regressor_student_is_fitted_on_standardized_targets():
+    """An MLPRegressor student learns standardized targets, and the scaling is folded into its
+    last layer exactly: the network equals one fitted on standardized rows and targets, mapped
+    back. On targets of scale 1,000 (as bike rentals are) forty epochs then fit well, where the
+    raw targets leave the same network far off. (Planted bug: no target scaling; caught.)"""
+    from sklearn.neural_network import MLPRegressor
+
+    from treeslim.distillation._students import fit_scaled_mlp, standardized
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(1500, 4)) * [1.0, 10.0, 0.1, 5.0] + [0.0, 100.0, 3.0, -20.0]
+    Z, _, _ = standardized(X)
+    signal = np.sin(Z[:, 0]) + Z[:, 1] * Z[:, 2] + 0.5 * Z[:, 3]
+    y = 2000.0 + 400.0 * signal
+    spec = dict(hidden_layer_sizes=(16,), max_iter=40, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # ConvergenceWarning at 40 epochs
+        est = MLPRegressor(**spec)
+        fit_scaled_mlp(est, X, y)
+        ref = MLPRegressor(**spec).fit(Z, (y - y.mean()) / y.std())
+        raw = MLPRegressor(**spec).fit(Z, y)
+    np.testing.assert_allclose(est.predict(X), ref.predict(Z) * y.std() + y.mean(), rtol=1e-9)
+
+    def r2(pred):
+        return 1 - np.mean((pred - y) ** 2) / np.var(y)
+
+    assert r2(est.predict(X)) > 0.6 and r2(raw.predict(Z)) < 0.0
+    # two outputs: each column scaled on its own
+    Y = np.column_stack([y, -0.001 * y])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est2 = MLPRegressor(**spec)
+        fit_scaled_mlp(est2, X, Y)
+    assert r2(est2.predict(X)[:, 0]) > 0.6
+    np.testing.assert_allclose(est2.predict(X)[:, 1].mean(), Y[:, 1].mean(), rtol=0.05)
+
+
 def test_distill_candidate_for_compress():
     for lib in ("lightgbm", "xgboost", "sklearn-hgb"):
         for task in ("binary", "multiclass", "ranking"):

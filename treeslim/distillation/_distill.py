@@ -198,8 +198,9 @@ def distill(
         modified. Distilled with least squares, an estimator of the same library with the same
         parameters is fitted as a regressor (one per class for libraries without multi-output
         trees; scikit-learn trees and forests fit all classes at once); an MLP is fitted on
-        standardized inputs (missing values at the mean) with the scaler folded into its first
-        layer, so it takes raw rows (without missing values).
+        standardized inputs (missing values at the mean) and, as a regressor, standardized
+        targets, with both scalings folded into its first and last layers, so it takes raw rows
+        (without missing values) and outputs on the targets' scale.
     n_synthetic : int or "auto", default="auto"
         Generated rows on top of the real ones.
     augment : {"munge", "leaf-box", "jitter", "swap", "none", "auto"}, default="auto"

@@ -32,10 +32,9 @@ from treeslim.distillation._students import (
     assemble,
     categorical_student,
     estimator_like,
+    fit_scaled_mlp,
     fit_student,
-    fold_scaler,
     sklearn_multi,
-    standardized,
     student_kind,
 )
 from treeslim.frontends import from_model
@@ -189,9 +188,7 @@ def fit_labels(
     est = estimator_like(student, name, seed)
     source = {"distilled_from": teacher.source.get("library"), "class": name}
     if name.startswith("MLP"):
-        Z, mean, std = standardized(X)
-        est.fit(Z, yv)
-        fold_scaler(est, mean, std)
+        fit_scaled_mlp(est, X, yv)
         mlp = from_sklearn(est)
         return mlp.replace(feature_names=teacher.feature_names,
                            source={"library": "sklearn", **source})  # fmt: skip

@@ -33,6 +33,7 @@ __all__ = [
     "categorical_student",
     "estimator_like",
     "fit_student",
+    "fit_scaled_mlp",
     "fold_scaler",
     "parse_student",
     "sklearn_multi",
@@ -227,15 +228,35 @@ def fold_scaler(est: Any, mean: NDArray[np.float64], std: NDArray[np.float64]) -
     est.intercepts_[0] = est.intercepts_[0] - (mean / std) @ (est.coefs_[0] * std[:, None])
 
 
+def fit_scaled_mlp(est: Any, X: NDArray[Any], target: NDArray[Any]) -> None:
+    """Fit a scikit-learn MLP on standardized rows and, for a regressor, standardized targets
+    (per output column), then fold both scalings into its first and last layers, so the network
+    takes raw rows and outputs targets on their own scale. Without the target scaling an
+    MLPRegressor's few epochs leave it far off targets in the hundreds (bike rentals) or
+    around 2 (california prices): R^2 -0.9 and -3.3 with 1,000 rows."""
+    Z, mean, std = standardized(X)
+    if type(est).__name__ != "MLPRegressor":
+        est.fit(Z, target)
+    else:
+        T = np.asarray(target, dtype=np.float64)
+        T2 = T.reshape(len(T), -1)
+        t_mean = T2.mean(axis=0)
+        t_std = T2.std(axis=0)
+        t_std = np.where(t_std > 0, t_std, 1.0)
+        scaled = (T2 - t_mean) / t_std
+        est.fit(Z, scaled[:, 0] if T.ndim == 1 else scaled)
+        est.coefs_[-1] = est.coefs_[-1] * t_std[None, :]
+        est.intercepts_[-1] = est.intercepts_[-1] * t_std + t_mean
+    fold_scaler(est, mean, std)
+
+
 def _fit_mlp(
     teacher: Forest, est: Any, X: NDArray[Any], U: NDArray[np.float64], temperature: float
 ) -> tuple[Any, Any]:
-    """Fit an MLPRegressor on standardized inputs, then fold the scaler into the first layer
-    and ``temperature`` (and a sigmoid's slope) into the last, so the network takes raw rows and
-    outputs the teacher's logits; it gets the teacher's task when the MLP IR has its link."""
-    Z, mean, std = standardized(X)
-    est.fit(Z, U[:, 0] if U.shape[1] == 1 else U)
-    fold_scaler(est, mean, std)
+    """Fit an MLPRegressor on the teacher's targets (:func:`fit_scaled_mlp`), then fold
+    ``temperature`` (and a sigmoid's slope) into the last layer, so the network takes raw rows
+    and outputs the teacher's logits; it gets the teacher's task when the MLP IR has its link."""
+    fit_scaled_mlp(est, X, U[:, 0] if U.shape[1] == 1 else U)
     link = 1.0
     task = "regression"
     if teacher.postprocessor == "sigmoid" and teacher.task == "binary":
