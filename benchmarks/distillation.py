@@ -103,12 +103,13 @@ def scratch(kind, params, task, X, y, qid, Xte):
     if kind == "mlp":
         mean, std = np.nanmean(X, 0), np.nanstd(X, 0) + 1e-12
         Z, Zte = np.nan_to_num((X - mean) / std), np.nan_to_num((Xte - mean) / std)
-        est.fit(Z, y)
         if task == "binary":
-            return est.predict_proba(Zte)[:, 1]
+            return est.fit(Z, y).predict_proba(Zte)[:, 1]
         if task == "multiclass":
-            return est.predict_proba(Zte)
-        return est.predict(Zte)
+            return est.fit(Z, y).predict_proba(Zte)
+        # regression and ranking scores: standardized targets, as distill fits its students
+        y_mean, y_std = float(np.mean(y)), float(np.std(y)) or 1.0
+        return est.fit(Z, (y - y_mean) / y_std).predict(Zte) * y_std + y_mean
     if task == "ranking" and kind == "lightgbm":
         order = np.argsort(qid, kind="stable")
         est.fit(X[order], y[order], group=np.unique(qid[order], return_counts=True)[1])
