@@ -41,8 +41,9 @@ def distill_mlp(
     The student learns the teacher's soft targets at ``temperature`` (its margins for regression),
     mixed with the hard labels ``y`` by ``alpha``. With ``hint_weight > 0`` and an MLP teacher,
     the student's last hidden layer is also pulled toward the teacher's through a learned linear
-    projection. With ``standardize`` the student trains on standardized inputs and the scaling is
-    folded into its first layer, so it takes ``X`` as it comes.
+    projection. With ``standardize`` the student trains on standardized inputs (and, for
+    regression, standardized targets) and the scalings are folded into its first (and last)
+    layer, so it takes ``X`` as it comes and outputs values on the teacher's scale.
 
     Examples
     --------
@@ -81,6 +82,14 @@ def distill_mlp(
         )
     student = MLP(tuple(layers), activation=activation, task=task, classes=classes)
     hard = _targets(student, y) if y is not None else None
+    # regression targets standardized too (per output), folded back into the last layer below:
+    # margins of scale 1,000 otherwise leave the network far off in its epochs
+    t_mu, t_sd = np.zeros(margins.shape[1]), np.ones(margins.shape[1])
+    if task == "regression" and standardize:
+        t_mu, t_sd = margins.mean(axis=0), margins.std(axis=0)
+        t_sd = np.where(t_sd > 0, t_sd, 1.0)
+        margins = (margins - t_mu) / t_sd
+        hard = None if hard is None else (hard - t_mu) / t_sd
     net = _net(student)
     _train(
         net,
@@ -101,5 +110,8 @@ def distill_mlp(
     first = net[0]
     first["b"] = first["b"] - (mu / sd) @ first["W"]
     first["W"] = first["W"] / sd.reshape(-1, 1)
+    last = net[-1]
+    last["b"] = last["b"] * t_sd + t_mu
+    last["W"] = last["W"] * t_sd.reshape(1, -1)
     note = f"distill_mlp(hidden={tuple(sizes)}, T={temperature:g}, hint={hint_weight:g})"
     return _to_mlp(net, student.replace(source={"library": "treeslim", "passes": []}), Xa, note)
