@@ -265,3 +265,40 @@ def test_confirmation_is_the_corrected_resampled_t_test():
     one = confirm_gain(np.array([2 * TOL]), folds[:1])  # one 20% holdout: the mean against TOL
     assert one["kept"] and one["se"] == 0.0
     assert not confirm_gain(np.array([0.01, -np.inf]), folds[:2])["kept"]
+
+
+def test_beats_asks_the_noise_margin_only_when_told():
+    from treeslim.distillation._choose import TOL, beats
+
+    z = np.array([-1.5, -0.5, 0.0, 0.5, 1.5])
+    base = np.full(5, 0.7)
+    noisy = base + 0.004 + 0.03 * z  # mean gain 0.004, standard error 0.0075
+    assert beats(noisy, base, margin=False) and not beats(noisy, base, margin=True)
+    steady = base + 0.004 + 0.001 * z  # standard error 0.00025: above both
+    assert beats(steady, base, margin=True) and beats(steady, base, margin=False)
+    small = base + TOL / 2  # below TOL either way
+    assert not beats(small, base, margin=False) and not beats(small, base, margin=True)
+    lost = np.array([0.9, -np.inf, 0.9, 0.9, 0.9])  # a fold that could not be scored
+    assert not beats(lost, base, margin=False) and beats(base, lost, margin=True)
+
+
+def test_plain_training_must_score_higher_to_replace_a_teacher_that_knows_more(monkeypatch):
+    """The last comparison, distilled winner against plain training, asks the noise margin only
+    of a teacher trained on about the given rows; one trained on many more rows wins ties."""
+    from treeslim.distillation import _choose
+
+    calls = []
+    real = _choose.beats
+
+    def spy(top, incumbent, *, margin):
+        calls.append(margin)
+        return real(top, incumbent, margin=margin)
+
+    monkeypatch.setattr(_choose, "beats", spy)
+    m, X = model("xgboost", "binary")
+    _, y, _ = data("binary")
+    distill(m, X[:200], y[:200], student=_lgb(), random_state=0)  # trained on 500 rows
+    assert calls.count(False) == 1  # the comparison with plain training, and only it
+    calls.clear()
+    distill(m, X[:400], y[:400], student=_lgb(), random_state=0)  # about these rows: crossfit
+    assert False not in calls

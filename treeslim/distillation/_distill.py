@@ -142,13 +142,15 @@ def distill(
     ``alpha`` in {0, 0.5} on the real rows, then temperatures 2 and 0.5 (classifiers), then
     generated rows (MUNGE, leaf-box, jitter; sized by the student's capacity), then, for a
     boosting estimator left at its library's defaults, another learning rate and half the
-    rounds; a step is taken only when it raises the held-out metric by more than 0.001. Unless
-    the teacher was trained on many more rows than ``X`` holds, a distilled winner must then beat
-    plain training again on a second partition of ten folds, with a one-sided 95% lower bound
-    of the gain above 0 by the corrected resampled t-test (``confirmation`` in the report: mean
-    ``gain``, its corrected standard error ``se``, ``lower_bound``, ``kept``): the pick flatters
-    the winner, and three folds leave plain training a third of the rows short. The winner is
-    refitted on all rows. The chosen settings are reported in ``model.source["distill"]``:
+    rounds; a step is taken only when it raises the held-out metric by more than 0.001 and the
+    standard error of the per-fold differences. When the teacher was trained on many more rows
+    than ``X`` holds, its targets carry what the rows lack, and a distilled winner replaces
+    plain training whenever its held-out mean is higher by 0.001. Otherwise it must beat plain
+    training by that margin and again on a second partition of ten folds, with a one-sided
+    95% lower bound of the gain above 0 by the corrected resampled t-test (``confirmation`` in
+    the report: mean ``gain``, its corrected standard error ``se``, ``lower_bound``,
+    ``kept``): the pick flatters the winner, and three folds leave plain training a third of
+    the rows short. The winner is refitted on all rows. The chosen settings are reported in ``model.source["distill"]``:
     ``loss``, ``alpha``, ``temperature``, ``augment``, ``n_synthetic``, ``student_params``
     (parameters changed), ``searched``, ``selection``
     ("crossfit", "holdout" or "none"), ``teacher_refits``, ``teacher_rows`` (about how many rows
@@ -306,7 +308,7 @@ def distill(
                 warnings.warn(_SEEN_WARNING.format(name=type(teacher).__name__), UserWarning,
                               stacklevel=2)  # fmt: skip
         chosen, table, info = choose_setting(forest, student, Xn, yn, qn, fixed=fixed, seed=seed,
-                                             refit=refit, confirm=not many)  # fmt: skip
+                                             refit=refit, teacher_knows_more=many)  # fmt: skip
     else:
         n_syn = fixed["n_synthetic"]
         chosen = Setting(
