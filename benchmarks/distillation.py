@@ -101,7 +101,8 @@ def scratch(kind, params, task, X, y, qid, Xte):
     """A student of the same size trained on labels only; predictions like Forest.predict."""
     est = make(kind, params, task, distilled=False)
     if kind == "mlp":
-        mean, std = np.nanmean(X, 0), np.nanstd(X, 0) + 1e-12
+        mean, std = np.nanmean(X, 0), np.nanstd(X, 0)
+        std = np.where(std > 0, std, 1.0)  # as distill scales its students' inputs
         Z, Zte = np.nan_to_num((X - mean) / std), np.nan_to_num((Xte - mean) / std)
         if task == "binary":
             return est.fit(Z, y).predict_proba(Zte)[:, 1]
@@ -167,7 +168,7 @@ def run_dataset(path: str, args) -> list[dict]:
                 )  # fmt: skip
             t_distill = time.perf_counter() - t0
             d_metric = evaluate(task, y[te], student.predict(Xs[te]), qid=q_te)[metric]
-            sc_metric = evaluate(task, y[te], scratch(kind, params, task, X[idx], y[idx], q, X[te]),
+            sc_metric = evaluate(task, y[te], scratch(kind, params, task, Xs[idx], y[idx], q, Xs[te]),
                                  qid=q_te)[metric]  # fmt: skip
             rep = student.source["distill"]
             pick = (f"{rep['loss']} a={rep['alpha']:g} T={rep['temperature']:g}"

@@ -415,7 +415,8 @@ def test_search_distills_when_the_teacher_knows_more_than_few_labels():
 
 
 def test_search_is_deterministic_and_reports_the_chosen_settings(tmp_path):
-    _, f, X, y, qid = _teacher("ranking")
+    f = _teacher("ranking")[1]
+    X, y, qid = data("ranking", n=800, seed=1)  # 40 queries: fewer than 30 are not searched
     kw = dict(student=_lgb(n_estimators=5), qid=qid, random_state=3)
     a, b = distill(f, X, y, **kw), distill(f, X, y, **kw)
     assert a.source["distill"] == b.source["distill"]
@@ -463,6 +464,24 @@ def test_fixed_settings_are_not_searched():
     assert not rep["searched"] and rep["candidates"] == []
     assert (rep["loss"], rep["alpha"], rep["temperature"], rep["augment"], rep["n_synthetic"]) == (
         "cross_entropy", 0.2, 2.0, "jitter", 500)  # fmt: skip
+
+
+def test_too_few_queries_or_rows_take_the_defaults_unsearched():
+    """Fewer than 30 queries (ranking) or rows: held-out scores are noise, so the defaults
+    (least squares on the teacher alone, ten MUNGE rows per real row) are used as they are."""
+    _, f, X, y, qid = _teacher("ranking")  # 25 queries of 20 rows: 500 rows
+    rep = distill(f, X, y, student=_lgb(), qid=qid, random_state=0).source["distill"]
+    assert not rep["searched"] and rep["candidates"] == []
+    assert (rep["loss"], rep["alpha"], rep["augment"], rep["n_synthetic"]) == (
+        "squared", 0.0, "munge", 5000)  # fmt: skip
+    halves = 2 * qid + (np.arange(len(qid)) % 20 >= 10)  # the same rows as 50 queries of 10
+    rep = distill(f, X, y, student=_lgb(), qid=halves, random_state=0).source["distill"]
+    assert rep["searched"] and rep["candidates"]
+    _, fb, Xb, yb, _ = _teacher("binary")
+    assert not distill(fb, Xb[:29], yb[:29], student=_lgb(), random_state=0).source["distill"][
+        "searched"]  # fmt: skip
+    assert distill(fb, Xb[:30], yb[:30], student=_lgb(), random_state=0).source["distill"][
+        "searched"]  # fmt: skip
 
 
 # ---------------------------------------------------------------------------- errors
@@ -585,3 +604,17 @@ def test_cli_distill_writes_student_library_format(tmp_path, capsys):
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
         assert main([*searched, "--teacher-saw-rows", "no"]) == 0
+
+
+@pytest.mark.parametrize(("leaves", "want"), [(8, 10_000), (2_000, 20_000)])
+def test_generated_rows_are_sized_by_capacity_with_a_floor(leaves, want):
+    """Ten generated rows per leaf, never fewer than 10,000 (below that a small student's fit
+    to the teacher depends on where the few rows fall), then three times as many."""
+    from sklearn.tree import DecisionTreeRegressor
+
+    m, _ = model("lightgbm", "regression")
+    X, y, _ = data("regression", n=2000, seed=1)
+    s = distill(m, X, y, student=DecisionTreeRegressor(max_leaf_nodes=leaves, random_state=0),
+                random_state=0)  # fmt: skip
+    sizes = {c["n_synthetic"] for c in s.source["distill"]["candidates"] if c["n_synthetic"]}
+    assert min(sizes) == want and sizes <= {want, 3 * want}

@@ -15,8 +15,12 @@ the paired per-fold differences (the noise of the held-out rows):
    rows only; and the student trained on the labels alone;
 2. temperature 2 and 0.5 for classifiers (for regression and ranking it only rescales);
 3. generated rows by MUNGE, leaf-box sampling and jitter, sized by the student's capacity (about
-   ten rows per leaf or weight, at least as many as real rows), from the best setting so far and
-   from the best without labels mixed in; then three times that many rows when they pay;
+   ten rows per leaf or weight, at least as many as real rows and at least 10,000 within 20 per
+   real row: with fewer, a small student's fit to the teacher depends on where the few rows
+   fall; a 10x7 booster on 1,000 rows of bike_sharing gained -0.015 R^2 over plain training on
+   average over six draws with 1,000 generated rows, +0.013 with 10,000), from the best setting
+   so far and from the best without labels mixed in; then three times that many rows when they
+   pay;
 4. plain training on the labels is kept unless the distilled setting beats it the same way, and
    then again on another partition of the rows, of ten folds up to 20,000 rows (else another
    20% holdout), where its gain must be above 0 with 95% confidence by the corrected resampled
@@ -75,6 +79,7 @@ CONFIRM_FOLDS = 10  # folds of the second look at distilled vs plain training (u
 CONFIRM_CONFIDENCE = 0.95  # one-sided confidence that the second look's gain is above 0
 _AUGMENTS = ("munge", "leaf-box", "jitter")
 _MAX_SYNTHETIC = 200_000
+_MIN_SYNTHETIC = 10_000  # generated rows tried first, at least (at most 20 per real row)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -326,7 +331,8 @@ def choose_setting(
         chosen = best([replace(chosen, temperature=t) for t in (2.0, 0.5)], chosen)
     stages: list[Callable[[Setting], list[Setting]]] = []
     if fixed_ratio is None or fixed["augment"] is None:
-        r1 = float(np.clip(10 * capacity(student, teacher.n_outputs) / n, 1.0, 20.0))
+        rows = max(10 * capacity(student, teacher.n_outputs), _MIN_SYNTHETIC)
+        r1 = float(np.clip(rows / n, 1.0, 20.0))
         ratios = [fixed_ratio] if fixed_ratio is not None else [r1]
         augs = [fixed["augment"]] if fixed["augment"] else list(_AUGMENTS)
         stages.append(lambda s: [replace(s, augment=a, ratio=r) for a in augs for r in ratios])

@@ -43,7 +43,7 @@ from treeslim.runtime import KernelForest
 __all__ = ["distill", "distill_candidate"]
 
 _AUGMENT = ("munge", "leaf-box", "jitter", "swap", "none")
-_MIN_SEARCH = 30  # fewer real rows than this: nothing to hold out, the defaults are used
+_MIN_SEARCH = 30  # fewer real rows (queries) than this: too few to hold out, the defaults
 
 
 def _auto(value: Any) -> bool:
@@ -150,8 +150,12 @@ def distill(
     95% lower bound of the gain above 0 by the corrected resampled t-test (``confirmation`` in
     the report: mean ``gain``, its corrected standard error ``se``, ``lower_bound``,
     ``kept``): the pick flatters the winner, and three folds leave plain training a third of
-    the rows short. The winner is refitted on all rows. The chosen settings are reported in ``model.source["distill"]``:
-    ``loss``, ``alpha``, ``temperature``, ``augment``, ``n_synthetic``, ``student_params``
+    the rows short. The winner is refitted on all rows. With fewer than 30 rows (queries, for
+    ranking) held-out scores are noise, and the defaults are used (``searched`` False): least
+    squares on the teacher's targets alone, ``T=1``, ten MUNGE rows per real row (at most
+    200,000; on 1,000 rows of a ranking set, 6 to 9 queries, they beat plain training by 0.045
+    NDCG@10 on average over six draws for a 10x7 booster, the search's picks by 0.031-0.036).
+    The chosen settings are reported in ``model.source["distill"]``: ``loss``, ``alpha``, ``temperature``, ``augment``, ``n_synthetic``, ``student_params``
     (parameters changed), ``searched``, ``selection``
     ("crossfit", "holdout" or "none"), ``teacher_refits``, ``teacher_rows`` (about how many rows
     the teacher was trained on, from its root statistics; None if unknown), ``metric`` and
@@ -293,7 +297,8 @@ def distill(
     qn = None if qid is None else check_qid(qid.compute() if is_dask(qid) else qid, n)  # type: ignore[union-attr]
     if forest.task == "ranking" and qn is None:
         raise ValueError("Distilling a ranking teacher needs qid (the query of each row).")
-    searched = n >= _MIN_SEARCH and any(v is None for v in fixed.values())
+    units = n if qn is None else len(np.unique(qn))
+    searched = units >= _MIN_SEARCH and any(v is None for v in fixed.values())
     table: list[dict[str, Any]] = []
     rows_seen = teacher_rows(forest)
     info: dict[str, Any] = {"selection": "none", "teacher_refits": 0, "confirmation": None}
