@@ -143,19 +143,17 @@ def distill(
     generated rows (MUNGE, leaf-box, jitter; sized by the student's capacity), then, for a
     boosting estimator left at its library's defaults, another learning rate and half the
     rounds; a step is taken only when it raises the held-out metric by more than 0.001 and the
-    standard error of the per-fold differences. When the teacher was trained on many more rows
-    than ``X`` holds, its targets carry what the rows lack, and a distilled winner replaces
-    plain training whenever its held-out mean is higher by 0.001. Otherwise it must beat plain
-    training by that margin and again on a second partition of ten folds, with a one-sided
-    95% lower bound of the gain above 0 by the corrected resampled t-test (``confirmation`` in
-    the report: mean ``gain``, its corrected standard error ``se``, ``lower_bound``,
-    ``kept``): the pick flatters the winner, and three folds leave plain training a third of
-    the rows short. The winner is refitted on all rows. With fewer than 30 rows (queries, for
-    ranking) held-out scores are noise, and the defaults are used (``searched`` False): least
-    squares on the teacher's targets alone, ``T=1``, ten MUNGE rows per real row (at most
-    200,000; on 1,000 rows of a ranking set, 6 to 9 queries, they beat plain training by 0.045
-    NDCG@10 on average over six draws for a 10x7 booster, the search's picks by 0.031-0.036).
-    The chosen settings are reported in ``model.source["distill"]``: ``loss``, ``alpha``, ``temperature``, ``augment``, ``n_synthetic``, ``student_params``
+    standard error of the per-fold differences. A teacher trained on many more rows than ``X``
+    holds knows what the rows lack: its distilled winner needs only the higher mean (by 0.001)
+    over plain training. Otherwise it must beat plain training by that margin and again on a
+    second partition of ten folds, with a one-sided 95% lower bound of the gain above 0 by the
+    corrected resampled t-test (``confirmation`` in the report: mean ``gain``, its corrected
+    standard error ``se``, ``lower_bound``, ``kept``): the pick flatters the winner, and three
+    folds leave plain training a third of the rows short. The winner is refitted on all rows. Below 30 rows (queries, for ranking)
+    held-out scores are noise and the defaults are used (``searched`` False): least squares on
+    the teacher's targets alone, ``T=1``, ten MUNGE rows per real row (at most 200,000; with 6
+    to 9 queries they beat plain training by 0.045 NDCG@10 over six draws for a 10x7 booster,
+    the search's picks by 0.031-0.036). The chosen settings are reported in ``model.source["distill"]``: ``loss``, ``alpha``, ``temperature``, ``augment``, ``n_synthetic``, ``student_params``
     (parameters changed), ``searched``, ``selection``
     ("crossfit", "holdout" or "none"), ``teacher_refits``, ``teacher_rows`` (about how many rows
     the teacher was trained on, from its root statistics; None if unknown), ``metric`` and
