@@ -134,3 +134,28 @@ def test_mlp_small_data_warns_and_strict_raises(digits):
     assert est.search_.certificate.certified and est.search_.certificate.loss_bound == 0.0
     with pytest.raises(treeslim.InsufficientDataError, match=r"max_loss=0\.01 cannot be certified"):
         compress(clf, X[:150], y[:150], max_loss=0.01, strict=True, verbose=0)
+
+
+def test_validation_data_judges_and_certifies_on_its_own_rows():
+    """X the teacher's training rows, validation_data rows it never saw: a share of the new rows
+    certifies and the rest judges (a certificate on the training rows would measure the loss
+    against a teacher that knows their labels); all of X fits."""
+    from treeslim.data import calibration_split
+    from treeslim.measure import evaluate
+    from treeslim.nn import search_mlp
+
+    X, y = load_digits(return_X_y=True)
+    X = X / 16.0
+    clf = fit(MLPClassifier(hidden_layer_sizes=(32,), max_iter=60, random_state=0), X[:1000],
+              y[:1000])  # fmt: skip
+    teacher = from_sklearn(clf)
+    Xn, yn = X[1000:], y[1000:]
+    res = search_mlp(teacher, X[:1000], y[:1000], validation_data=(Xn, yn), methods=["float", "int8"],
+                     max_loss=0.05, fine_tune_epochs=1, random_state=0, verbose=0)  # fmt: skip
+    _, judge, cert = calibration_split(len(Xn), None, certify=0.4, holdout_fraction=0.0,
+                                       random_state=0)  # fmt: skip
+    assert len(judge) + len(cert) == len(Xn) and res.certificate is not None
+    assert res.certificate.rows == len(cert) and res.certificate.certified
+    codes = np.searchsorted(teacher.classes, yn[judge])
+    want = evaluate("multiclass", codes, teacher.predict(Xn[judge]))["accuracy"]
+    assert res.baseline == pytest.approx(want)

@@ -101,8 +101,10 @@ def search_mlp(
     """Judge compressed candidates of ``teacher`` on held-out calibration rows, certify those
     within ``max_loss`` on rows set aside before (a share ``certify``), largest first; keep the
     smallest certified one. Parameters as :func:`compress`; with ``validation_data=(X_val,
-    y_val)`` candidates are judged on those rows (e.g. rows the teacher never saw) and all of
-    ``(X, y)`` but the certification rows feeds calibration and fine-tuning."""
+    y_val)`` (e.g. rows the teacher never saw, where ``X`` is its training data) the share
+    ``certify`` of those rows certifies, the rest judges, and all of ``(X, y)`` feeds
+    calibration and fine-tuning: a certificate on rows the teacher was trained on measures the
+    loss against a teacher that knows their labels."""
     methods = tuple(METHODS if methods is None else methods)
     unknown = sorted(set(methods) - set(METHODS))
     if unknown:
@@ -120,17 +122,21 @@ def search_mlp(
     metric = metric or default_metric(teacher.task)
     if metric not in HIGHER_IS_BETTER:
         raise ValueError(f"Unknown metric {metric!r}; choose from {sorted(HIGHER_IS_BETTER)}.")
-    fit_idx, val_idx, cert_idx = calibration_split(len(Xa), None, certify=certify,
-                                                   holdout_fraction=validation_fraction,
-                                                   random_state=random_state)  # fmt: skip
-    Xc, yc = Xa[cert_idx], label_codes(teacher, ya[cert_idx])
-    if validation_data is not None:  # judged on those rows; all the others fit
-        fit_idx = np.union1d(fit_idx, val_idx)
-        Xv = np.asarray(validation_data[0], dtype=np.float64)
-        yv = label_codes(teacher, validation_data[1])
+    if validation_data is not None:  # judged and certified on those rows; all of X fits
+        Xn = np.asarray(validation_data[0], dtype=np.float64)
+        yn = np.asarray(validation_data[1])
+        _, val_idx, cert_idx = calibration_split(len(Xn), None, certify=certify,
+                                                 holdout_fraction=0.0,
+                                                 random_state=random_state)  # fmt: skip
+        Xf, yf = Xa, ya
     else:
-        Xv, yv = Xa[val_idx], label_codes(teacher, ya[val_idx])
-    Xf, yf = Xa[fit_idx], ya[fit_idx]
+        Xn, yn = Xa, ya
+        fit_idx, val_idx, cert_idx = calibration_split(len(Xa), None, certify=certify,
+                                                       holdout_fraction=validation_fraction,
+                                                       random_state=random_state)  # fmt: skip
+        Xf, yf = Xa[fit_idx], ya[fit_idx]
+    Xc, yc = Xn[cert_idx], label_codes(teacher, yn[cert_idx])
+    Xv, yv = Xn[val_idx], label_codes(teacher, yn[val_idx])
     sign = 1.0 if HIGHER_IS_BETTER[metric] else -1.0
 
     def score(m: MLP) -> float:
@@ -143,7 +149,7 @@ def search_mlp(
     result.certificate = exact_certificate(metric, max_loss, confidence, yc, None)
     floor = smallest_budget(metric, yc, None, confidence)
     if 0 < max_loss < floor:
-        message = cannot_certify_message(max_loss, metric, confidence, len(Xa), yc, None,
+        message = cannot_certify_message(max_loss, metric, confidence, len(Xn), yc, None,
                                          "the original network")  # fmt: skip
         if strict:
             raise InsufficientDataError(message)
