@@ -149,15 +149,15 @@ def distill(
     second partition of ten folds, with a one-sided 95% lower bound of the gain above 0 by the
     corrected resampled t-test (``confirmation`` in the report: mean ``gain``, its corrected
     standard error ``se``, ``lower_bound``, ``kept``): the pick flatters the winner, and three
-    folds leave plain training a third of the rows short. The winner is refitted on all rows. Below 30 rows (queries, for ranking)
-    held-out scores are noise and the defaults are used (``searched`` False): least squares on
-    the teacher's targets alone, ``T=1``, ten MUNGE rows per real row (at most 200,000; with 6
-    to 9 queries they beat plain training by 0.045 NDCG@10 over six draws for a 10x7 booster,
-    the search's picks by 0.031-0.036). The chosen settings are reported in ``model.source["distill"]``: ``loss``, ``alpha``, ``temperature``, ``augment``, ``n_synthetic``, ``student_params``
-    (parameters changed), ``searched``, ``selection``
-    ("crossfit", "holdout" or "none"), ``teacher_refits``, ``teacher_rows`` (about how many rows
-    the teacher was trained on, from its root statistics; None if unknown), ``metric`` and
-    ``candidates`` (every setting measured, with its held-out ``score``).
+    folds leave plain training a third of the rows short. The winner is refitted on all rows.
+    Below 30 rows (queries, for ranking) held-out scores are noise and the defaults are used
+    (``searched`` False): least squares on the teacher's targets alone, ``T=1``, ten MUNGE rows
+    per real row (at most 200,000), which beat the search's picks on 6 to 9 queries. The chosen
+    settings are reported in ``model.source["distill"]``: ``loss``, ``alpha``, ``temperature``,
+    ``augment``, ``n_synthetic``, ``student_params`` (parameters changed), ``searched``,
+    ``selection`` ("crossfit", "holdout" or "none"), ``teacher_refits``, ``teacher_rows`` (about
+    how many rows the teacher was trained on, from its root statistics; None if unknown),
+    ``metric`` and ``candidates`` (every setting measured, with its held-out ``score``).
 
     **Held-out rows the teacher was trained on flatter distillation**: the teacher's targets on
     them carry their labels, so a student that copies it scores better there than on new rows.

@@ -3,11 +3,13 @@
 The calibration rows are split as the tree search splits them
 (:func:`treeslim.data.calibration_split`): passes and fine-tuning see one part, every candidate
 is judged on another (held out), and a third, never seen while proposing, certifies the
-proposals in a fixed sequence, largest ``.tslim`` first (:func:`treeslim.measure.certify_in_sequence`);
-the smallest certified one wins, else the original. Candidates, cheapest first: float32 / fp16 casts, int8 post-training quantization (weights
-only, then int8 activations), magnitude pruning at growing sparsity with fine-tuning toward the
-original and the labels (each also quantized to int8, with quantization-aware fine-tuning when the
-post-training int8 loses too much), neuron pruning and low-rank factorisation with fine-tuning.
+proposals in a fixed sequence, largest ``.tslim`` first
+(:func:`treeslim.measure.certify_in_sequence`); the smallest certified one wins, else the
+original. Candidates, cheapest first: float32 / fp16 casts, int8 post-training quantization
+(weights only, then int8 activations), magnitude pruning at growing sparsity with fine-tuning
+toward the original and the labels (each also quantized to int8, with quantization-aware
+fine-tuning when the post-training int8 loses too much), neuron pruning and low-rank
+factorisation with fine-tuning.
 A sparsity / fraction / energy ladder stops at its first rung over budget.
 """
 
